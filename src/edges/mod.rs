@@ -1,0 +1,1 @@
+//! Promotion edges (work in progress).

@@ -1,0 +1,1 @@
+//! The promotion pipeline (work in progress).

@@ -1,0 +1,243 @@
+//! Registry access: one trait, two kinds of backend.
+//!
+//! Like go-containerregistry, everything above this module sees a registry only through
+//! [`Registry`]: remote OCI distribution registries ([`remote`]) and OCI image-layout
+//! directories ([`oci_layout`]) are interchangeable. Repository names passed to the trait
+//! are full paths inside the registry host (`k8s-artifacts-prod/images/kubernetes/pause`),
+//! already including any path prefix from a manifest's registry name.
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::digest::Digest;
+
+pub mod media;
+pub mod oci_layout;
+pub mod reference;
+pub mod remote;
+
+/// Which manifest to address: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ManifestRef {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRef::Tag(t) => write!(f, ":{t}"),
+            ManifestRef::Digest(d) => write!(f, "@{d}"),
+        }
+    }
+}
+
+/// What a manifest HEAD (or an index entry) tells: enough to decide whether to copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A manifest exactly as stored: never re-serialise these, or the digest changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub media_type: String,
+    pub bytes: Bytes,
+    /// Always `Digest::of(&bytes)`; backends verify it on the way in and out.
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    pub fn new(media_type: impl Into<String>, bytes: Bytes) -> Self {
+        let digest = Digest::of(&bytes);
+        Self {
+            media_type: media_type.into(),
+            bytes,
+            digest,
+        }
+    }
+
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            digest: self.digest,
+            media_type: self.media_type.clone(),
+            size: self.bytes.len() as u64,
+        }
+    }
+}
+
+/// The result of listing a repository's tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagList {
+    pub tags: Vec<String>,
+    /// Filled when the registry answered with Google's extended tags list
+    /// (gcr.io, Artifact Registry): digest -> tags and media type, without HEADs.
+    pub google_manifests: Option<Vec<GoogleManifestInfo>>,
+    /// Sub-repositories named by Google's extension (`child`).
+    pub children: Vec<String>,
+}
+
+/// One entry of Google's extended tags-list `manifest` map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleManifestInfo {
+    pub digest: Digest,
+    pub media_type: String,
+    pub tags: Vec<String>,
+}
+
+/// A blob body as a stream of chunks. Streams returned by [`Registry::get_blob`] verify
+/// the digest as they go and end with an error (never a clean end) on a mismatch.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
+
+/// The outcome of a cross-repository mount attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountOutcome {
+    /// The registry linked the blob; nothing to upload.
+    Mounted,
+    /// The registry refused (HTTP 202 or no mount support); upload the bytes instead.
+    NotMounted,
+}
+
+/// The one interface between kpromo's pipeline and any registry.
+///
+/// Not-found is `Ok(None)`/`Ok(false)`, never an error: planning treats a missing
+/// repository as empty. Every method is already rate-limited and retried by the
+/// backend, so callers just call.
+#[async_trait]
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// The registry's display name for logs and errors (`127.0.0.1:5000`, `oci:/path`).
+    fn name(&self) -> &str;
+
+    /// Tags of `repo`, following pagination. `None` when the repository does not exist.
+    async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error>;
+
+    /// Every repository in the registry (the catalog API), following pagination.
+    async fn catalog(&self) -> Result<Vec<String>, Error>;
+
+    /// HEAD a manifest: digest, media type and size, or `None` if absent.
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<Descriptor>, Error>;
+
+    /// GET a manifest's exact bytes, digest-verified (against the reference when it is a
+    /// digest, and against the registry's `Docker-Content-Digest`).
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+    ) -> Result<Option<RawManifest>, Error>;
+
+    /// PUT a manifest's exact bytes under a tag or its own digest. Everything it
+    /// references must already exist in `repo`.
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &ManifestRef,
+        manifest: &RawManifest,
+    ) -> Result<(), Error>;
+
+    /// Whether `repo` has the blob (HEAD). Returns its size when present.
+    async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error>;
+
+    /// Stream a blob, verifying its digest while streaming.
+    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error>;
+
+    /// Upload a blob from a stream of `size` bytes; the registry must end up with
+    /// exactly `digest` or the call fails. Whole layers are never buffered in memory.
+    async fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        body: BlobStream,
+    ) -> Result<(), Error>;
+
+    /// Ask the registry to link a blob that already lives in `from_repo` of the same
+    /// registry into `repo`.
+    async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<MountOutcome, Error>;
+
+    /// Request counters for summaries and benchmarks.
+    fn stats(&self) -> RegistryStats;
+}
+
+/// Per-registry counters exposed for the summary and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RegistryStats {
+    /// Requests by "METHOD STATUS", e.g. "GET 200", "PUT 201", "HEAD 404".
+    pub requests: std::collections::BTreeMap<String, u64>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub retries: u64,
+    pub paused_ms: u64,
+}
+
+/// Registry errors. The `Display` text always names the registry and the operation,
+/// and never contains credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{registry}: {operation}: authentication failed ({status}): {message}")]
+    Unauthorized {
+        registry: String,
+        operation: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{registry}: {operation}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        registry: String,
+        operation: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{registry}: {operation}: HTTP {status}: {message}")]
+    Status {
+        registry: String,
+        operation: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{registry}: {operation}: {message}")]
+    Transport {
+        registry: String,
+        operation: String,
+        message: String,
+    },
+    #[error("{registry}: {operation}: invalid response: {message}")]
+    Protocol {
+        registry: String,
+        operation: String,
+        message: String,
+    },
+    #[error("{registry}: {operation}: {source}")]
+    Io {
+        registry: String,
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid registry reference {reference:?}: {message}")]
+    InvalidReference { reference: String, message: String },
+}
+
+impl Error {
+    /// Whether retrying could help: 429, 5xx, timeouts, resets. Auth and not-found never.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            Error::Transport { .. } => true,
+            _ => false,
+        }
+    }
+}

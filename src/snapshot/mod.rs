@@ -1,0 +1,1 @@
+//! Inventory snapshots and their writers (work in progress).
