@@ -48,11 +48,7 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidDigest(s.to_string());
         let hex_part = s.strip_prefix("sha256:").ok_or_else(invalid)?;
-        if hex_part.len() != 64
-            || !hex_part
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if hex_part.len() != 64 || !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid());
         }
         let mut out = [0u8; 32];
@@ -107,11 +103,7 @@ mod tests {
             "a".repeat(64),
             format!("sha512:{}", "a".repeat(64)),
         ] {
-            assert_eq!(
-                bad.parse::<Digest>(),
-                Err(InvalidDigest(bad.clone())),
-                "{bad}"
-            );
+            assert_eq!(bad.parse::<Digest>(), Err(InvalidDigest(bad.clone())), "{bad}");
         }
     }
 

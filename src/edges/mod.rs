@@ -118,10 +118,7 @@ impl EdgeSet {
                 continue;
             };
             let src_id = interner.intern(&src.name);
-            let dsts: Vec<NameId> = manifest
-                .destinations()
-                .map(|d| interner.intern(&d.name))
-                .collect();
+            let dsts: Vec<NameId> = manifest.destinations().map(|d| interner.intern(&d.name)).collect();
             for image in &manifest.images {
                 let image_id = interner.intern(&image.name);
                 for entry in &image.dmap {
@@ -131,11 +128,7 @@ impl EdgeSet {
                     let tags: Vec<Option<NameId>> = if entry.tags.is_empty() {
                         vec![None]
                     } else {
-                        entry
-                            .tags
-                            .iter()
-                            .map(|t| Some(interner.intern(t)))
-                            .collect()
+                        entry.tags.iter().map(|t| Some(interner.intern(t))).collect()
                     };
                     for &dst in &dsts {
                         for &tag in &tags {
@@ -211,8 +204,7 @@ impl EdgeSet {
                     j += 1;
                 }
                 if j - i > 1 {
-                    let mut paths: Vec<Arc<PathBuf>> =
-                        group[i..j].iter().map(|(_, o)| path_of(*o)).collect();
+                    let mut paths: Vec<Arc<PathBuf>> = group[i..j].iter().map(|(_, o)| path_of(*o)).collect();
                     paths.dedup();
                     self.redundant.push(Redundant {
                         destination: self.destination(&edge),
@@ -271,11 +263,7 @@ impl EdgeSet {
     /// `dst-registry/image:tag`, or `dst-registry/image@digest` for tagless edges.
     pub fn destination(&self, edge: &Edge) -> String {
         match self.tag(edge) {
-            Some(tag) => format!(
-                "{}/{}:{tag}",
-                self.name(edge.dst_registry),
-                self.name(edge.image)
-            ),
+            Some(tag) => format!("{}/{}:{tag}", self.name(edge.dst_registry), self.name(edge.image)),
             None => format!(
                 "{}/{}@{}",
                 self.name(edge.dst_registry),
@@ -307,12 +295,7 @@ mod tests {
         }
     }
 
-    fn manifest(
-        path: &str,
-        src: &str,
-        dsts: &[&str],
-        images: &[(&str, &[(char, &[&str])])],
-    ) -> Manifest {
+    fn manifest(path: &str, src: &str, dsts: &[&str], images: &[(&str, &[(char, &[&str])])]) -> Manifest {
         let mut registries = vec![reg(src, true)];
         registries.extend(dsts.iter().map(|d| reg(d, false)));
         let images = images
@@ -360,21 +343,12 @@ mod tests {
                 "us.gcr.io/prod/foo:latest"
             ]
         );
-        assert!(
-            set.edges()
-                .iter()
-                .all(|e| set.name(e.src_registry) == "gcr.io/stage")
-        );
+        assert!(set.edges().iter().all(|e| set.name(e.src_registry) == "gcr.io/stage"));
     }
 
     #[test]
     fn tagless_entry_gives_one_edge_per_destination() {
-        let m = manifest(
-            "a.yaml",
-            "gcr.io/stage",
-            &["us.gcr.io/prod"],
-            &[("foo", &[('a', &[])])],
-        );
+        let m = manifest("a.yaml", "gcr.io/stage", &["us.gcr.io/prod"], &[("foo", &[('a', &[])])]);
         let set = EdgeSet::from_manifests(&[m]);
         assert_eq!(set.len(), 1);
         assert_eq!(set.tag(&set.edges()[0]), None);

@@ -120,28 +120,15 @@ pub trait Registry: Send + Sync + fmt::Debug {
     async fn catalog(&self) -> Result<Vec<String>, Error>;
 
     /// HEAD a manifest: digest, media type and size, or `None` if absent.
-    async fn head_manifest(
-        &self,
-        repo: &str,
-        reference: &ManifestRef,
-    ) -> Result<Option<Descriptor>, Error>;
+    async fn head_manifest(&self, repo: &str, reference: &ManifestRef) -> Result<Option<Descriptor>, Error>;
 
     /// GET a manifest's exact bytes, digest-verified (against the reference when it is a
     /// digest, and against the registry's `Docker-Content-Digest`).
-    async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &ManifestRef,
-    ) -> Result<Option<RawManifest>, Error>;
+    async fn get_manifest(&self, repo: &str, reference: &ManifestRef) -> Result<Option<RawManifest>, Error>;
 
     /// PUT a manifest's exact bytes under a tag or its own digest. Everything it
     /// references must already exist in `repo`.
-    async fn put_manifest(
-        &self,
-        repo: &str,
-        reference: &ManifestRef,
-        manifest: &RawManifest,
-    ) -> Result<(), Error>;
+    async fn put_manifest(&self, repo: &str, reference: &ManifestRef, manifest: &RawManifest) -> Result<(), Error>;
 
     /// Whether `repo` has the blob (HEAD). Returns its size when present.
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error>;
@@ -151,22 +138,11 @@ pub trait Registry: Send + Sync + fmt::Debug {
 
     /// Upload a blob from a stream of `size` bytes; the registry must end up with
     /// exactly `digest` or the call fails. Whole layers are never buffered in memory.
-    async fn put_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        body: BlobStream,
-    ) -> Result<(), Error>;
+    async fn put_blob(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error>;
 
     /// Ask the registry to link a blob that already lives in `from_repo` of the same
     /// registry into `repo`.
-    async fn mount_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from_repo: &str,
-    ) -> Result<MountOutcome, Error>;
+    async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<MountOutcome, Error>;
 
     /// Request counters for summaries and benchmarks.
     fn stats(&self) -> RegistryStats;
