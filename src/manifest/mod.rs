@@ -3,6 +3,33 @@
 //!
 //! Loading never touches the network; everything here is usable from
 //! `kpromo manifest validate` in a CI check.
+pub mod check;
+pub mod load;
+pub mod problem;
 pub mod schema;
 
+use std::path::PathBuf;
+
+pub use problem::Problem;
 pub use schema::{DigestEntry, Image, Manifest, Position, RegistryContext};
+
+/// Where the manifests come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// `--manifest FILE`: one plain manifest.
+    Plain(PathBuf),
+    /// `--thin-manifest-dir DIR`.
+    ThinDir(PathBuf),
+}
+
+/// Restricts promotion to digests touched in git (anchor §2.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffFilter {
+    /// `--use-prow-manifest-diff`: base from `JOB_TYPE` / `PULL_BASE_SHA`.
+    Prow {
+        job_type: Option<String>,
+        pull_base_sha: Option<String>,
+    },
+    /// `--manifest-diff-since SINCE` (git date syntax, e.g. "7 days").
+    Since(String),
+}

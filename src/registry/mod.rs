@@ -13,11 +13,90 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::digest::Digest;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 pub mod media;
 pub mod oci_layout;
 pub mod reference;
 pub mod remote;
+
+/// Transport settings for every registry a run touches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientOptions {
+    /// Requests per second allowed per registry host.
+    pub rate_limit: u32,
+    /// Requests that may be sent at once before the rate applies.
+    pub burst: u32,
+    /// Maximum requests in flight per registry host.
+    pub max_concurrency: usize,
+    /// Extra PEM CA bundle trusted for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Hosts reached over plain HTTP (loopback hosts always are).
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            rate_limit: 50,
+            burst: 16,
+            max_concurrency: 32,
+            ca_file: None,
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// A manifest registry name resolved to a backend: `host[:port]/prefix` (remote) or
+/// `oci:PATH` / `oci-layout://PATH` (OCI layout directory). Image names are appended to
+/// `prefix` to get repository paths.
+#[derive(Debug, Clone)]
+pub struct RepoRoot {
+    pub registry: Arc<dyn Registry>,
+    /// Path prefix inside the registry, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl RepoRoot {
+    /// The repository path of `image` under this root.
+    pub fn repo(&self, image: &str) -> String {
+        if self.prefix.is_empty() {
+            image.to_string()
+        } else {
+            format!("{}/{image}", self.prefix)
+        }
+    }
+}
+
+/// Opens registries by manifest name, sharing one backend (one connection pool, one
+/// rate-limit gate) per registry host or layout directory.
+/// CONTRACT PLACEHOLDER: the registry-client helper implements this; keep the API.
+#[derive(Debug)]
+pub struct Registries {
+    options: ClientOptions,
+}
+
+impl Registries {
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
+        Ok(Self { options })
+    }
+
+    /// Resolves a manifest registry name such as
+    /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
+    pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
+        let _ = &self.options;
+        Err(Error::InvalidReference {
+            reference: name.to_string(),
+            message: "not implemented yet".into(),
+        })
+    }
+
+    /// Counters of every backend opened so far, by registry name.
+    pub fn stats(&self) -> Vec<(String, RegistryStats)> {
+        Vec::new()
+    }
+}
 
 /// Which manifest to address: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
