@@ -295,7 +295,10 @@ mod tests {
         }
     }
 
-    fn manifest(path: &str, src: &str, dsts: &[&str], images: &[(&str, &[(char, &[&str])])]) -> Manifest {
+    /// (image name, [(digest fill character, tags)])
+    type ImageSpec<'a> = (&'a str, &'a [(char, &'a [&'a str])]);
+
+    fn manifest(path: &str, src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
         let mut registries = vec![reg(src, true)];
         registries.extend(dsts.iter().map(|d| reg(d, false)));
         let images = images
