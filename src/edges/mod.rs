@@ -458,4 +458,189 @@ mod tests {
         m.images[0].dmap[0].digest.pop();
         assert!(EdgeSet::from_manifests(&[m]).is_empty());
     }
+
+    #[test]
+    fn same_source_in_two_manifests_is_redundant_too() {
+        // Identical edges (same source) from two files: kept once and noted.
+        let a = manifest(
+            "a.yaml",
+            "gcr.io/s",
+            &["us.gcr.io/prod"],
+            &[("foo", &[('a', &["1.0"])])],
+        );
+        let b = manifest(
+            "b.yaml",
+            "gcr.io/s",
+            &["us.gcr.io/prod"],
+            &[("foo", &[('a', &["1.0"])])],
+        );
+        let set = EdgeSet::from_manifests(&[b, a]);
+        assert_eq!(set.len(), 1);
+        let paths: Vec<String> = set.redundant()[0]
+            .manifests
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(paths, ["a.yaml", "b.yaml"], "path order, not input order");
+    }
+
+    #[test]
+    fn a_registry_listed_twice_in_one_manifest_is_not_redundant() {
+        let m = manifest(
+            "a.yaml",
+            "gcr.io/s",
+            &["us.gcr.io/prod", "us.gcr.io/prod"],
+            &[("foo", &[('a', &["1.0", "1.0"])])],
+        );
+        let set = EdgeSet::from_manifests(&[m]);
+        assert_eq!(set.len(), 1);
+        assert!(set.redundant().is_empty());
+    }
+
+    mod properties {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const SRCS: [&str; 3] = ["gcr.io/a", "gcr.io/b", "gcr.io/c"];
+        const DSTS: [&str; 4] = ["us.gcr.io/p", "eu.gcr.io/p", "us.gcr.io/p/x", "asia.gcr.io/p"];
+        const IMAGES: [&str; 3] = ["foo", "bar", "foo/baz"];
+        const TAGS: [&str; 4] = ["1.0", "1.10", "latest", "v2"];
+        const DIGESTS: [char; 4] = ['a', 'b', 'c', '0'];
+
+        /// (src, destinations, [(image, [(digest, tags)])])
+        type Spec = (usize, Vec<usize>, Vec<(usize, Vec<(usize, Vec<usize>)>)>);
+
+        fn spec() -> impl Strategy<Value = Spec> {
+            (
+                0..SRCS.len(),
+                prop::collection::vec(0..DSTS.len(), 0..4),
+                prop::collection::vec(
+                    (
+                        0..IMAGES.len(),
+                        prop::collection::vec((0..DIGESTS.len(), prop::collection::vec(0..TAGS.len(), 0..3)), 0..4),
+                    ),
+                    0..3,
+                ),
+            )
+        }
+
+        fn build(i: usize, (src, dsts, images): &Spec) -> Manifest {
+            let dst_names: Vec<&str> = dsts.iter().map(|&d| DSTS[d]).collect();
+            let mut m = manifest(&format!("m{i}.yaml"), SRCS[*src], &dst_names, &[]);
+            m.images = images
+                .iter()
+                .map(|(image, dmap)| Image {
+                    name: IMAGES[*image].to_string(),
+                    dmap: dmap
+                        .iter()
+                        .map(|(d, tags)| DigestEntry {
+                            digest: format!("sha256:{}", DIGESTS[*d].to_string().repeat(64)),
+                            tags: tags.iter().map(|&t| TAGS[t].to_string()).collect(),
+                            pos: Position::default(),
+                        })
+                        .collect(),
+                    pos: Position::default(),
+                })
+                .collect();
+            m
+        }
+
+        /// Everything observable about a set, as strings.
+        fn observe(set: &EdgeSet) -> (Vec<String>, Vec<(String, Vec<(String, String)>)>, Vec<String>) {
+            let edges = set
+                .edges()
+                .iter()
+                .map(|e| format!("{} <- {}", set.destination(e), set.src_reference(e)))
+                .collect();
+            let overlaps = set
+                .overlaps()
+                .iter()
+                .map(|o| {
+                    let sources = o
+                        .sources
+                        .iter()
+                        .map(|(s, p)| (s.clone(), p.display().to_string()))
+                        .collect();
+                    (o.destination.clone(), sources)
+                })
+                .collect();
+            let redundant = set
+                .redundant()
+                .iter()
+                .map(|r| format!("{} {} {:?}", r.destination, r.digest, r.manifests))
+                .collect();
+            (edges, overlaps, redundant)
+        }
+
+        proptest! {
+            #[test]
+            fn edges_are_sorted_without_duplicates(specs in prop::collection::vec(spec(), 0..5)) {
+                let manifests: Vec<Manifest> = specs.iter().enumerate().map(|(i, s)| build(i, s)).collect();
+                let set = EdgeSet::from_manifests(&manifests);
+                prop_assert!(set.edges().windows(2).all(|w| w[0] < w[1]));
+                // After merging, one edge per (destination, image, tag, digest).
+                let keys: BTreeSet<_> = set.edges().iter().map(|e| (e.dst_registry, e.image, e.tag, e.digest)).collect();
+                prop_assert_eq!(keys.len(), set.len());
+                // Names are in string order, so id order is string order.
+                let names: Vec<&str> = (0..set.names.len() as NameId).map(|i| set.name(i)).collect();
+                prop_assert!(names.windows(2).all(|w| w[0] < w[1]));
+            }
+
+            #[test]
+            fn result_does_not_depend_on_manifest_order(
+                specs in prop::collection::vec(spec(), 0..5),
+                rotate in 0usize..5,
+            ) {
+                let manifests: Vec<Manifest> = specs.iter().enumerate().map(|(i, s)| build(i, s)).collect();
+                let want = observe(&EdgeSet::from_manifests(&manifests));
+                let mut reversed = manifests.clone();
+                reversed.reverse();
+                prop_assert_eq!(observe(&EdgeSet::from_manifests(&reversed)), want.clone());
+                let mut rotated = manifests;
+                if !rotated.is_empty() {
+                    let n = rotate % rotated.len();
+                    rotated.rotate_left(n);
+                }
+                prop_assert_eq!(observe(&EdgeSet::from_manifests(&rotated)), want);
+            }
+
+            #[test]
+            fn overlaps_are_exactly_tagged_destinations_with_several_digests(
+                specs in prop::collection::vec(spec(), 0..5),
+            ) {
+                let manifests: Vec<Manifest> = specs.iter().enumerate().map(|(i, s)| build(i, s)).collect();
+                // Independent model: destination "reg/image:tag" -> digests.
+                let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for m in &manifests {
+                    for dst in m.destinations() {
+                        for image in &m.images {
+                            for entry in &image.dmap {
+                                for tag in &entry.tags {
+                                    wanted
+                                        .entry(format!("{}/{}:{tag}", dst.name, image.name))
+                                        .or_default()
+                                        .insert(entry.digest.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                let expected: Vec<String> = wanted.into_iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k).collect();
+                let set = EdgeSet::from_manifests(&manifests);
+                let mut got: Vec<String> = set.overlaps().iter().map(|o| o.destination.clone()).collect();
+                got.sort();
+                prop_assert_eq!(got, expected);
+                for o in set.overlaps() {
+                    prop_assert_eq!(o.sources.len(), o.origins.len());
+                    for ((src, path), (edge, index)) in o.sources.iter().zip(&o.origins) {
+                        prop_assert_eq!(src, &set.src_reference(edge));
+                        prop_assert_eq!(path, &manifests[*index].path);
+                    }
+                }
+            }
+        }
+    }
 }
