@@ -548,8 +548,11 @@ mod tests {
             m
         }
 
-        /// Everything observable about a set, as strings.
-        fn observe(set: &EdgeSet) -> (Vec<String>, Vec<(String, Vec<(String, String)>)>, Vec<String>) {
+        /// (edges, overlaps with their sources, redundancies), as strings.
+        type Observed = (Vec<String>, Vec<(String, Vec<(String, String)>)>, Vec<String>);
+
+        /// Everything observable about a set.
+        fn observe(set: &EdgeSet) -> Observed {
             let edges = set
                 .edges()
                 .iter()
