@@ -104,8 +104,13 @@ fn summary() {
 }
 
 fn main() {
-    summary();
-    if std::env::args().any(|a| a == "--summary") {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs this without `--bench`: criterion then only
+    // smoke-tests each function once, and the one-shot figures would be meaningless.
+    if args.iter().any(|a| a == "--bench" || a == "--summary") {
+        summary();
+    }
+    if args.iter().any(|a| a == "--summary") {
         return;
     }
     let mut c = Criterion::default().sample_size(10).configure_from_args();
