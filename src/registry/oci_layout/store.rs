@@ -79,10 +79,20 @@ pub fn count(stats: &Stats, request: &str, read: u64, written: u64) {
 /// a partial one: temp file in the same directory, fsync, rename, fsync directory.
 pub fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent(target)?;
-    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+    let mut tmp = temp_file(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     persist(tmp, target)
+}
+
+/// A temp file that becomes a world-readable layout file once renamed (tempfile's
+/// default 0600 would hide blobs from other users and from servers of the directory).
+fn temp_file(dir: &Path) -> io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir)
 }
 
 fn parent(path: &Path) -> io::Result<&Path> {
@@ -146,9 +156,7 @@ pub async fn upload(
     stats: &Stats,
 ) -> Result<(), Error> {
     let dir = parent(&target).map_err(|e| op.io(e))?.to_path_buf();
-    let tmp = op
-        .blocking(move || tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir))
-        .await?;
+    let tmp = op.blocking(move || temp_file(&dir)).await?;
     let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(|e| op.io(e))?);
     let mut hasher = DigestWriter::new();
     let mut written = 0u64;
