@@ -120,7 +120,8 @@ impl OciLayout {
     /// Creates the repository's layout on first write. `oci-layout` is written last:
     /// its presence means the layout is complete.
     async fn ensure_layout(&self, op: &Op, repo: &str, dir: &Path) -> Result<(), Error> {
-        if dir.join(OCI_LAYOUT_FILE).is_file() {
+        let marker = dir.join(OCI_LAYOUT_FILE);
+        if store::file_size(&marker).await.map_err(|e| op.io(e))?.is_some() {
             return Ok(());
         }
         let lock = self.lock(repo);
