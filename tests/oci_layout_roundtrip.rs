@@ -3,6 +3,7 @@
 mod oci_layout_support;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use kpromo::digest::Digest;
 use kpromo::registry::oci_layout::{self, OciLayout};
 use kpromo::registry::{Error, ManifestRef, MountOutcome, RawManifest, Registry};
@@ -318,4 +319,58 @@ async fn open_refuses_a_file() {
     let err = oci_layout::open(&file).unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
     assert!(oci_layout::open(std::path::Path::new("")).is_err());
+}
+
+#[tokio::test]
+async fn a_cancelled_upload_leaves_nothing() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new(vec![7u8; 10_000]);
+    // A source that sends a first chunk and then stalls, like a dead connection.
+    let stalled: kpromo::registry::BlobStream = Box::pin(
+        futures_util::stream::iter(vec![Ok(blob.bytes.slice(..5_000))]).chain(futures_util::stream::pending()),
+    );
+    let upload = reg.put_blob("app", &blob.digest, 10_000, stalled);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), upload)
+            .await
+            .is_err()
+    );
+    assert_eq!(files(&reg.root().join("app")), ["index.json", "oci-layout"]);
+}
+
+#[tokio::test]
+async fn docker_media_types_are_stored_and_served_unchanged() {
+    const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let (_dir, reg) = layout();
+    let config = Blob::new(&br#"{"architecture":"amd64","os":"linux"}"#[..]);
+    let layer = tar_layer("f", b"docker");
+    put(&reg, "app", &config).await;
+    put(&reg, "app", &layer).await;
+    let child = RawManifest::new(
+        DOCKER_V2,
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","size":{},"digest":"{}"}}]}}"#,
+            config.bytes.len(),
+            config.digest,
+            layer.bytes.len(),
+            layer.digest
+        )),
+    );
+    let list = RawManifest::new(
+        DOCKER_LIST,
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[{{"mediaType":"{DOCKER_V2}","size":{},"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            child.bytes.len(),
+            child.digest
+        )),
+    );
+    push_manifest(&reg, "app", &child, &[]).await;
+    push_manifest(&reg, "app", &list, &["v1"]).await;
+    assert_eq!(reg.get_manifest("app", &tag("v1")).await.unwrap(), Some(list.clone()));
+    let got = reg
+        .get_manifest("app", &ManifestRef::Digest(child.digest))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(child));
 }
