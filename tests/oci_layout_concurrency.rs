@@ -1,4 +1,4 @@
-//! Many concurrent writers into one repository of one layout: every upload lands,
+//! Many concurrent writers (through two backends) into one repository of one layout: every upload lands,
 //! `index.json` stays valid and complete, and no temp file is left behind.
 mod oci_layout_support;
 
@@ -13,6 +13,9 @@ async fn concurrent_pushes_keep_index_json_complete() {
     const IMAGES: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let reg = Arc::new(oci_layout::open(&dir.path().join("reg")).unwrap());
+    // A second backend on the same directory (as two spellings of one registry name in
+    // a manifest would open) shares the index lock.
+    let twin = Arc::new(oci_layout::open(&dir.path().join("./reg")).unwrap());
     // One shared layer every task uploads at the same time (same-blob races), plus one
     // layer of its own per image.
     let shared = tar_layer("shared", b"shared base");
@@ -29,7 +32,8 @@ async fn concurrent_pushes_keep_index_json_complete() {
         .iter()
         .enumerate()
         .map(|(i, img)| {
-            let (reg, img) = (reg.clone(), img.clone());
+            let reg = if i % 2 == 0 { reg.clone() } else { twin.clone() };
+            let img = img.clone();
             tokio::spawn(async move {
                 push_image(reg.as_ref(), "team/app", &img, &[&format!("t{i}"), &format!("u{i}")]).await;
             })

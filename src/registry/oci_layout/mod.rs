@@ -21,7 +21,7 @@ mod store;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -47,9 +47,13 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub struct OciLayout {
     name: String,
     root: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     stats: Stats,
 }
+
+/// One `index.json` lock per repository directory for the whole process, not per
+/// [`OciLayout`]: two names for one directory (`oci:./m`, `oci-layout://m`) open two
+/// backends that must still not interleave their index updates.
+static INDEX_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
 
 /// Opens the layout directory at `path`. Nothing is created until the first write, and
 /// a missing directory reads as an empty registry. A relative path is resolved against
@@ -69,7 +73,6 @@ pub fn open(path: &Path) -> Result<OciLayout, Error> {
     Ok(OciLayout {
         name: format!("oci:{}", path.display()),
         root,
-        locks: Mutex::default(),
         stats: Stats::default(),
     })
 }
@@ -101,9 +104,9 @@ impl OciLayout {
         dir.join("blobs").join("sha256").join(digest.hex())
     }
 
-    fn lock(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(repo.to_string()).or_default().clone()
+    fn lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(dir.to_path_buf()).or_default().clone()
     }
 
     /// Reads `index.json`; `None` when the repository has none (not a repository).
@@ -119,12 +122,12 @@ impl OciLayout {
 
     /// Creates the repository's layout on first write. `oci-layout` is written last:
     /// its presence means the layout is complete.
-    async fn ensure_layout(&self, op: &Op, repo: &str, dir: &Path) -> Result<(), Error> {
+    async fn ensure_layout(&self, op: &Op, dir: &Path) -> Result<(), Error> {
         let marker = dir.join(OCI_LAYOUT_FILE);
         if store::file_size(&marker).await.map_err(|e| op.io(e))?.is_some() {
             return Ok(());
         }
-        let lock = self.lock(repo);
+        let lock = Self::lock(dir);
         let _guard = lock.lock().await;
         let dir = dir.to_path_buf();
         op.blocking(move || {
@@ -147,14 +150,8 @@ impl OciLayout {
 
     /// Applies `change` to `index.json` under the repository lock and writes it back
     /// atomically when it changed.
-    async fn update_index(
-        &self,
-        op: &Op,
-        repo: &str,
-        dir: &Path,
-        change: impl FnOnce(&mut Index) -> bool,
-    ) -> Result<(), Error> {
-        let lock = self.lock(repo);
+    async fn update_index(&self, op: &Op, dir: &Path, change: impl FnOnce(&mut Index) -> bool) -> Result<(), Error> {
+        let lock = Self::lock(dir);
         let _guard = lock.lock().await;
         let mut index = self.read_index(op, dir).await?.unwrap_or_default();
         if !change(&mut index) {
@@ -389,7 +386,7 @@ impl Registry for OciLayout {
         if manifest.bytes.len() as u64 > MAX_MANIFEST {
             return Err(op.invalid(format!("manifest is larger than {MAX_MANIFEST} bytes")));
         }
-        self.ensure_layout(&op, repo, &dir).await?;
+        self.ensure_layout(&op, &dir).await?;
         self.check_references(&op, &dir, manifest).await?;
         let path = Self::blob_path(&dir, &actual);
         let bytes = manifest.bytes.clone();
@@ -400,7 +397,7 @@ impl Registry for OciLayout {
         })
         .await?;
         let descriptor = manifest.descriptor();
-        self.update_index(&op, repo, &dir, |index| match reference {
+        self.update_index(&op, &dir, |index| match reference {
             ManifestRef::Tag(tag) => index.set_tag(tag, &descriptor),
             ManifestRef::Digest(_) => index.add_untagged(&descriptor),
         })
@@ -430,7 +427,7 @@ impl Registry for OciLayout {
     async fn put_blob(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
         let op = self.op(format!("put blob {repo}@{digest}"));
         let dir = self.repo_dir(&op, repo)?;
-        self.ensure_layout(&op, repo, &dir).await?;
+        self.ensure_layout(&op, &dir).await?;
         store::upload(&op, Self::blob_path(&dir, digest), *digest, size, body, &self.stats).await?;
         self.count("PUT 201", 0, 0);
         Ok(())
@@ -444,7 +441,7 @@ impl Registry for OciLayout {
             self.count("POST 202", 0, 0);
             return Ok(MountOutcome::NotMounted);
         };
-        self.ensure_layout(&op, repo, &dir).await?;
+        self.ensure_layout(&op, &dir).await?;
         let to = Self::blob_path(&dir, digest);
         let (link_from, link_to) = (from.clone(), to.clone());
         if !op.blocking(move || store::hard_link(&link_from, &link_to)).await? {
