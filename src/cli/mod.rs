@@ -128,7 +128,8 @@ fn run(cmd: &Command) -> Result<ExitKind, KpromoError> {
         }
         Command::Completion { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut command(), "kpromo", &mut script);
+            // Without the removed flags: clap_complete would offer hidden arguments too.
+            clap_complete::generate(*shell, &mut Cli::command(), "kpromo", &mut script);
             print(&String::from_utf8_lossy(&script))?;
             Ok(ExitKind::Success)
         }
