@@ -13,8 +13,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::digest::Digest;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub mod media;
 pub mod oci_layout;
@@ -34,6 +36,16 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     /// Hosts reached over plain HTTP (loopback hosts always are).
     pub insecure_registries: Vec<String>,
+    /// Directory holding the docker `config.json` to read credentials from; `None` means
+    /// `$DOCKER_CONFIG`, then `~/.docker`. Tests set it per client instead of the
+    /// process-global environment.
+    pub docker_config: Option<PathBuf>,
+    /// Time allowed to establish a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time allowed between sending the last byte of a request and the response headers.
+    pub response_timeout: Duration,
+    /// Time a request or response body may go without progress before it is an error.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +56,11 @@ impl Default for ClientOptions {
             max_concurrency: 32,
             ca_file: None,
             insecure_registries: Vec::new(),
+            docker_config: None,
+            connect_timeout: Duration::from_secs(30),
+            // Registries may take a while to commit a large upload after its last byte.
+            response_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -71,30 +88,77 @@ impl RepoRoot {
 
 /// Opens registries by manifest name, sharing one backend (one connection pool, one
 /// rate-limit gate) per registry host or layout directory.
-/// CONTRACT PLACEHOLDER: the registry-client helper implements this; keep the API.
-#[derive(Debug)]
 pub struct Registries {
     options: ClientOptions,
+    http: reqwest::Client,
+    remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
+}
+
+impl fmt::Debug for Registries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registries")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registries {
+    /// Builds the shared HTTP client (reads `ca_file` now, so a bad CA fails early).
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
-        Ok(Self { options })
+        let http = remote::build_client(&options)?;
+        Ok(Self {
+            options,
+            http,
+            remotes: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Resolves a manifest registry name such as
     /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
     pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
-        let _ = &self.options;
-        Err(Error::InvalidReference {
-            reference: name.to_string(),
-            message: "not implemented yet".into(),
-        })
+        match reference::RegistryName::parse(name)? {
+            reference::RegistryName::Remote { host, prefix } => Ok(RepoRoot {
+                registry: self.remote(&host)?,
+                prefix,
+            }),
+            reference::RegistryName::Layout { path } => Err(Error::InvalidReference {
+                reference: name.to_string(),
+                message: format!(
+                    "OCI layout directories ({}) are not supported by this build yet",
+                    path.display()
+                ),
+            }),
+        }
+    }
+
+    /// The remote backend for `host` (`host[:port]`), with the operations that are not on
+    /// the [`Registry`] trait (ping, referrers).
+    pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = remotes.get(host) {
+            return Ok(r.clone());
+        }
+        let gate = Arc::new(remote::Gate::new(
+            self.options.rate_limit,
+            self.options.burst,
+            self.options.max_concurrency,
+        ));
+        let backend = Arc::new(remote::RemoteRegistry::new(
+            host,
+            self.http.clone(),
+            gate,
+            &self.options,
+        )?);
+        remotes.insert(host.to_string(), backend.clone());
+        Ok(backend)
     }
 
     /// Counters of every backend opened so far, by registry name.
     pub fn stats(&self) -> Vec<(String, RegistryStats)> {
-        Vec::new()
+        let remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, RegistryStats)> = remotes.iter().map(|(k, r)| (k.clone(), r.stats())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
