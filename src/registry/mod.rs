@@ -46,6 +46,8 @@ pub struct ClientOptions {
     pub response_timeout: Duration,
     /// Time a request or response body may go without progress before it is an error.
     pub idle_timeout: Duration,
+    /// Retries of one request after a transient failure (429, 5xx, timeout, reset).
+    pub max_retries: usize,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +63,7 @@ impl Default for ClientOptions {
             // Registries may take a while to commit a large upload after its last byte.
             response_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(120),
+            max_retries: 6,
         }
     }
 }

@@ -141,25 +141,23 @@ impl Auth {
     }
 
     /// Records the challenge of a 401 and returns the scopes to ask for on the retry: ours
-    /// plus any the registry named. Drops the cached token for those scopes.
-    pub(crate) fn learn(&self, header: Option<&str>, scopes: &[String]) -> Vec<String> {
-        let challenge = header.and_then(parse_challenge);
+    /// plus any the registry named. Drops the cached token for those scopes. `None` when
+    /// the 401 carries no challenge kpromo can answer (retrying would not help).
+    pub(crate) fn learn(&self, header: Option<&str>, scopes: &[String]) -> Option<Vec<String>> {
+        let challenge = header.and_then(parse_challenge)?;
         let mut wanted = scopes.to_vec();
-        if let Some(Challenge::Bearer { scopes: asked, .. }) = &challenge {
+        if let Challenge::Bearer { scopes: asked, .. } = &challenge {
             for s in asked {
                 if !wanted.contains(s) {
                     wanted.push(s.clone());
                 }
             }
         }
-        if challenge.is_some() {
-            *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge;
-        }
-        self.tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&scope_key(scopes));
-        wanted
+        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge);
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.remove(&scope_key(scopes));
+        tokens.remove(&scope_key(&wanted));
+        Some(wanted)
     }
 
     /// The authorization for a request needing `scopes`, fetching a token if needed.
@@ -372,9 +370,10 @@ mod tests {
         );
         assert_eq!(
             wanted,
-            vec!["repository:a:pull,push".to_string(), "repository:b:pull".to_string()]
+            Some(vec!["repository:a:pull,push".to_string(), "repository:b:pull".to_string()])
         );
         assert!(matches!(auth.challenge(), Some(Challenge::Bearer { .. })));
+        assert_eq!(auth.learn(None, &ours), None);
     }
 
     #[test]

@@ -105,7 +105,8 @@ impl Gate {
     }
 
     /// The registry said "too many requests" or "unavailable": pause it and slow down.
-    pub(crate) fn throttled(&self, retry_after: Option<Duration>) {
+    /// Returns the pause applied.
+    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> Duration {
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
         let now = Instant::now();
         self.successes.store(0, Ordering::Relaxed);
@@ -122,6 +123,7 @@ impl Gate {
                 .slowdown
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| Some((k * 2).min(max)));
         }
+        pause
     }
 
     /// A request succeeded: after a run of them, speed back up by one step.

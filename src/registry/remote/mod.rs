@@ -53,6 +53,7 @@ pub struct RemoteRegistry {
     pending: blobs::PendingSessions,
     first_byte: Duration,
     idle: Duration,
+    max_retries: usize,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +154,7 @@ impl RemoteRegistry {
             pending: blobs::PendingSessions::default(),
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
+            max_retries: options.max_retries,
         })
     }
 
@@ -173,8 +175,9 @@ impl RemoteRegistry {
     /// Sends `call`, with auth, the gate and retries. Returns whatever response the
     /// registry finally gave (including 4xx/5xx); only transport failures are errors.
     pub(crate) async fn send(&self, mut call: Call) -> Result<Reply, Error> {
-        let mut backoff = retry::backoff();
+        let mut backoff = retry::backoff(self.max_retries);
         let mut reauthenticated = false;
+        let mut learned = false;
         let mut scopes = call.scopes.clone();
         loop {
             let permit = self.gate.enter().await;
@@ -228,22 +231,36 @@ impl RemoteRegistry {
             };
             let status = response.status().as_u16();
             self.counters.count(&call.method, &status.to_string());
-            if status == 401 && !reauthenticated && replayable {
-                reauthenticated = true;
+            // An anonymous request may learn the challenge once; a request that carried
+            // credentials may re-authenticate once (token expired or revoked).
+            let may_answer = if authorization.is_some() {
+                !reauthenticated
+            } else {
+                !learned
+            };
+            if status == 401 && may_answer && replayable {
                 let challenge = response
                     .headers()
                     .get(header::WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok());
-                scopes = self.auth.learn(challenge, &scopes);
-                continue;
+                if let Some(wanted) = self.auth.learn(challenge, &scopes) {
+                    if authorization.is_some() {
+                        reauthenticated = true;
+                    } else {
+                        learned = true;
+                    }
+                    scopes = wanted;
+                    continue;
+                }
             }
+            let mut paused = Duration::ZERO;
             if retry::is_throttle(status) {
                 let retry_after = response
                     .headers()
                     .get(header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
-                self.gate.throttled(retry_after);
+                paused = self.gate.throttled(retry_after);
                 tracing::info!(
                     registry = %self.name,
                     status,
@@ -257,7 +274,8 @@ impl RemoteRegistry {
                 && let Some(delay) = backoff.next()
             {
                 tracing::debug!(registry = %self.name, op = %call.op, status, "retrying");
-                self.retry_sleep(delay).await;
+                // The gate's pause already spaces a throttled retry; only add what is left.
+                self.retry_sleep(delay.saturating_sub(paused)).await;
                 continue;
             }
             if response.status().is_success() {

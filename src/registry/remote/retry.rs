@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-/// Attempts after the first one.
-const MAX_RETRIES: usize = 6;
-
-pub(crate) fn backoff() -> ExponentialBackoff {
+/// Delays before each of up to `retries` further attempts.
+pub(crate) fn backoff(retries: usize) -> ExponentialBackoff {
     ExponentialBuilder::new()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(20))
-        .with_max_times(MAX_RETRIES)
+        .with_max_times(retries)
         .build()
 }
 
@@ -49,8 +47,8 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
-        let delays: Vec<Duration> = backoff().collect();
-        assert_eq!(delays.len(), MAX_RETRIES);
+        let delays: Vec<Duration> = backoff(6).collect();
+        assert_eq!(delays.len(), 6);
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(40)));
     }
 }
