@@ -887,3 +887,38 @@ async fn a_stalled_upload_source_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("no progress"), "{err}");
 }
+
+#[tokio::test]
+async fn a_manifest_put_racing_its_blob_links_is_retried() {
+    // Distribution 2.8 can report a just-uploaded blob as unknown when uploads of the same
+    // blob race; this sequence cannot be triggered reliably on a real instance.
+    let server = MockServer::start().await;
+    let manifest = RawManifest::new(media::OCI_MANIFEST, Bytes::from_static(MANIFEST));
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            serde_json::json!({"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry"}]}),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            serde_json::json!({"errors": [{"code": "NAME_INVALID", "message": "invalid repository name"}]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    remote.put_manifest("r", &tag("v1"), &manifest).await.unwrap();
+    let err = remote.get_manifest("r", &tag("v1")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("NAME_INVALID: invalid repository name"),
+        "{err}"
+    );
+}

@@ -370,7 +370,10 @@ mod tests {
         );
         assert_eq!(
             wanted,
-            Some(vec!["repository:a:pull,push".to_string(), "repository:b:pull".to_string()])
+            Some(vec![
+                "repository:a:pull,push".to_string(),
+                "repository:b:pull".to_string()
+            ])
         );
         assert!(matches!(auth.challenge(), Some(Challenge::Bearer { .. })));
         assert_eq!(auth.learn(None, &ours), None);

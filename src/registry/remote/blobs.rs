@@ -56,8 +56,8 @@ enum Opened {
 type Rest = Arc<Mutex<Option<BlobStream>>>;
 
 impl RemoteRegistry {
-    fn blob_url(&self, repo: &str, digest: &Digest) -> Result<Url, Error> {
-        self.url(&format!("/v2/{repo}/blobs/{digest}"))
+    async fn blob_url(&self, repo: &str, digest: &Digest) -> Result<Url, Error> {
+        self.url(&format!("/v2/{repo}/blobs/{digest}")).await
     }
 
     pub(super) async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
@@ -65,7 +65,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::HEAD,
-            self.blob_url(repo, digest)?,
+            self.blob_url(repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
         );
         let reply = self.send(call).await?;
@@ -85,7 +85,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::GET,
-            self.blob_url(repo, digest)?,
+            self.blob_url(repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
         );
         let reply = self.send(call).await?;
@@ -100,15 +100,17 @@ impl RemoteRegistry {
             read: self.counters.bytes_read.clone(),
             registry: self.name.clone(),
             op,
-            permit: reply.permit,
             finished: false,
         };
+        // The concurrency slot covers the exchange, not the body: a copy within one
+        // registry holds a download open while it uploads, and must not wait on itself.
+        drop(reply.permit);
         Ok(Box::pin(stream::unfold(state, VerifyState::next)))
     }
 
     /// POST an upload session, optionally asking to mount `digest` from `from`.
     async fn open_upload(&self, repo: &str, mount: Option<(&Digest, &str)>) -> Result<Opened, Error> {
-        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/")).await?;
         let mut scopes = vec![auth::repo_scope(repo, true)];
         let op = match mount {
             Some((digest, from)) => {
@@ -402,8 +404,6 @@ struct VerifyState {
     read: Arc<std::sync::atomic::AtomicU64>,
     registry: String,
     op: String,
-    /// Holds the registry's concurrency slot until the body is read.
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     finished: bool,
 }
 
@@ -438,7 +438,6 @@ impl VerifyState {
             }
             None => {
                 self.finished = true;
-                self.permit = None;
                 let actual = std::mem::take(&mut self.hasher).finish();
                 if actual == self.expected {
                     None

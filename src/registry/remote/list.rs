@@ -46,7 +46,7 @@ struct CatalogPage {
 impl RemoteRegistry {
     pub(super) async fn tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
         let op = format!("list tags of {repo}");
-        let first = self.url(&format!("/v2/{repo}/tags/list"))?;
+        let first = self.url(&format!("/v2/{repo}/tags/list")).await?;
         let scopes = vec![auth::repo_scope(repo, false)];
         let mut out = TagList::default();
         let mut seen_tags = HashSet::new();
@@ -95,7 +95,7 @@ impl RemoteRegistry {
 
     pub(super) async fn catalog_all(&self) -> Result<Vec<String>, Error> {
         let op = "list catalog".to_string();
-        let mut first = self.url("/v2/_catalog")?;
+        let mut first = self.url("/v2/_catalog").await?;
         first.query_pairs_mut().append_pair("n", &CATALOG_PAGE.to_string());
         let scopes = vec![auth::CATALOG_SCOPE.to_string()];
         let mut repos = Vec::new();

@@ -38,6 +38,10 @@ pub(crate) use transport::build_client;
 
 /// Largest manifest accepted (distribution caps PUT bodies at 4 MiB; leave room).
 const MANIFEST_LIMIT: usize = 16 << 20;
+/// Extra attempts of a manifest PUT refused with `MANIFEST_BLOB_UNKNOWN` (see its use).
+const MANIFEST_BLOB_UNKNOWN_RETRIES: usize = 2;
+/// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest error body or JSON listing page read into memory.
 const PAGE_LIMIT: usize = 32 << 20;
 
@@ -45,7 +49,10 @@ const PAGE_LIMIT: usize = 32 << 20;
 #[derive(Debug)]
 pub struct RemoteRegistry {
     name: String,
-    base: Url,
+    /// `https://host/`, or `http://host/` for a loopback or insecure host that does not
+    /// speak TLS (decided by [`RemoteRegistry::base`] on first use).
+    base: tokio::sync::OnceCell<Url>,
+    plain_allowed: bool,
     http: reqwest::Client,
     auth: auth::Auth,
     gate: Arc<Gate>,
@@ -138,15 +145,16 @@ impl RemoteRegistry {
         gate: Arc<Gate>,
         options: &ClientOptions,
     ) -> Result<Self, Error> {
-        let plain = super::reference::is_loopback(host) || options.insecure_registries.iter().any(|h| h == host);
-        let scheme = if plain { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::InvalidReference {
+        let plain_allowed =
+            super::reference::is_loopback(host) || options.insecure_registries.iter().any(|h| h == host);
+        Url::parse(&format!("https://{host}/")).map_err(|e| Error::InvalidReference {
             reference: host.to_string(),
             message: e.to_string(),
         })?;
         Ok(Self {
             name: host.to_string(),
-            base,
+            base: tokio::sync::OnceCell::new(),
+            plain_allowed,
             http,
             auth: auth::Auth::new(host, options.docker_config.clone()),
             gate,
@@ -158,10 +166,46 @@ impl RemoteRegistry {
         })
     }
 
-    pub(crate) fn url(&self, path: &str) -> Result<Url, Error> {
-        self.base
+    pub(crate) async fn url(&self, path: &str) -> Result<Url, Error> {
+        self.base()
+            .await?
             .join(path)
             .map_err(|e| self.protocol("build URL", format!("{path}: {e}")))
+    }
+
+    /// The registry's base URL. HTTPS always, except that a host allowed plain HTTP
+    /// (loopback, `--insecure-registry`) is probed once: if it does not speak TLS at all,
+    /// HTTP is used. A TLS server with an untrusted certificate is an error, never a
+    /// reason to downgrade.
+    async fn base(&self) -> Result<&Url, Error> {
+        self.base
+            .get_or_try_init(|| async {
+                let https = Url::parse(&format!("https://{}/", self.name))
+                    .map_err(|e| self.protocol("build URL", e.to_string()))?;
+                if !self.plain_allowed {
+                    return Ok(https);
+                }
+                let probe = self.http.get(https.join("/v2/").unwrap_or_else(|_| https.clone()));
+                let limit = self.first_byte.min(PROBE_TIMEOUT);
+                match transport::execute(probe, &transport::Progress::sent(), limit, limit).await {
+                    Ok(_) => Ok(https),
+                    Err(e) => match transport::classify_probe_failure(&e) {
+                        transport::ProbeFailure::Certificate => Err(Error::Transport {
+                            registry: self.name.clone(),
+                            operation: "connect".into(),
+                            message: format!("{e} (a private CA can be trusted with --registry-ca-file)"),
+                        }),
+                        transport::ProbeFailure::Unreachable => Err(Error::Transport {
+                            registry: self.name.clone(),
+                            operation: "connect".into(),
+                            message: e.to_string(),
+                        }),
+                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", self.name))
+                            .map_err(|e| self.protocol("build URL", e.to_string())),
+                    },
+                }
+            })
+            .await
     }
 
     pub(crate) fn protocol(&self, op: &str, message: String) -> Error {
@@ -347,7 +391,7 @@ impl RemoteRegistry {
     pub async fn ping(&self) -> Result<(), Error> {
         let op = "ping /v2/".to_string();
         let reply = self
-            .send(Call::new(op.clone(), Method::GET, self.url("/v2/")?, Vec::new()))
+            .send(Call::new(op.clone(), Method::GET, self.url("/v2/").await?, Vec::new()))
             .await?;
         if reply.status().is_success() {
             Ok(())
@@ -361,7 +405,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::HEAD,
-            self.manifest_url(repo, reference)?,
+            self.manifest_url(repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
@@ -412,12 +456,12 @@ impl RemoteRegistry {
         }
     }
 
-    fn manifest_url(&self, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
+    async fn manifest_url(&self, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
         let r = match reference {
             ManifestRef::Tag(t) => t.clone(),
             ManifestRef::Digest(d) => d.to_string(),
         };
-        self.url(&format!("/v2/{repo}/manifests/{r}"))
+        self.url(&format!("/v2/{repo}/manifests/{r}")).await
     }
 
     async fn manifest_get(&self, repo: &str, reference: &ManifestRef) -> Result<Option<RawManifest>, Error> {
@@ -425,7 +469,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::GET,
-            self.manifest_url(repo, reference)?,
+            self.manifest_url(repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
@@ -479,18 +523,27 @@ impl RemoteRegistry {
         {
             return Err(self.mismatch(&op, *want, actual));
         }
-        let call = Call::new(
-            op.clone(),
-            Method::PUT,
-            self.manifest_url(repo, reference)?,
-            vec![auth::repo_scope(repo, true)],
-        )
-        .header(header::CONTENT_TYPE, &manifest.media_type)
-        .body(Payload::Bytes(manifest.bytes.clone()));
-        let reply = self.send(call).await?;
-        if !reply.status().is_success() {
-            return Err(self.failure(&op, reply).await);
-        }
+        let url = self.manifest_url(repo, reference).await?;
+        let mut blob_unknown_retries = 0;
+        let reply = loop {
+            let call = Call::new(op.clone(), Method::PUT, url.clone(), vec![auth::repo_scope(repo, true)])
+                .header(header::CONTENT_TYPE, &manifest.media_type)
+                .body(Payload::Bytes(manifest.bytes.clone()));
+            let reply = self.send(call).await?;
+            if reply.status().is_success() {
+                break reply;
+            }
+            let error = self.failure(&op, reply).await;
+            // Distribution 2.8 links blobs into a repository non-atomically: right after
+            // concurrent uploads of one blob, a manifest PUT can briefly see it missing.
+            let racy = matches!(&error, Error::Status { status: 400, message, .. } if message.contains("MANIFEST_BLOB_UNKNOWN"));
+            if !racy || blob_unknown_retries == MANIFEST_BLOB_UNKNOWN_RETRIES {
+                return Err(error);
+            }
+            blob_unknown_retries += 1;
+            self.retry_sleep(Duration::from_millis(500 * blob_unknown_retries as u64))
+                .await;
+        };
         // `Location` is optional in practice (ECR omits it): never rely on it.
         if let Some(said) = self.header_digest(&op, &reply)?
             && said != actual

@@ -49,7 +49,7 @@ impl RemoteRegistry {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, Error> {
         let op = format!("list referrers of {repo}@{subject}");
-        let mut url = self.url(&format!("/v2/{repo}/referrers/{subject}"))?;
+        let mut url = self.url(&format!("/v2/{repo}/referrers/{subject}")).await?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }

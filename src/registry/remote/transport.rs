@@ -214,3 +214,45 @@ pub(crate) async fn read_limited(
     }
     Ok(Bytes::from(body))
 }
+
+/// Why an HTTPS probe of a host that may also speak plain HTTP failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeFailure {
+    /// It speaks TLS but its certificate is not trusted: report, never downgrade.
+    Certificate,
+    /// Nothing listens there: no scheme would help.
+    Unreachable,
+    /// Anything else (garbage or silence in answer to a TLS hello): try plain HTTP.
+    NotTls,
+}
+
+pub(crate) fn classify_probe_failure(error: &SendError) -> ProbeFailure {
+    let SendError::Http(e) = error else {
+        return ProbeFailure::NotTls;
+    };
+    // io::Error::source skips the error it wraps, and rustls errors arrive wrapped in
+    // io::Errors inside io::Errors: follow both `source()` and `get_ref()`.
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(err) = pending.pop() {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return ProbeFailure::Unreachable;
+            }
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
+            }
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidCertRevocationList(_)
+            )
+        {
+            return ProbeFailure::Certificate;
+        }
+        pending.extend(err.source());
+    }
+    ProbeFailure::NotTls
+}
