@@ -95,6 +95,7 @@ pub struct Registries {
     options: ClientOptions,
     http: reqwest::Client,
     remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
+    layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
 }
 
 impl fmt::Debug for Registries {
@@ -113,6 +114,7 @@ impl Registries {
             options,
             http,
             remotes: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,14 +126,22 @@ impl Registries {
                 registry: self.remote(&host)?,
                 prefix,
             }),
-            reference::RegistryName::Layout { path } => Err(Error::InvalidReference {
-                reference: name.to_string(),
-                message: format!(
-                    "OCI layout directories ({}) are not supported by this build yet",
-                    path.display()
-                ),
+            reference::RegistryName::Layout { path } => Ok(RepoRoot {
+                registry: self.layout(&path)?,
+                prefix: String::new(),
             }),
         }
+    }
+
+    /// One layout backend per directory name, like one remote backend per host.
+    fn layout(&self, path: &std::path::Path) -> Result<Arc<dyn Registry>, Error> {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = layouts.get(path) {
+            return Ok(l.clone());
+        }
+        let backend: Arc<dyn Registry> = Arc::new(oci_layout::open(path)?);
+        layouts.insert(path.to_path_buf(), backend.clone());
+        Ok(backend)
     }
 
     /// The remote backend for `host` (`host[:port]`), with the operations that are not on
@@ -159,7 +169,12 @@ impl Registries {
     /// Counters of every backend opened so far, by registry name.
     pub fn stats(&self) -> Vec<(String, RegistryStats)> {
         let remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<(String, RegistryStats)> = remotes.iter().map(|(k, r)| (k.clone(), r.stats())).collect();
+        let layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, RegistryStats)> = remotes
+            .iter()
+            .map(|(k, r)| (k.clone(), r.stats()))
+            .chain(layouts.values().map(|l| (l.name().to_string(), l.stats())))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -361,5 +376,44 @@ impl Error {
             Error::Transport { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backend_per_host_and_per_layout_directory() {
+        let registries = Registries::new(ClientOptions::default()).unwrap();
+        let a = registries
+            .open("us-central1-docker.pkg.dev/k8s-artifacts-prod/images")
+            .unwrap();
+        let b = registries.open("us-central1-docker.pkg.dev/other").unwrap();
+        assert!(Arc::ptr_eq(&a.registry, &b.registry), "one host, one gate and pool");
+        assert_eq!(a.repo("kubernetes/pause"), "k8s-artifacts-prod/images/kubernetes/pause");
+        assert_eq!(a.registry.name(), "us-central1-docker.pkg.dev");
+
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("oci:{}", dir.path().display());
+        let l1 = registries.open(&name).unwrap();
+        let l2 = registries.open(&name).unwrap();
+        assert!(Arc::ptr_eq(&l1.registry, &l2.registry));
+        assert_eq!(l1.repo("x"), "x");
+        assert!(!Arc::ptr_eq(&a.registry, &l1.registry));
+
+        let names: Vec<String> = registries.stats().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(registries.open("not a registry").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_fails_early() {
+        let options = ClientOptions {
+            ca_file: Some("/nonexistent/kpromo-ca.pem".into()),
+            ..ClientOptions::default()
+        };
+        let err = Registries::new(options).unwrap_err();
+        assert!(err.to_string().contains("kpromo-ca.pem"), "{err}");
     }
 }
