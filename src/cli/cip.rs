@@ -305,6 +305,7 @@ impl CipArgs {
                 .filter(|h| !h.is_empty())
                 .cloned()
                 .collect(),
+            ..ClientOptions::default()
         }
     }
 

@@ -13,8 +13,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::digest::Digest;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub mod media;
 pub mod oci_layout;
@@ -34,6 +36,18 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     /// Hosts reached over plain HTTP (loopback hosts always are).
     pub insecure_registries: Vec<String>,
+    /// Directory holding the docker `config.json` to read credentials from; `None` means
+    /// `$DOCKER_CONFIG`, then `~/.docker`. Tests set it per client instead of the
+    /// process-global environment.
+    pub docker_config: Option<PathBuf>,
+    /// Time allowed to establish a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time allowed between sending the last byte of a request and the response headers.
+    pub response_timeout: Duration,
+    /// Time a request or response body may go without progress before it is an error.
+    pub idle_timeout: Duration,
+    /// Retries of one request after a transient failure (429, 5xx, timeout, reset).
+    pub max_retries: usize,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +58,12 @@ impl Default for ClientOptions {
             max_concurrency: 32,
             ca_file: None,
             insecure_registries: Vec::new(),
+            docker_config: None,
+            connect_timeout: Duration::from_secs(30),
+            // Registries may take a while to commit a large upload after its last byte.
+            response_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+            max_retries: 6,
         }
     }
 }
@@ -71,30 +91,92 @@ impl RepoRoot {
 
 /// Opens registries by manifest name, sharing one backend (one connection pool, one
 /// rate-limit gate) per registry host or layout directory.
-/// CONTRACT PLACEHOLDER: the registry-client helper implements this; keep the API.
-#[derive(Debug)]
 pub struct Registries {
     options: ClientOptions,
+    http: reqwest::Client,
+    remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
+    layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
+}
+
+impl fmt::Debug for Registries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registries")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registries {
+    /// Builds the shared HTTP client (reads `ca_file` now, so a bad CA fails early).
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
-        Ok(Self { options })
+        let http = remote::build_client(&options)?;
+        Ok(Self {
+            options,
+            http,
+            remotes: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Resolves a manifest registry name such as
     /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
     pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
-        let _ = &self.options;
-        Err(Error::InvalidReference {
-            reference: name.to_string(),
-            message: "not implemented yet".into(),
-        })
+        match reference::RegistryName::parse(name)? {
+            reference::RegistryName::Remote { host, prefix } => Ok(RepoRoot {
+                registry: self.remote(&host)?,
+                prefix,
+            }),
+            reference::RegistryName::Layout { path } => Ok(RepoRoot {
+                registry: self.layout(&path)?,
+                prefix: String::new(),
+            }),
+        }
+    }
+
+    /// One layout backend per directory name, like one remote backend per host.
+    fn layout(&self, path: &std::path::Path) -> Result<Arc<dyn Registry>, Error> {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = layouts.get(path) {
+            return Ok(l.clone());
+        }
+        let backend: Arc<dyn Registry> = Arc::new(oci_layout::open(path)?);
+        layouts.insert(path.to_path_buf(), backend.clone());
+        Ok(backend)
+    }
+
+    /// The remote backend for `host` (`host[:port]`), with the operations that are not on
+    /// the [`Registry`] trait (ping, referrers).
+    pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = remotes.get(host) {
+            return Ok(r.clone());
+        }
+        let gate = Arc::new(remote::Gate::new(
+            self.options.rate_limit,
+            self.options.burst,
+            self.options.max_concurrency,
+        ));
+        let backend = Arc::new(remote::RemoteRegistry::new(
+            host,
+            self.http.clone(),
+            gate,
+            &self.options,
+        )?);
+        remotes.insert(host.to_string(), backend.clone());
+        Ok(backend)
     }
 
     /// Counters of every backend opened so far, by registry name.
     pub fn stats(&self) -> Vec<(String, RegistryStats)> {
-        Vec::new()
+        let remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        let layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, RegistryStats)> = remotes
+            .iter()
+            .map(|(k, r)| (k.clone(), r.stats()))
+            .chain(layouts.values().map(|l| (l.name().to_string(), l.stats())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -294,5 +376,44 @@ impl Error {
             Error::Transport { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backend_per_host_and_per_layout_directory() {
+        let registries = Registries::new(ClientOptions::default()).unwrap();
+        let a = registries
+            .open("us-central1-docker.pkg.dev/k8s-artifacts-prod/images")
+            .unwrap();
+        let b = registries.open("us-central1-docker.pkg.dev/other").unwrap();
+        assert!(Arc::ptr_eq(&a.registry, &b.registry), "one host, one gate and pool");
+        assert_eq!(a.repo("kubernetes/pause"), "k8s-artifacts-prod/images/kubernetes/pause");
+        assert_eq!(a.registry.name(), "us-central1-docker.pkg.dev");
+
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("oci:{}", dir.path().display());
+        let l1 = registries.open(&name).unwrap();
+        let l2 = registries.open(&name).unwrap();
+        assert!(Arc::ptr_eq(&l1.registry, &l2.registry));
+        assert_eq!(l1.repo("x"), "x");
+        assert!(!Arc::ptr_eq(&a.registry, &l1.registry));
+
+        let names: Vec<String> = registries.stats().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(registries.open("not a registry").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_fails_early() {
+        let options = ClientOptions {
+            ca_file: Some("/nonexistent/kpromo-ca.pem".into()),
+            ..ClientOptions::default()
+        };
+        let err = Registries::new(options).unwrap_err();
+        assert!(err.to_string().contains("kpromo-ca.pem"), "{err}");
     }
 }

@@ -1,0 +1,506 @@
+//! Blobs: HEAD, verified streaming GET, upload and cross-repository mount.
+//!
+//! Uploads are one POST (open a session) and one streaming monolithic PUT `?digest=`.
+//! The first [`PEEK`] bytes are read before the PUT: a blob that fits (most configs and
+//! small layers) can be re-sent on a transient failure, and if the registry refuses the
+//! monolithic PUT before reading past them, the upload falls back to chunked PATCHes of
+//! [`CHUNK`] bytes without losing the source stream. Larger bodies are never buffered.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use reqwest::header;
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::{Call, Payload, RemoteRegistry, auth, transport};
+use crate::digest::{Digest, DigestWriter};
+use crate::registry::{BlobStream, Error, MountOutcome};
+
+/// Bytes read ahead of an upload (see the module docs).
+const PEEK: usize = 4 << 20;
+/// PATCH size in the chunked fallback.
+const CHUNK: usize = 16 << 20;
+/// Fresh upload sessions tried when a monolithic PUT fails transiently.
+const UPLOAD_ATTEMPTS: usize = 4;
+
+/// Upload sessions opened by a refused mount (HTTP 202), kept for the upload that follows.
+#[derive(Debug, Default)]
+pub(crate) struct PendingSessions(Mutex<HashMap<(String, Digest), Url>>);
+
+impl PendingSessions {
+    fn put(&self, repo: &str, digest: Digest, url: Url) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((repo.to_string(), digest), url);
+    }
+
+    fn take(&self, repo: &str, digest: Digest) -> Option<Url> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(repo.to_string(), digest))
+    }
+}
+
+enum Opened {
+    Mounted,
+    Session(Url),
+}
+
+/// A source stream shared between the monolithic attempt and the fallback: whoever
+/// takes it first owns it.
+type Rest = Arc<Mutex<Option<BlobStream>>>;
+
+impl RemoteRegistry {
+    async fn blob_url(&self, repo: &str, digest: &Digest) -> Result<Url, Error> {
+        self.url(&format!("/v2/{repo}/blobs/{digest}")).await
+    }
+
+    pub(super) async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
+        let op = format!("HEAD blob {repo}@{digest}");
+        let call = Call::new(
+            op.clone(),
+            Method::HEAD,
+            self.blob_url(repo, digest).await?,
+            vec![auth::repo_scope(repo, false)],
+        );
+        let reply = self.send(call).await?;
+        match reply.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => reply
+                .header(header::CONTENT_LENGTH)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Some)
+                .ok_or_else(|| self.protocol(&op, "blob HEAD without Content-Length".into())),
+            _ => Err(self.failure(&op, reply).await),
+        }
+    }
+
+    pub(super) async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
+        let op = format!("GET blob {repo}@{digest}");
+        let call = Call::new(
+            op.clone(),
+            Method::GET,
+            self.blob_url(repo, digest).await?,
+            vec![auth::repo_scope(repo, false)],
+        );
+        let reply = self.send(call).await?;
+        if !reply.status().is_success() {
+            return Err(self.failure(&op, reply).await);
+        }
+        let state = VerifyState {
+            inner: Box::pin(reply.response.bytes_stream()),
+            hasher: DigestWriter::new(),
+            expected: *digest,
+            idle: self.idle,
+            read: self.counters.bytes_read.clone(),
+            registry: self.name.clone(),
+            op,
+            finished: false,
+        };
+        // The concurrency slot covers the exchange, not the body: a copy within one
+        // registry holds a download open while it uploads, and must not wait on itself.
+        drop(reply.permit);
+        Ok(Box::pin(stream::unfold(state, VerifyState::next)))
+    }
+
+    /// POST an upload session, optionally asking to mount `digest` from `from`.
+    async fn open_upload(&self, repo: &str, mount: Option<(&Digest, &str)>) -> Result<Opened, Error> {
+        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/")).await?;
+        let mut scopes = vec![auth::repo_scope(repo, true)];
+        let op = match mount {
+            Some((digest, from)) => {
+                url.query_pairs_mut()
+                    .append_pair("mount", &digest.to_string())
+                    .append_pair("from", from);
+                scopes.push(auth::repo_scope(from, false));
+                format!("mount blob {digest} from {from} into {repo}")
+            }
+            None => format!("start upload to {repo}"),
+        };
+        let call = Call::new(op.clone(), Method::POST, url, scopes).header(header::CONTENT_LENGTH, "0");
+        let reply = self.send(call).await?;
+        match reply.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),
+            StatusCode::ACCEPTED => Ok(Opened::Session(self.location(&op, &reply)?)),
+            _ => Err(self.failure(&op, reply).await),
+        }
+    }
+
+    fn location(&self, op: &str, reply: &super::Reply) -> Result<Url, Error> {
+        let location = reply
+            .header(header::LOCATION)
+            .ok_or_else(|| self.protocol(op, "upload answer without Location".into()))?;
+        // Relative locations are resolved against the request, absolute ones kept.
+        reply
+            .response
+            .url()
+            .join(location)
+            .map_err(|e| self.protocol(op, format!("bad Location {location:?}: {e}")))
+    }
+
+    pub(super) async fn blob_mount(&self, repo: &str, digest: &Digest, from: &str) -> Result<MountOutcome, Error> {
+        match self.open_upload(repo, Some((digest, from))).await? {
+            Opened::Mounted => Ok(MountOutcome::Mounted),
+            Opened::Session(url) => {
+                // Refused: the registry opened an upload session instead; the upload that
+                // follows uses it rather than leaving it behind.
+                self.pending.put(repo, *digest, url);
+                Ok(MountOutcome::NotMounted)
+            }
+        }
+    }
+
+    async fn session(&self, repo: &str, digest: &Digest) -> Result<Url, Error> {
+        if let Some(url) = self.pending.take(repo, *digest) {
+            return Ok(url);
+        }
+        match self.open_upload(repo, None).await? {
+            Opened::Session(url) => Ok(url),
+            Opened::Mounted => Err(self.protocol("start upload", "unexpected 201 to a plain upload POST".into())),
+        }
+    }
+
+    pub(super) async fn blob_put(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
+        let op = format!("upload blob {repo}@{digest}");
+        let mut source = verified_source(body, *digest, size, self.name.clone(), op.clone());
+        let first = read_up_to(&mut source, PEEK).await?;
+        let whole = first.len() as u64 >= size;
+        let rest: Rest = Arc::new(Mutex::new((!whole).then_some(source)));
+        let mut last_error = None;
+        for _ in 0..UPLOAD_ATTEMPTS {
+            let session = self.session(repo, digest).await?;
+            let touched = Arc::new(AtomicBool::new(false));
+            let outcome = self
+                .put_monolithic(
+                    &op,
+                    repo,
+                    session,
+                    digest,
+                    size,
+                    first.clone(),
+                    rest.clone(),
+                    touched.clone(),
+                )
+                .await;
+            let error = match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if touched.load(Ordering::Relaxed) {
+                // Part of the source went to a failed request: the stream cannot be
+                // replayed here. The caller may retry the copy from a fresh source.
+                return Err(error);
+            }
+            if error.is_transient() {
+                last_error = Some(error);
+                continue;
+            }
+            if refuses_monolithic(&error) {
+                tracing::debug!(registry = %self.name, %op, %error, "monolithic upload refused; uploading in chunks");
+                let session = self.session(repo, digest).await?;
+                let rest = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return self.put_chunked(&op, repo, session, digest, first, rest).await;
+            }
+            return Err(error);
+        }
+        Err(last_error.unwrap_or_else(|| self.protocol(&op, "upload failed".into())))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put_monolithic(
+        &self,
+        op: &str,
+        repo: &str,
+        session: Url,
+        digest: &Digest,
+        size: u64,
+        first: Bytes,
+        rest: Rest,
+        touched: Arc<AtomicBool>,
+    ) -> Result<(), Error> {
+        let mut url = session;
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        let head = stream::once(async move { Ok::<Bytes, Error>(first) });
+        let tail = stream::once(async move {
+            let taken = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if taken.is_some() {
+                touched.store(true, Ordering::Relaxed);
+            }
+            taken.unwrap_or_else(|| Box::pin(stream::empty()))
+        })
+        .flatten();
+        let progress = transport::Progress::streaming();
+        let counted = transport::ProgressStream::new(
+            Box::pin(head.chain(tail)),
+            progress.clone(),
+            self.counters.bytes_written.clone(),
+        );
+        let body = reqwest::Body::wrap_stream(counted);
+        let call = Call::new(op.to_string(), Method::PUT, url, vec![auth::repo_scope(repo, true)])
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, &size.to_string())
+            .body(Payload::Once(Some((body, progress))));
+        self.finish_upload(op, call, digest).await
+    }
+
+    async fn finish_upload(&self, op: &str, call: Call, digest: &Digest) -> Result<(), Error> {
+        let reply = self.send(call).await?;
+        if reply.status() != StatusCode::CREATED && !reply.status().is_success() {
+            return Err(self.failure(op, reply).await);
+        }
+        if let Some(said) = self.header_digest(op, &reply)?
+            && said != *digest
+        {
+            return Err(self.mismatch(op, *digest, said));
+        }
+        Ok(())
+    }
+
+    async fn put_chunked(
+        &self,
+        op: &str,
+        repo: &str,
+        session: Url,
+        digest: &Digest,
+        first: Bytes,
+        mut rest: Option<BlobStream>,
+    ) -> Result<(), Error> {
+        let scopes = vec![auth::repo_scope(repo, true)];
+        let mut url = session;
+        let mut offset = 0u64;
+        let mut pending = BytesMut::from(&first[..]);
+        loop {
+            if let Some(source) = rest.as_mut() {
+                let more = read_up_to(source, CHUNK.saturating_sub(pending.len())).await?;
+                if more.is_empty() {
+                    rest = None;
+                }
+                pending.extend_from_slice(&more);
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let chunk = pending.split().freeze();
+            let end = offset + chunk.len() as u64;
+            let call = Call::new(op.to_string(), Method::PATCH, url.clone(), scopes.clone())
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_RANGE, &format!("{offset}-{}", end - 1))
+                .body(Payload::Bytes(chunk));
+            let reply = self.send(call).await?;
+            if reply.status() != StatusCode::ACCEPTED && !reply.status().is_success() {
+                return Err(self.failure(op, reply).await);
+            }
+            url = self.location(op, &reply)?;
+            offset = end;
+            if rest.is_none() {
+                break;
+            }
+        }
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        let call = Call::new(op.to_string(), Method::PUT, url, scopes).header(header::CONTENT_LENGTH, "0");
+        self.finish_upload(op, call, digest).await
+    }
+}
+
+/// Errors that mean "this registry does not take a monolithic PUT" rather than "this
+/// content is wrong": worth one chunked attempt.
+fn refuses_monolithic(error: &Error) -> bool {
+    matches!(error, Error::Status { status, .. } if matches!(status, 400 | 404 | 405 | 411 | 413 | 416 | 501))
+        && !matches!(error, Error::Status { message, .. } if message.contains("DIGEST_INVALID"))
+}
+
+/// Reads from `source` until `limit` bytes or its end.
+async fn read_up_to(source: &mut BlobStream, limit: usize) -> Result<Bytes, Error> {
+    let mut buf = BytesMut::new();
+    while buf.len() < limit {
+        match source.next().await {
+            None => break,
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Wraps an upload source: fails (instead of ending) if it yields more or fewer than
+/// `size` bytes or bytes that do not hash to `digest`, so the registry never commits them.
+fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: String, op: String) -> BlobStream {
+    struct State {
+        source: BlobStream,
+        hasher: DigestWriter,
+        seen: u64,
+        done: bool,
+    }
+    let state = State {
+        source,
+        hasher: DigestWriter::new(),
+        seen: 0,
+        done: false,
+    };
+    Box::pin(stream::unfold(state, move |mut st| {
+        let registry = registry.clone();
+        let op = op.clone();
+        async move {
+            if st.done {
+                return None;
+            }
+            let short = |message: String| Error::Protocol {
+                registry: registry.clone(),
+                operation: op.clone(),
+                message,
+            };
+            match st.source.next().await {
+                Some(Ok(chunk)) => {
+                    st.seen += chunk.len() as u64;
+                    if st.seen > size {
+                        st.done = true;
+                        return Some((
+                            Err(short(format!("source has more than the expected {size} bytes"))),
+                            st,
+                        ));
+                    }
+                    st.hasher.update(&chunk);
+                    Some((Ok(chunk), st))
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    Some((Err(e), st))
+                }
+                None => {
+                    st.done = true;
+                    if st.seen != size {
+                        return Some((
+                            Err(short(format!("source ended after {} of {size} bytes", st.seen))),
+                            st,
+                        ));
+                    }
+                    let actual = std::mem::take(&mut st.hasher).finish();
+                    if actual != digest {
+                        let e = Error::DigestMismatch {
+                            registry,
+                            operation: op,
+                            expected: digest,
+                            actual,
+                        };
+                        return Some((Err(e), st));
+                    }
+                    None
+                }
+            }
+        }
+    }))
+}
+
+/// State of a verified download stream.
+struct VerifyState {
+    inner: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    hasher: DigestWriter,
+    expected: Digest,
+    idle: std::time::Duration,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    registry: String,
+    op: String,
+    finished: bool,
+}
+
+impl VerifyState {
+    async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
+        if self.finished {
+            return None;
+        }
+        let transport = |s: &Self, message: String| Error::Transport {
+            registry: s.registry.clone(),
+            operation: s.op.clone(),
+            message,
+        };
+        let next = match tokio::time::timeout(self.idle, self.inner.next()).await {
+            Ok(n) => n,
+            Err(_) => {
+                self.finished = true;
+                let e = transport(&self, format!("download stalled for {}s", self.idle.as_secs()));
+                return Some((Err(e), self));
+            }
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.hasher.update(&chunk);
+                Some((Ok(chunk), self))
+            }
+            Some(Err(e)) => {
+                self.finished = true;
+                let e = transport(&self, transport::SendError::Http(e).to_string());
+                Some((Err(e), self))
+            }
+            None => {
+                self.finished = true;
+                let actual = std::mem::take(&mut self.hasher).finish();
+                if actual == self.expected {
+                    None
+                } else {
+                    let e = Error::DigestMismatch {
+                        registry: self.registry.clone(),
+                        operation: self.op.clone(),
+                        expected: self.expected,
+                        actual,
+                    };
+                    Some((Err(e), self))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> BlobStream {
+        let items: Vec<Result<Bytes, Error>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(stream::iter(items))
+    }
+
+    async fn drain(mut s: BlobStream) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn verified_source_passes_good_bytes_and_fails_bad_ones() {
+        let d = Digest::of(b"hello world");
+        let ok = verified_source(chunks(&[b"hello ", b"world"]), d, 11, "r".into(), "op".into());
+        assert_eq!(drain(ok).await.unwrap(), b"hello world");
+
+        let flipped = verified_source(chunks(&[b"hello ", b"World"]), d, 11, "r".into(), "op".into());
+        assert!(matches!(drain(flipped).await, Err(Error::DigestMismatch { .. })));
+
+        let short = verified_source(chunks(&[b"hello"]), d, 11, "r".into(), "op".into());
+        assert!(matches!(drain(short).await, Err(Error::Protocol { .. })));
+
+        let long = verified_source(chunks(&[b"hello world!"]), d, 11, "r".into(), "op".into());
+        assert!(matches!(drain(long).await, Err(Error::Protocol { .. })));
+    }
+
+    #[test]
+    fn digest_errors_do_not_trigger_the_chunked_fallback() {
+        let status = |status, message: &str| Error::Status {
+            registry: "r".into(),
+            operation: "o".into(),
+            status,
+            message: message.into(),
+        };
+        assert!(refuses_monolithic(&status(405, "")));
+        assert!(!refuses_monolithic(&status(
+            400,
+            "DIGEST_INVALID: provided digest did not match"
+        )));
+        assert!(!refuses_monolithic(&status(401, "")));
+    }
+}

@@ -1,0 +1,209 @@
+//! Listing: tags (with Google's extended answer) and the catalog, following `Link`
+//! pagination (RFC 8288) with a guard against registries that loop.
+use std::collections::{BTreeMap, HashSet};
+
+use reqwest::Method;
+use reqwest::header;
+use serde::Deserialize;
+use url::Url;
+
+use super::{Call, PAGE_LIMIT, RemoteRegistry, auth};
+use crate::digest::Digest;
+use crate::registry::{Error, GoogleManifestInfo, TagList};
+
+/// More pages than any real repository has; past this the registry is looping.
+const MAX_PAGES: usize = 100_000;
+/// Page size asked of the catalog (distribution rejects n > 1000).
+const CATALOG_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+struct TagsPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// Google (gcr.io, Artifact Registry): digest -> tags, media type, timestamps.
+    #[serde(default)]
+    manifest: Option<BTreeMap<String, GoogleEntry>>,
+    /// Google: sub-repositories.
+    #[serde(default)]
+    child: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GoogleEntry {
+    #[serde(default)]
+    media_type: String,
+    #[serde(default)]
+    tag: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct CatalogPage {
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
+}
+
+impl RemoteRegistry {
+    pub(super) async fn tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
+        let op = format!("list tags of {repo}");
+        let first = self.url(&format!("/v2/{repo}/tags/list")).await?;
+        let scopes = vec![auth::repo_scope(repo, false)];
+        let mut out = TagList::default();
+        let mut seen_tags = HashSet::new();
+        let mut google: BTreeMap<Digest, GoogleManifestInfo> = BTreeMap::new();
+        let mut any_google = false;
+        let found = self
+            .paginate(&op, first, &scopes, |body| {
+                let page: TagsPage = serde_json::from_slice(body).map_err(|e| format!("tags list: {e}"))?;
+                for t in page.tags.unwrap_or_default() {
+                    if seen_tags.insert(t.clone()) {
+                        out.tags.push(t);
+                    }
+                }
+                if let Some(manifests) = page.manifest {
+                    any_google = true;
+                    for (digest, entry) in manifests {
+                        let digest: Digest = digest.parse().map_err(|e| format!("tags list manifest map: {e}"))?;
+                        let info = google.entry(digest).or_insert_with(|| GoogleManifestInfo {
+                            digest,
+                            media_type: entry.media_type.clone(),
+                            tags: Vec::new(),
+                        });
+                        for t in entry.tag {
+                            if !info.tags.contains(&t) {
+                                info.tags.push(t);
+                            }
+                        }
+                    }
+                }
+                for c in page.child.unwrap_or_default() {
+                    if !out.children.contains(&c) {
+                        out.children.push(c);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        if any_google {
+            out.google_manifests = Some(google.into_values().collect());
+        }
+        Ok(Some(out))
+    }
+
+    pub(super) async fn catalog_all(&self) -> Result<Vec<String>, Error> {
+        let op = "list catalog".to_string();
+        let mut first = self.url("/v2/_catalog").await?;
+        first.query_pairs_mut().append_pair("n", &CATALOG_PAGE.to_string());
+        let scopes = vec![auth::CATALOG_SCOPE.to_string()];
+        let mut repos = Vec::new();
+        let mut seen = HashSet::new();
+        let found = self
+            .paginate(&op, first, &scopes, |body| {
+                let page: CatalogPage = serde_json::from_slice(body).map_err(|e| format!("catalog: {e}"))?;
+                for r in page.repositories.unwrap_or_default() {
+                    if seen.insert(r.clone()) {
+                        repos.push(r);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if !found {
+            return Err(self.protocol(&op, "the registry has no catalog API (404)".into()));
+        }
+        Ok(repos)
+    }
+
+    /// GETs `first` and every `rel="next"` page after it, handing each body to `page`.
+    /// Returns `false` when the first page is 404.
+    async fn paginate(
+        &self,
+        op: &str,
+        first: Url,
+        scopes: &[String],
+        mut page: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<bool, Error> {
+        let mut next = Some(first);
+        let mut visited = HashSet::new();
+        let mut first_page = true;
+        while let Some(url) = next.take() {
+            if !visited.insert(url.to_string()) || visited.len() > MAX_PAGES {
+                return Err(self.protocol(op, format!("pagination loops back to {url}")));
+            }
+            let call = Call::new(op.to_string(), Method::GET, url.clone(), scopes.to_vec())
+                .header(header::ACCEPT, "application/json");
+            let reply = self.send(call).await?;
+            if first_page && reply.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(false);
+            }
+            first_page = false;
+            if !reply.status().is_success() {
+                return Err(self.failure(op, reply).await);
+            }
+            next = reply
+                .response
+                .headers()
+                .get_all(header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link)
+                .map(|target| url.join(&target))
+                .transpose()
+                .map_err(|e| self.protocol(op, format!("bad Link header: {e}")))?;
+            let body = self.read_body(op, reply, PAGE_LIMIT).await?;
+            page(&body).map_err(|m| self.protocol(op, m))?;
+        }
+        Ok(true)
+    }
+}
+
+/// The target of the `rel="next"` link in one `Link` header value, if any.
+fn next_link(value: &str) -> Option<String> {
+    // Each link is `<target>; param; param`, links separated by commas (targets may
+    // contain commas, so split on the closing '>' rather than on commas first).
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        let params_end = after.find('<').unwrap_or(after.len());
+        let params = &after[..params_end];
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().trim_end_matches(',').trim();
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        if is_next {
+            return Some(target.to_string());
+        }
+        rest = &after[params_end..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn finds_the_next_link() {
+        assert_eq!(
+            next_link(r#"</v2/_catalog?last=proj00%2Fimg000&n=2>; rel="next""#).as_deref(),
+            Some("/v2/_catalog?last=proj00%2Fimg000&n=2")
+        );
+        assert_eq!(
+            next_link(r#"<https://a/x?p=1>; rel="prev", <https://a/x?p=3>; rel=next"#).as_deref(),
+            Some("https://a/x?p=3")
+        );
+        assert_eq!(next_link(r#"</v2/x>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+}

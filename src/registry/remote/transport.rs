@@ -1,0 +1,258 @@
+//! The HTTP transport: one pooled `reqwest::Client` for every registry, and the timeouts
+//! that turn a stalled connection into an error instead of a hang.
+//!
+//! reqwest's own `read_timeout` starts counting when a request starts, so it would cut a
+//! long upload short; its total `timeout` would cut a 1 GB download short. Instead:
+//! - connect: reqwest's `connect_timeout`;
+//! - first byte: measured from the moment the request body has been fully sent;
+//! - idle: no upload progress, or no download chunk, for that long.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::registry::{ClientOptions, Error};
+
+/// Builds the shared client. TLS is always verified: the platform verifier (system roots)
+/// plus the PEM bundle in `ca_file`, if any.
+pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, Error> {
+    // Installing twice is harmless: the second call reports "already installed".
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let invalid = |message: String| Error::InvalidReference {
+        reference: options
+            .ca_file
+            .as_ref()
+            .map_or_else(|| "registry client".to_string(), |p| p.display().to_string()),
+        message,
+    };
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("kpromo/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &options.ca_file {
+        let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read CA file: {e}")))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(format!("invalid CA file: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("the CA file holds no PEM certificate".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Upload progress shared between a request body and the watchdog awaiting the response.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    start: Instant,
+    last_ms: AtomicU64,
+    body_done: AtomicBool,
+}
+
+impl Progress {
+    /// For a request whose body is already in memory (sent at once).
+    pub(crate) fn sent() -> Arc<Self> {
+        let p = Self::streaming();
+        p.body_done.store(true, Ordering::Relaxed);
+        p
+    }
+
+    pub(crate) fn streaming() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            body_done: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn since_last(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Why a request produced no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Http(reqwest::Error),
+    /// No response within the first-byte timeout after the body was sent.
+    NoResponse(Duration),
+    /// The request body made no progress for the idle timeout.
+    UploadStalled(Duration),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Http(e) => {
+                // reqwest's top-level message is generic ("error sending request"): add causes.
+                write!(f, "{e}")?;
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    write!(f, ": {s}")?;
+                    source = s.source();
+                }
+                Ok(())
+            }
+            SendError::NoResponse(d) => write!(f, "no response within {}s", d.as_secs()),
+            SendError::UploadStalled(d) => write!(f, "upload made no progress for {}s", d.as_secs()),
+        }
+    }
+}
+
+/// Sends a request, enforcing the first-byte and upload-idle timeouts.
+pub(crate) async fn execute(
+    request: reqwest::RequestBuilder,
+    progress: &Progress,
+    first_byte: Duration,
+    idle: Duration,
+) -> Result<reqwest::Response, SendError> {
+    let send = request.send();
+    tokio::pin!(send);
+    let tick = (first_byte.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    progress.touch();
+    loop {
+        tokio::select! {
+            result = &mut send => return result.map_err(SendError::Http),
+            _ = tokio::time::sleep(tick) => {
+                let quiet = progress.since_last();
+                if progress.body_done.load(Ordering::Relaxed) {
+                    if quiet >= first_byte {
+                        return Err(SendError::NoResponse(first_byte));
+                    }
+                } else if quiet >= idle {
+                    return Err(SendError::UploadStalled(idle));
+                }
+            }
+        }
+    }
+}
+
+/// Wraps an upload body: records progress for the watchdog and counts bytes.
+pub(crate) struct ProgressStream<S> {
+    inner: S,
+    progress: Arc<Progress>,
+    written: Arc<AtomicU64>,
+}
+
+impl<S> ProgressStream<S> {
+    pub(crate) fn new(inner: S, progress: Arc<Progress>, written: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            progress,
+            written,
+        }
+    }
+}
+
+impl<S, E> Stream for ProgressStream<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.progress.touch();
+            }
+            Poll::Ready(None) => {
+                self.progress.touch();
+                self.progress.body_done.store(true, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        polled
+    }
+}
+
+/// Reads a whole (small) response body: manifests, tag lists, token answers. Bounded in
+/// size, and each chunk must arrive within `idle`.
+pub(crate) async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+    idle: Duration,
+    read: &AtomicU64,
+) -> Result<Bytes, String> {
+    if let Some(len) = response.content_length()
+        && len > limit as u64
+    {
+        return Err(format!("response body of {len} bytes exceeds the {limit}-byte limit"));
+    }
+    let mut stream = response.bytes_stream();
+    let mut body = Vec::new();
+    loop {
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| format!("response body stalled for {}s", idle.as_secs()))?;
+        match next {
+            None => break,
+            Some(Err(e)) => return Err(format!("reading response body: {}", SendError::Http(e))),
+            Some(Ok(chunk)) => {
+                read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if body.len() + chunk.len() > limit {
+                    return Err(format!("response body exceeds the {limit}-byte limit"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Why an HTTPS probe of a host that may also speak plain HTTP failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeFailure {
+    /// It speaks TLS but its certificate is not trusted: report, never downgrade.
+    Certificate,
+    /// Nothing listens there: no scheme would help.
+    Unreachable,
+    /// Anything else (garbage or silence in answer to a TLS hello): try plain HTTP.
+    NotTls,
+}
+
+pub(crate) fn classify_probe_failure(error: &SendError) -> ProbeFailure {
+    let SendError::Http(e) = error else {
+        return ProbeFailure::NotTls;
+    };
+    // io::Error::source skips the error it wraps, and rustls errors arrive wrapped in
+    // io::Errors inside io::Errors: follow both `source()` and `get_ref()`.
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(err) = pending.pop() {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return ProbeFailure::Unreachable;
+            }
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
+            }
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>()
+            && matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidCertRevocationList(_)
+            )
+        {
+            return ProbeFailure::Certificate;
+        }
+        pending.extend(err.source());
+    }
+    ProbeFailure::NotTls
+}
