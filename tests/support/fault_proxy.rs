@@ -128,8 +128,8 @@ impl FaultProxy {
         state.per_request.clear();
     }
 
-    /// Serves `GET /v2/<name>/tags/list` sorted and paginated, `page` tags per page unless
-    /// the client asks for `n`, with a `Link: <…>; rel="next"` header.
+    /// Serves `GET /v2/<name>/tags/list` sorted and paginated, at most `page` tags per
+    /// page (fewer if the client asks with `n`), with a `Link: <…>; rel="next"` header.
     pub fn paginate_tags(&self, page: Option<usize>) {
         self.state.lock().expect("proxy state lock").paginate_tags = page;
     }
@@ -359,7 +359,7 @@ async fn paginated_tags(
     upstream: u16,
     req: Request<Incoming>,
     name: &str,
-    default_page: usize,
+    max_page: usize,
 ) -> Result<Response<Body>, BoxError> {
     let query: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .into_owned()
@@ -383,8 +383,8 @@ async fn paginated_tags(
     let page = query
         .get("n")
         .and_then(|n| n.parse().ok())
-        .unwrap_or(default_page)
-        .max(1);
+        .unwrap_or(max_page)
+        .clamp(1, max_page.max(1));
     if let Some(last) = query.get("last") {
         tags.retain(|t| t > last);
     }

@@ -6,6 +6,7 @@
 //! Each test crate includes this with `mod support;` and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod client;
 pub mod fault_proxy;
 pub mod http_server;
 pub mod images;
