@@ -229,3 +229,51 @@ async fn anonymous_push_is_refused_clearly() {
     assert!(matches!(error, Error::Unauthorized { .. }), "got: {error}");
     assert!(!error.is_transient());
 }
+
+/// The same guarantee for the shipped binary: a `--snapshot` of an authenticated registry
+/// at `--log-level=trace`, credentials from `$DOCKER_CONFIG`, and nothing secret on
+/// stdout or stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_trace_logs_carry_no_secret() {
+    for options in [RegistryOptions::basic(), RegistryOptions::token()] {
+        let registry = TestRegistry::start(options);
+        let image = Image::simple(Format::Oci, 85);
+        registry.pusher().push_image("private/app", &image, &["v1"]).await;
+        let config = DockerConfig::at(&registry.dir().join("binary-docker-config"));
+        let (user, password) = registry.credentials().expect("auth registry");
+        config.login(&registry.host(), user, password);
+        let output = within(
+            120,
+            "kpromo cip --snapshot",
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_kpromo"))
+                .args(["cip", "--snapshot", &registry.host(), "--log-level=trace"])
+                .env("DOCKER_CONFIG", config.dir())
+                .env("HOME", registry.dir())
+                .output(),
+        )
+        .await
+        .expect("run kpromo");
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{options:?}: kpromo failed: {stderr}");
+        assert!(
+            stdout.contains(&image.digest),
+            "{options:?}: the snapshot lists the image: {stdout}"
+        );
+        assert!(
+            stderr.lines().count() > 10,
+            "{options:?}: trace logging produced almost nothing"
+        );
+        for secret in secrets(&registry) {
+            for line in stdout.lines().chain(stderr.lines()) {
+                assert!(
+                    !line.contains(&secret),
+                    "{options:?}: a secret reached the output: {line}"
+                );
+            }
+        }
+        if let Some(server) = registry.token_server() {
+            assert!(server.issued() > 0, "the binary authenticated with a token");
+        }
+    }
+}
