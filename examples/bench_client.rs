@@ -58,6 +58,8 @@ async fn main() {
         }
     }
     let http = reqwest::Client::new();
+    let cpu = |registry: &TestRegistry| support::cpu_seconds(&registry.pid().expect("running registry").to_string());
+    let curl_dst_cpu = cpu(&via_curl);
     let started = Instant::now();
     let uploads = blobs.iter().enumerate().map(|(i, blob)| {
         let (http, base, path) = (http.clone(), via_curl.url(), files.path().join(i.to_string()));
@@ -97,12 +99,16 @@ async fn main() {
     futures_util::future::join_all(uploads).await;
     let raw_secs = started.elapsed().as_secs_f64();
     let raw_rate = mb_per_s(total, raw_secs);
-    println!("raw ingest (parallel curl PUT): {raw_secs:.2} s, {raw_rate:.0} MB/s");
+    println!(
+        "raw ingest (parallel curl PUT): {raw_secs:.2} s, {raw_rate:.0} MB/s; destination registry CPU {:.2} s",
+        cpu(&via_curl) - curl_dst_cpu
+    );
     drop(files);
 
     // kpromo: every blob streamed from the source into the other fresh registry, all at once.
     let (_src_registries, src) = open(&source.host(), options_for(&source));
     let (_dst_registries, dst) = open(&via_kpromo.host(), options_for(&via_kpromo));
+    let (client_cpu, src_cpu, dst_cpu) = (support::cpu_seconds("self"), cpu(&source), cpu(&via_kpromo));
     let started = Instant::now();
     let copies = blobs.iter().map(|blob| {
         let (src, dst) = (src.registry.clone(), dst.registry.clone());
@@ -114,7 +120,12 @@ async fn main() {
     }
     let copy_secs = started.elapsed().as_secs_f64();
     let copy_rate = mb_per_s(total, copy_secs);
-    println!("kpromo copy (source -> destination): {copy_secs:.2} s, {copy_rate:.0} MB/s");
+    println!(
+        "kpromo copy (source -> destination): {copy_secs:.2} s, {copy_rate:.0} MB/s; CPU: client {:.2} s, source registry {:.2} s, destination registry {:.2} s",
+        support::cpu_seconds("self") - client_cpu,
+        cpu(&source) - src_cpu,
+        cpu(&via_kpromo) - dst_cpu
+    );
     println!(
         "ratio kpromo / raw ingest: {:.2} (target >= 0.80)",
         copy_rate / raw_rate

@@ -201,6 +201,11 @@ impl TestRegistry {
         self.port
     }
 
+    /// The registry process id while it runs (for CPU and memory figures in benchmarks).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
     /// `127.0.0.1:PORT`: the registry name to hand to the client under test.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
