@@ -57,7 +57,7 @@ async fn main() {
                 .expect("write blob file");
         }
     }
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let cpu = |registry: &TestRegistry| support::cpu_seconds(&registry.pid().expect("running registry").to_string());
     let curl_dst_cpu = cpu(&via_curl);
     let started = Instant::now();

@@ -194,7 +194,7 @@ async fn identity_token_from_docker_config() {
         .append_pair("service", support::token_server::SERVICE)
         .append_pair("client_id", "kpromo-test")
         .finish();
-    let answer: serde_json::Value = reqwest::Client::new()
+    let answer: serde_json::Value = support::http_client()
         .post(server.realm())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form)

@@ -83,6 +83,12 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A plain HTTP client for harness checks (the crate's TLS stack needs a provider first).
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Peak resident set size of this process so far, in bytes (`VmHWM`).
 pub fn peak_rss_bytes() -> u64 {
     proc_status_kb("VmHWM:") * 1024
