@@ -263,3 +263,42 @@ async fn tags_are_followed_across_link_pages() {
     assert_eq!(got, want, "every tag across all pages, none twice");
     assert_eq!(proxy.count("GET", "^/v2/paged/tags/list$"), 6, "57 tags in pages of 10");
 }
+
+/// A registry that stops sending mid-body, or never answers, must become an error after
+/// the configured timeouts (and a retry may then succeed), never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_answers_time_out_instead_of_hanging() {
+    let bed = bed().await;
+    let layer = &bed.image.layers[0];
+    let mut options = options_for(&bed.registry);
+    options.response_timeout = std::time::Duration::from_secs(1);
+    options.idle_timeout = std::time::Duration::from_secs(1);
+    let (_registries, root) = open(&bed.proxy.host(), options);
+    let reg = root.registry.as_ref();
+
+    // Headers never come for the first attempt of each request: a timeout, then a retry.
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("HEAD"),
+        "/manifests/",
+        Action::Delay(std::time::Duration::from_secs(30)),
+        Times::FirstPerRequest(1),
+    )]);
+    let head = within(
+        25,
+        "HEAD behind a silent first answer",
+        reg.head_manifest("app", &ManifestRef::Tag("v1".into())),
+    )
+    .await
+    .expect("retried after a response timeout");
+    assert_eq!(head.map(|d| d.digest.to_string()), Some(bed.image.digest.clone()));
+
+    // A body trickling at 100 bytes/s in 16 KiB pieces goes silent for minutes at a time.
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/blobs/",
+        Action::Slow { bytes_per_sec: 100 },
+        Times::Always,
+    )]);
+    let outcome = within(60, "read a stalled blob", read_blob(reg, "app", &digest(&layer.digest))).await;
+    assert!(outcome.is_err(), "a stalled body must end in an error");
+}
