@@ -81,8 +81,14 @@ fn assert_no_secret(registry: &TestRegistry, texts: &[String]) {
 
 /// Reads and writes with credentials found only in the docker config file.
 async fn works_with_docker_config_credentials(registry: &TestRegistry, options: kpromo::registry::ClientOptions) {
+    works_after_seeding(registry, options, || ()).await;
+}
+
+/// [`works_with_docker_config_credentials`], calling `then` between seeding and the client.
+async fn works_after_seeding(registry: &TestRegistry, options: kpromo::registry::ClientOptions, then: impl FnOnce()) {
     let image = Image::simple(Format::Docker, 81);
     registry.pusher().push_image("private/app", &image, &["v1"]).await;
+    then();
     let (_registries, root) = open(&registry.host(), options);
     let reg: &dyn Registry = root.registry.as_ref();
     within(60, "authenticated operations", async {
@@ -276,4 +282,18 @@ async fn binary_trace_logs_carry_no_secret() {
             assert!(server.issued() > 0, "the binary authenticated with a token");
         }
     }
+}
+
+/// A token service that fails for a moment (503) is retried like any transient failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flaky_token_service_is_retried() {
+    captured_logs();
+    let registry = TestRegistry::start(RegistryOptions::token());
+    let server = registry.token_server().expect("token server");
+    let seeded = server.issued();
+    works_after_seeding(&registry, login_options(&registry), || server.fail_next(2)).await;
+    assert!(
+        server.issued() > seeded,
+        "the client got its own tokens after the failures"
+    );
 }

@@ -32,6 +32,8 @@ struct State {
     refresh_tokens: Mutex<HashMap<String, String>>,
     issued: AtomicU64,
     refused: AtomicU64,
+    /// Token requests still to be answered 503 (a flaky auth service).
+    fail_next: AtomicU64,
     /// Every token handed out, so tests can prove none of them reached a log line.
     tokens: Mutex<Vec<String>>,
 }
@@ -63,6 +65,7 @@ impl TokenServer {
             refresh_tokens: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            fail_next: AtomicU64::new(0),
             tokens: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
@@ -86,6 +89,16 @@ impl TokenServer {
         self.state.refused.load(Ordering::Relaxed)
     }
 
+    /// Answers the next `n` token requests with 503, like an auth service having a bad moment.
+    pub fn fail_next(&self, n: u64) {
+        self.state.fail_next.store(n, Ordering::Relaxed);
+    }
+
+    /// Injected failures not yet served.
+    pub fn failures_pending(&self) -> u64 {
+        self.state.fail_next.load(Ordering::Relaxed)
+    }
+
     /// Every token (and refresh token) issued so far.
     pub fn tokens(&self) -> Vec<String> {
         self.state.tokens.lock().expect("token list lock").clone()
@@ -98,6 +111,15 @@ async fn handle(
 ) -> Result<hyper::Response<super::http_server::Body>, super::http_server::BoxError> {
     if req.uri().path() != "/token" {
         return json(404, &json!({"error": "not found"}));
+    }
+    let failing = state
+        .fail_next
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    if failing.is_ok() {
+        return json(
+            503,
+            &json!({"errors": [{"code": "UNAVAILABLE", "message": "injected token server failure"}]}),
+        );
     }
     match *req.method() {
         Method::GET => {
