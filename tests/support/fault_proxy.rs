@@ -249,7 +249,7 @@ async fn handle(
     };
     record(Some(response.status().as_u16()), action.as_ref());
     let (parts, body) = response.into_parts();
-    let has_body = parts.status.is_success();
+    let has_body = parts.status.is_success() && method != "HEAD";
     let body = match (&action, has_body) {
         (Some(Action::Truncate), true) => {
             let length = content_length(&parts.headers).unwrap_or(0);
