@@ -290,9 +290,9 @@ async fn nginx_front_answers_429_with_retry_after_beyond_its_rate() {
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert!(
         limited >= 10,
-        "20 quick requests at 5 r/s burst 2: only {limited} got 429: {statuses:?}"
+        "20 simultaneous requests at 5 r/s burst 2: only {limited} got 429: {statuses:?}"
     );
-    assert_eq!(statuses[0], 200);
+    assert!(statuses.contains(&200), "some requests pass: {statuses:?}");
     assert_eq!(front.rejected(), limited);
     assert_eq!(front.passed(), 20 - limited);
 }
