@@ -922,3 +922,44 @@ async fn a_manifest_put_racing_its_blob_links_is_retried() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_manifest_body_cut_off_mid_way_is_fetched_again() {
+    // wiremock cannot cut a body short, so this test serves raw HTTP itself: the first
+    // connection promises the whole manifest and closes after 10 bytes.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let n = socket.read(&mut request).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]).to_string();
+            if !head.starts_with("GET /v2/r/manifests/v1") {
+                // The TLS probe (or anything else): not HTTP we serve.
+                continue;
+            }
+            let attempt = counter.fetch_add(1, Ordering::SeqCst);
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                media::OCI_MANIFEST,
+                MANIFEST.len()
+            );
+            let _ = socket.write_all(header.as_bytes()).await;
+            let body = if attempt == 0 { &MANIFEST[..10] } else { MANIFEST };
+            let _ = socket.write_all(body).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    let registries = Registries::new(options()).unwrap();
+    let remote = registries.remote(&address.to_string()).unwrap();
+    let got = remote.get_manifest("r", &tag("v1")).await.unwrap().unwrap();
+    assert_eq!(got.bytes, MANIFEST);
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    assert_eq!(remote.stats().retries, 1);
+}

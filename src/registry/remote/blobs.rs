@@ -253,7 +253,7 @@ impl RemoteRegistry {
         if reply.status() != StatusCode::CREATED && !reply.status().is_success() {
             return Err(self.failure(op, reply).await);
         }
-        if let Some(said) = self.header_digest(op, &reply)?
+        if let Some(said) = self.header_digest(op, reply.response.headers())?
             && said != *digest
         {
             return Err(self.mismatch(op, *digest, said));
