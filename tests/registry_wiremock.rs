@@ -963,3 +963,31 @@ async fn a_manifest_body_cut_off_mid_way_is_fetched_again() {
     assert_eq!(served.load(Ordering::SeqCst), 2);
     assert_eq!(remote.stats().retries, 1);
 }
+
+#[tokio::test]
+async fn pagination_never_follows_a_link_to_another_server() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/r/tags/list"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"tags": ["a"]}))
+                .insert_header("Link", r#"<http://127.0.0.2:1/v2/r/tags/list?last=a>; rel="next""#),
+        )
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    let err = remote.list_tags("r").await.unwrap_err();
+    assert!(err.to_string().contains("leaves the registry"), "{err}");
+}
+
+#[tokio::test]
+async fn schema1_manifests_are_refused_clearly() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/r/manifests/old"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(b"{}".to_vec(), media::DOCKER_SCHEMA1_SIGNED))
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    let err = remote.get_manifest("r", &tag("old")).await.unwrap_err();
+    assert!(err.to_string().contains("schema1"), "{err}");
+}

@@ -152,6 +152,12 @@ impl RemoteRegistry {
                 .map(|target| url.join(&target))
                 .transpose()
                 .map_err(|e| self.protocol(op, format!("bad Link header: {e}")))?;
+            // Credentials go with every page: never follow a link to another server.
+            if let Some(n) = &next
+                && n.origin() != url.origin()
+            {
+                return Err(self.protocol(op, format!("pagination link leaves the registry: {n}")));
+            }
             let body = fetched.body;
             page(&body).map_err(|m| self.protocol(op, m))?;
         }

@@ -532,6 +532,11 @@ impl RemoteRegistry {
         }
         let header_digest = self.header_digest(&op, &fetched.headers)?;
         let content_type = header_str(&fetched.headers, header::CONTENT_TYPE).map(clean_media_type);
+        if content_type.as_deref().is_some_and(media::is_schema1) {
+            // Its digest covers a signature-stripped payload, so it cannot be copied
+            // byte-for-byte under the same digest.
+            return Err(self.protocol(&op, "a Docker schema1 manifest: not supported".into()));
+        }
         let bytes = fetched.body;
         let actual = Digest::of(&bytes);
         if let ManifestRef::Digest(want) = reference
