@@ -664,9 +664,16 @@ async fn a_corrupted_blob_stream_ends_with_an_error() {
     assert!(matches!(last, Some(Error::DigestMismatch { .. })), "{last:?}");
 }
 
-fn body_of(data: &'static [u8]) -> BlobStream {
-    let chunks: Vec<Result<Bytes, Error>> = data.chunks(3).map(|c| Ok(Bytes::from_static(c))).collect();
+fn stream_of(data: Bytes, chunk: usize) -> BlobStream {
+    let chunks: Vec<Result<Bytes, Error>> = (0..data.len())
+        .step_by(chunk)
+        .map(|at| Ok(data.slice(at..(at + chunk).min(data.len()))))
+        .collect();
     Box::pin(futures_util::stream::iter(chunks))
+}
+
+fn body_of(data: &'static [u8]) -> BlobStream {
+    stream_of(Bytes::from_static(data), 3)
 }
 
 #[tokio::test]
@@ -990,4 +997,27 @@ async fn schema1_manifests_are_refused_clearly() {
     let (_r, remote) = open(&server, options());
     let err = remote.get_manifest("r", &tag("old")).await.unwrap_err();
     assert!(err.to_string().contains("schema1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_upload_source_is_never_committed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).insert_header("Location", "/v2/r/blobs/uploads/s"))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    // Exactly the read-ahead size, so the verdict comes from the very end of the source.
+    let data = Bytes::from(vec![5u8; 4 << 20]);
+    let claimed = Digest::of(b"something else");
+    let err = remote
+        .put_blob("r", &claimed, data.len() as u64, stream_of(data.clone(), 64 << 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
 }

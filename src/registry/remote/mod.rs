@@ -171,7 +171,7 @@ impl RemoteRegistry {
     ) -> Result<Self, Error> {
         let plain_allowed =
             super::reference::is_loopback(host) || options.insecure_registries.iter().any(|h| h == host);
-        Url::parse(&format!("https://{host}/")).map_err(|e| Error::InvalidReference {
+        Url::parse(&format!("https://{}/", endpoint(host))).map_err(|e| Error::InvalidReference {
             reference: host.to_string(),
             message: e.to_string(),
         })?;
@@ -204,7 +204,7 @@ impl RemoteRegistry {
     async fn base(&self) -> Result<&Url, Error> {
         self.base
             .get_or_try_init(|| async {
-                let https = Url::parse(&format!("https://{}/", self.name))
+                let https = Url::parse(&format!("https://{}/", endpoint(&self.name)))
                     .map_err(|e| self.protocol("build URL", e.to_string()))?;
                 if !self.plain_allowed {
                     return Ok(https);
@@ -224,7 +224,7 @@ impl RemoteRegistry {
                             operation: "connect".into(),
                             message: e.to_string(),
                         }),
-                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", self.name))
+                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", endpoint(&self.name)))
                             .map_err(|e| self.protocol("build URL", e.to_string())),
                     },
                 }
@@ -618,6 +618,15 @@ impl RemoteRegistry {
             retries: self.counters.retries.load(Ordering::Relaxed),
             paused_ms: self.gate.paused_ms(),
         }
+    }
+}
+
+/// The server behind a registry name: Docker Hub's API lives on another host than its
+/// name (credentials stay keyed by the name, as in docker's config).
+fn endpoint(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
     }
 }
 
