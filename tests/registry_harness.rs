@@ -294,3 +294,15 @@ async fn nginx_front_answers_429_with_retry_after_beyond_its_rate() {
     assert_eq!(front.rejected(), limited);
     assert_eq!(front.passed(), 20 - limited);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_proxy_answers_502_while_its_registry_is_down() {
+    let mut registry = TestRegistry::start(RegistryOptions::plain());
+    let proxy = FaultProxy::start(registry.port());
+    let url = format!("http://{}/v2/", proxy.host());
+    assert_eq!(get(&url, &[]).await.expect("GET /v2/").0, 200);
+    registry.stop();
+    assert_eq!(get(&url, &[]).await.expect("GET /v2/ while down").0, 502);
+    registry.restart();
+    assert_eq!(get(&url, &[]).await.expect("GET /v2/ after restart").0, 200);
+}

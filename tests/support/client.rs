@@ -1,6 +1,5 @@
 //! Glue between harness registries and the client under test (`kpromo::registry`).
-use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -14,9 +13,13 @@ pub fn digest(s: &str) -> Digest {
     s.parse().unwrap_or_else(|e| panic!("bad digest {s}: {e:?}"))
 }
 
-/// Client options trusting the registry's test CA, if it has one.
+/// Anonymous client options trusting the registry's test CA, if it has one. The docker
+/// config points at an empty directory so the user's own credentials never leak in.
 pub fn options_for(registry: &TestRegistry) -> ClientOptions {
-    let mut options = ClientOptions::default();
+    let mut options = ClientOptions {
+        docker_config: Some(registry.dir().join("no-docker-config")),
+        ..ClientOptions::default()
+    };
     if let Some(ca) = registry.ca_cert() {
         options.ca_file = Some(ca.to_path_buf());
     }
@@ -58,70 +61,67 @@ pub async fn copy_blob(
     to.put_blob(to_repo, digest, size, stream).await
 }
 
-/// A process-wide docker config directory (`$DOCKER_CONFIG`) that tests add registry
-/// credentials to, the way a user's `docker login` would.
+/// A docker config directory (`config.json` with `auths`), as `docker login` leaves it.
+/// Each client gets its own through `ClientOptions::docker_config`: no process-wide
+/// `$DOCKER_CONFIG`, so parallel tests cannot see each other's credentials.
+#[derive(Debug, Clone)]
 pub struct DockerConfig {
-    dir: tempfile::TempDir,
-    auths: Mutex<serde_json::Map<String, serde_json::Value>>,
+    dir: PathBuf,
 }
 
 impl DockerConfig {
-    /// The shared config; the first call points `$DOCKER_CONFIG` at it.
-    pub fn shared() -> &'static DockerConfig {
-        static CONFIG: OnceLock<DockerConfig> = OnceLock::new();
-        CONFIG.get_or_init(|| {
-            let config = DockerConfig {
-                dir: super::shm_tempdir("kpromo-docker-config-"),
-                auths: Mutex::new(serde_json::Map::new()),
-            };
-            config.write(&serde_json::Map::new());
-            // SAFETY: set once, before any client reads it; the only other writer of the
-            // environment in these test crates is this initialiser.
-            unsafe { std::env::set_var("DOCKER_CONFIG", config.dir.path()) };
-            config
-        })
+    /// Uses (and creates) `dir`; entries already in its config.json are kept.
+    pub fn at(dir: &Path) -> DockerConfig {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        DockerConfig { dir: dir.to_path_buf() }
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
-    /// Adds (or replaces) `auths[host]` and rewrites config.json atomically.
+    /// Adds (or replaces) `auths[host]` with a username and password.
     pub fn login(&self, host: &str, user: &str, password: &str) {
         use base64::Engine;
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let mut auths = self.auths.lock().expect("docker config lock");
-        auths.insert(host.to_string(), serde_json::json!({ "auth": auth }));
-        self.write(&auths);
+        self.set(host, serde_json::json!({ "auth": auth }));
     }
 
     /// Adds `auths[host]` with an OAuth2 refresh token (`identitytoken`), as `docker login`
     /// stores for registries that issue them.
     pub fn login_identity_token(&self, host: &str, token: &str) {
-        let mut auths = self.auths.lock().expect("docker config lock");
-        auths.insert(host.to_string(), serde_json::json!({ "identitytoken": token }));
-        self.write(&auths);
+        self.set(host, serde_json::json!({ "identitytoken": token }));
     }
 
-    fn write(&self, auths: &serde_json::Map<String, serde_json::Value>) {
-        let body = serde_json::json!({ "auths": auths }).to_string();
-        let tmp = self.dir.path().join("config.json.tmp");
-        std::fs::write(&tmp, body).expect("write docker config");
-        std::fs::rename(&tmp, self.dir.path().join("config.json")).expect("install docker config");
+    /// Client options reading credentials from this directory.
+    pub fn options(&self, mut options: ClientOptions) -> ClientOptions {
+        options.docker_config = Some(self.dir.clone());
+        options
+    }
+
+    fn set(&self, host: &str, entry: serde_json::Value) {
+        let path = self.dir.join("config.json");
+        let mut config: serde_json::Value = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_else(|| serde_json::json!({ "auths": {} }));
+        config["auths"][host] = entry;
+        let tmp = self.dir.join("config.json.tmp");
+        std::fs::write(&tmp, config.to_string()).expect("write docker config");
+        std::fs::rename(&tmp, &path).expect("install docker config");
     }
 }
 
-/// Logs the registry's credentials into the shared docker config (no-op without auth),
-/// and returns client options for it.
+/// Options for `registry` with its credentials (if any) in a docker config of its own.
 pub fn login_options(registry: &TestRegistry) -> ClientOptions {
     login_options_as(registry, &registry.host())
 }
 
 /// [`login_options`] for a registry reached as `host` (e.g. through a fault proxy).
 pub fn login_options_as(registry: &TestRegistry, host: &str) -> ClientOptions {
-    let config = DockerConfig::shared();
+    let config = DockerConfig::at(&registry.dir().join("docker-config"));
     if let Some((user, password)) = registry.credentials() {
         config.login(host, user, password);
     }
-    options_for(registry)
+    config.options(options_for(registry))
 }

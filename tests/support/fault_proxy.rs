@@ -236,7 +236,17 @@ async fn handle(
         record(Some(response.status().as_u16()), None);
         return Ok(response);
     }
-    let response = forward(upstream, req).await?;
+    // An upstream that is down (stopped registry) answers 502, as a load balancer would.
+    let response = match forward(upstream, req).await {
+        Ok(response) => response,
+        Err(e) => {
+            record(Some(502), action.as_ref());
+            return json(
+                502,
+                &serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": format!("upstream: {e}")}]}),
+            );
+        }
+    };
     record(Some(response.status().as_u16()), action.as_ref());
     let (parts, body) = response.into_parts();
     let has_body = parts.status.is_success();

@@ -75,6 +75,8 @@ impl Server {
             let listener = tokio::net::TcpListener::from_std(listener).expect("register listener");
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
                 let _ = stream.set_nodelay(true);

@@ -4,6 +4,18 @@
 //! test. Checks go through `skopeo`, an independent client.
 //!
 //! Each test crate includes this with `mod support;` and uses only part of it.
+//!
+//! ```ignore
+//! let staging = TestRegistry::start(RegistryOptions::plain());     // or basic(), token(), tls()
+//! let mirror = TestRegistry::start(RegistryOptions::plain());
+//! let index = Index::multi_arch(Format::Oci, 1, &["amd64", "arm64/v8"], Some(&Blob::random(7, 1 << 20)));
+//! staging.pusher().push_index("proj/img", &index, &["v1", "latest"]).await; // children first
+//! let proxy = FaultProxy::start(mirror.port());                       // faults, request counts
+//! proxy.set_rules(vec![Rule::new(Some("PUT"), "/manifests/", Action::Status { status: 503, retry_after: None }, Times::FirstPerRequest(1))]);
+//! // ... run kpromo against staging.host() and proxy.host() ...
+//! assert_eq!(mirror.skopeo_raw("proj/img:v1").map(|b| images::sha256_digest(&b)), Some(index.digest.clone()));
+//! assert_eq!(proxy.count("GET", "^/v2/proj/img/blobs/"), 0);
+//! ```
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
