@@ -355,3 +355,15 @@ fn duplicate_top_level_keys_are_errors() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with(&format!("{}:6:1: ", path.display())), "{p:?}");
 }
+
+#[test]
+fn images_that_is_a_file_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("manifests/a")).unwrap();
+    fs::write(dir.path().join("images"), "not a directory").unwrap();
+    let d = dir.path().display();
+    assert_eq!(
+        problems(&check_path(dir.path())),
+        [format!("{d}: \"{d}/images\" is not a directory")]
+    );
+}

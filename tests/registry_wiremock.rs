@@ -664,9 +664,16 @@ async fn a_corrupted_blob_stream_ends_with_an_error() {
     assert!(matches!(last, Some(Error::DigestMismatch { .. })), "{last:?}");
 }
 
-fn body_of(data: &'static [u8]) -> BlobStream {
-    let chunks: Vec<Result<Bytes, Error>> = data.chunks(3).map(|c| Ok(Bytes::from_static(c))).collect();
+fn stream_of(data: Bytes, chunk: usize) -> BlobStream {
+    let chunks: Vec<Result<Bytes, Error>> = (0..data.len())
+        .step_by(chunk)
+        .map(|at| Ok(data.slice(at..(at + chunk).min(data.len()))))
+        .collect();
     Box::pin(futures_util::stream::iter(chunks))
+}
+
+fn body_of(data: &'static [u8]) -> BlobStream {
+    stream_of(Bytes::from_static(data), 3)
 }
 
 #[tokio::test]
@@ -921,4 +928,96 @@ async fn a_manifest_put_racing_its_blob_links_is_retried() {
         err.to_string().contains("NAME_INVALID: invalid repository name"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_manifest_body_cut_off_mid_way_is_fetched_again() {
+    // wiremock cannot cut a body short, so this test serves raw HTTP itself: the first
+    // connection promises the whole manifest and closes after 10 bytes.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let n = socket.read(&mut request).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]).to_string();
+            if !head.starts_with("GET /v2/r/manifests/v1") {
+                // The TLS probe (or anything else): not HTTP we serve.
+                continue;
+            }
+            let attempt = counter.fetch_add(1, Ordering::SeqCst);
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                media::OCI_MANIFEST,
+                MANIFEST.len()
+            );
+            let _ = socket.write_all(header.as_bytes()).await;
+            let body = if attempt == 0 { &MANIFEST[..10] } else { MANIFEST };
+            let _ = socket.write_all(body).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    let registries = Registries::new(options()).unwrap();
+    let remote = registries.remote(&address.to_string()).unwrap();
+    let got = remote.get_manifest("r", &tag("v1")).await.unwrap().unwrap();
+    assert_eq!(got.bytes, MANIFEST);
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    assert_eq!(remote.stats().retries, 1);
+}
+
+#[tokio::test]
+async fn pagination_never_follows_a_link_to_another_server() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/r/tags/list"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"tags": ["a"]}))
+                .insert_header("Link", r#"<http://127.0.0.2:1/v2/r/tags/list?last=a>; rel="next""#),
+        )
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    let err = remote.list_tags("r").await.unwrap_err();
+    assert!(err.to_string().contains("leaves the registry"), "{err}");
+}
+
+#[tokio::test]
+async fn schema1_manifests_are_refused_clearly() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v2/r/manifests/old"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(b"{}".to_vec(), media::DOCKER_SCHEMA1_SIGNED))
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    let err = remote.get_manifest("r", &tag("old")).await.unwrap_err();
+    assert!(err.to_string().contains("schema1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_upload_source_is_never_committed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).insert_header("Location", "/v2/r/blobs/uploads/s"))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    // Exactly the read-ahead size, so the verdict comes from the very end of the source.
+    let data = Bytes::from(vec![5u8; 4 << 20]);
+    let claimed = Digest::of(b"something else");
+    let err = remote
+        .put_blob("r", &claimed, data.len() as u64, stream_of(data.clone(), 64 << 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
 }

@@ -136,6 +136,11 @@ impl Auth {
             .clone()
     }
 
+    /// Whether a credential was found for this host (`false` also before any lookup).
+    pub(crate) fn has_credential(&self) -> bool {
+        matches!(self.credential.get(), Some(Ok(Some(_))))
+    }
+
     fn challenge(&self) -> Option<Challenge> {
         self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -291,7 +296,13 @@ impl Auth {
             let status = response.status();
             let body = transport::read_limited(response, TOKEN_BODY_LIMIT, idle, read).await;
             if status.is_success() {
-                let body = body.map_err(|m| self.unauthorized(status.as_u16(), m))?;
+                let body = match body {
+                    Ok(b) => b,
+                    Err(e) => {
+                        last_error = e.message;
+                        continue;
+                    }
+                };
                 let answer: TokenAnswer = serde_json::from_slice(&body)
                     .map_err(|e| self.unauthorized(status.as_u16(), format!("token server answer is not JSON: {e}")))?;
                 let token = answer

@@ -105,7 +105,7 @@ impl RemoteRegistry {
         // The concurrency slot covers the exchange, not the body: a copy within one
         // registry holds a download open while it uploads, and must not wait on itself.
         drop(reply.permit);
-        Ok(Box::pin(stream::unfold(state, VerifyState::next)))
+        Ok(Box::pin(stream::unfold(state, VerifyState::next).fuse()))
     }
 
     /// POST an upload session, optionally asking to mount `digest` from `from`.
@@ -170,6 +170,13 @@ impl RemoteRegistry {
         let mut source = verified_source(body, *digest, size, self.name.clone(), op.clone());
         let first = read_up_to(&mut source, PEEK).await?;
         let whole = first.len() as u64 >= size;
+        if whole {
+            // Poll the end of the source: that is where its size and digest are checked.
+            if let Some(extra) = source.next().await {
+                extra?;
+                return Err(self.protocol(&op, format!("source has more than the expected {size} bytes")));
+            }
+        }
         let rest: Rest = Arc::new(Mutex::new((!whole).then_some(source)));
         let mut last_error = None;
         for _ in 0..UPLOAD_ATTEMPTS {
@@ -253,7 +260,7 @@ impl RemoteRegistry {
         if reply.status() != StatusCode::CREATED && !reply.status().is_success() {
             return Err(self.failure(op, reply).await);
         }
-        if let Some(said) = self.header_digest(op, &reply)?
+        if let Some(said) = self.header_digest(op, reply.response.headers())?
             && said != *digest
         {
             return Err(self.mismatch(op, *digest, said));
@@ -341,58 +348,62 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
         seen: 0,
         done: false,
     };
-    Box::pin(stream::unfold(state, move |mut st| {
-        let registry = registry.clone();
-        let op = op.clone();
-        async move {
-            if st.done {
-                return None;
-            }
-            let short = |message: String| Error::Protocol {
-                registry: registry.clone(),
-                operation: op.clone(),
-                message,
-            };
-            match st.source.next().await {
-                Some(Ok(chunk)) => {
-                    st.seen += chunk.len() as u64;
-                    if st.seen > size {
+    // Fused: the upload polls it again after its end to be sure it has ended.
+    Box::pin(
+        stream::unfold(state, move |mut st| {
+            let registry = registry.clone();
+            let op = op.clone();
+            async move {
+                if st.done {
+                    return None;
+                }
+                let short = |message: String| Error::Protocol {
+                    registry: registry.clone(),
+                    operation: op.clone(),
+                    message,
+                };
+                match st.source.next().await {
+                    Some(Ok(chunk)) => {
+                        st.seen += chunk.len() as u64;
+                        if st.seen > size {
+                            st.done = true;
+                            return Some((
+                                Err(short(format!("source has more than the expected {size} bytes"))),
+                                st,
+                            ));
+                        }
+                        st.hasher.update(&chunk);
+                        Some((Ok(chunk), st))
+                    }
+                    Some(Err(e)) => {
                         st.done = true;
-                        return Some((
-                            Err(short(format!("source has more than the expected {size} bytes"))),
-                            st,
-                        ));
+                        Some((Err(e), st))
                     }
-                    st.hasher.update(&chunk);
-                    Some((Ok(chunk), st))
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    Some((Err(e), st))
-                }
-                None => {
-                    st.done = true;
-                    if st.seen != size {
-                        return Some((
-                            Err(short(format!("source ended after {} of {size} bytes", st.seen))),
-                            st,
-                        ));
+                    None => {
+                        st.done = true;
+                        if st.seen != size {
+                            return Some((
+                                Err(short(format!("source ended after {} of {size} bytes", st.seen))),
+                                st,
+                            ));
+                        }
+                        let actual = std::mem::take(&mut st.hasher).finish();
+                        if actual != digest {
+                            let e = Error::DigestMismatch {
+                                registry,
+                                operation: op,
+                                expected: digest,
+                                actual,
+                            };
+                            return Some((Err(e), st));
+                        }
+                        None
                     }
-                    let actual = std::mem::take(&mut st.hasher).finish();
-                    if actual != digest {
-                        let e = Error::DigestMismatch {
-                            registry,
-                            operation: op,
-                            expected: digest,
-                            actual,
-                        };
-                        return Some((Err(e), st));
-                    }
-                    None
                 }
             }
-        }
-    }))
+        })
+        .fuse(),
+    )
 }
 
 /// State of a verified download stream.

@@ -14,14 +14,14 @@ use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Pause applied on a 429/503 that carries no usable `Retry-After`.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
+const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause honoured from one `Retry-After` (a misconfigured server must not stall a run).
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// After slowing down, further throttling answers within this window do not slow down again:
 /// they are the requests that were already in flight.
 const SLOWDOWN_COOLDOWN: Duration = Duration::from_secs(2);
 /// Consecutive successes after which the slowdown factor steps back by one.
-const RECOVERY_RUN: u32 = 20;
+const RECOVERY_RUN: u32 = 10;
 /// Largest slowdown factor (the rate never drops below 1/16 of the configured one).
 const MAX_SLOWDOWN: u32 = 16;
 
@@ -93,9 +93,7 @@ impl Gate {
             if until <= now {
                 return;
             }
-            let wait = until - now;
-            tokio::time::sleep(wait).await;
-            self.paused_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+            tokio::time::sleep(until - now).await;
         }
     }
 
@@ -112,7 +110,13 @@ impl Gate {
         self.successes.store(0, Ordering::Relaxed);
         let mut state = self.lock();
         let until = now + pause;
-        state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+        // Count wall-clock time this registry is paused, not the sum over waiting tasks.
+        let already = state.paused_until.filter(|u| *u > now).unwrap_or(now);
+        if until > already {
+            self.paused_ms
+                .fetch_add((until - already).as_millis() as u64, Ordering::Relaxed);
+            state.paused_until = Some(until);
+        }
         let cooled = state
             .last_slowdown
             .is_none_or(|t| now.duration_since(t) >= SLOWDOWN_COOLDOWN);
@@ -142,7 +146,7 @@ impl Gate {
         self.slowdown.load(Ordering::Relaxed)
     }
 
-    /// Total time requests spent waiting out pauses, in milliseconds.
+    /// Wall-clock time this registry has been paused, in milliseconds.
     pub(crate) fn paused_ms(&self) -> u64 {
         self.paused_ms.load(Ordering::Relaxed)
     }

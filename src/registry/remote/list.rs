@@ -135,17 +135,16 @@ impl RemoteRegistry {
             }
             let call = Call::new(op.to_string(), Method::GET, url.clone(), scopes.to_vec())
                 .header(header::ACCEPT, "application/json");
-            let reply = self.send(call).await?;
-            if first_page && reply.status() == reqwest::StatusCode::NOT_FOUND {
+            let fetched = self.fetch(call, PAGE_LIMIT).await?;
+            if first_page && fetched.status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(false);
             }
             first_page = false;
-            if !reply.status().is_success() {
-                return Err(self.failure(op, reply).await);
+            if !fetched.status.is_success() {
+                return Err(self.error_for(op, fetched.status.as_u16(), &fetched.body));
             }
-            next = reply
-                .response
-                .headers()
+            next = fetched
+                .headers
                 .get_all(header::LINK)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
@@ -153,7 +152,13 @@ impl RemoteRegistry {
                 .map(|target| url.join(&target))
                 .transpose()
                 .map_err(|e| self.protocol(op, format!("bad Link header: {e}")))?;
-            let body = self.read_body(op, reply, PAGE_LIMIT).await?;
+            // Credentials go with every page: never follow a link to another server.
+            if let Some(n) = &next
+                && n.origin() != url.origin()
+            {
+                return Err(self.protocol(op, format!("pagination link leaves the registry: {n}")));
+            }
+            let body = fetched.body;
             page(&body).map_err(|m| self.protocol(op, m))?;
         }
         Ok(true)

@@ -119,6 +119,30 @@ impl Call {
         self.body = body;
         self
     }
+
+    /// A copy to send again, unless the body is a one-shot stream.
+    fn try_clone(&self) -> Option<Self> {
+        let body = match &self.body {
+            Payload::Empty => Payload::Empty,
+            Payload::Bytes(b) => Payload::Bytes(b.clone()),
+            Payload::Once(_) => return None,
+        };
+        Some(Self {
+            op: self.op.clone(),
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body,
+            scopes: self.scopes.clone(),
+        })
+    }
+}
+
+/// A whole small response.
+pub(crate) struct Fetched {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// A response, holding the registry's concurrency slot until dropped.
@@ -133,7 +157,7 @@ impl Reply {
     }
 
     pub(crate) fn header(&self, name: header::HeaderName) -> Option<&str> {
-        self.response.headers().get(name).and_then(|v| v.to_str().ok())
+        header_str(self.response.headers(), name)
     }
 }
 
@@ -147,7 +171,7 @@ impl RemoteRegistry {
     ) -> Result<Self, Error> {
         let plain_allowed =
             super::reference::is_loopback(host) || options.insecure_registries.iter().any(|h| h == host);
-        Url::parse(&format!("https://{host}/")).map_err(|e| Error::InvalidReference {
+        Url::parse(&format!("https://{}/", endpoint(host))).map_err(|e| Error::InvalidReference {
             reference: host.to_string(),
             message: e.to_string(),
         })?;
@@ -180,7 +204,7 @@ impl RemoteRegistry {
     async fn base(&self) -> Result<&Url, Error> {
         self.base
             .get_or_try_init(|| async {
-                let https = Url::parse(&format!("https://{}/", self.name))
+                let https = Url::parse(&format!("https://{}/", endpoint(&self.name)))
                     .map_err(|e| self.protocol("build URL", e.to_string()))?;
                 if !self.plain_allowed {
                     return Ok(https);
@@ -200,7 +224,7 @@ impl RemoteRegistry {
                             operation: "connect".into(),
                             message: e.to_string(),
                         }),
-                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", self.name))
+                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", endpoint(&self.name)))
                             .map_err(|e| self.protocol("build URL", e.to_string())),
                     },
                 }
@@ -358,7 +382,14 @@ impl RemoteRegistry {
         let body = transport::read_limited(reply.response, 64 << 10, self.idle, &self.counters.bytes_read)
             .await
             .unwrap_or_default();
-        let message = error_message(&body);
+        self.error_for(op, status, &body)
+    }
+
+    pub(crate) fn error_for(&self, op: &str, status: u16, body: &[u8]) -> Error {
+        let mut message = error_message(body);
+        if status == 401 && !self.auth.has_credential() {
+            message.push_str(" (no credentials for this registry in the docker config)");
+        }
         if status == 401 || status == 403 {
             Error::Unauthorized {
                 registry: self.name.clone(),
@@ -376,15 +407,35 @@ impl RemoteRegistry {
         }
     }
 
-    /// Reads a small body (manifest, listing page) or fails naming `op`.
-    pub(crate) async fn read_body(&self, op: &str, reply: Reply, limit: usize) -> Result<Bytes, Error> {
-        transport::read_limited(reply.response, limit, self.idle, &self.counters.bytes_read)
-            .await
-            .map_err(|message| Error::Transport {
-                registry: self.name.clone(),
-                operation: op.to_string(),
-                message,
-            })
+    /// Sends a call whose answer is small (manifest, listing page) and reads it whole.
+    /// A body cut off or stalled half-way is retried like a failed request.
+    pub(crate) async fn fetch(&self, mut call: Call, limit: usize) -> Result<Fetched, Error> {
+        let mut backoff = retry::backoff(self.max_retries);
+        loop {
+            let again = call.try_clone();
+            let op = call.op.clone();
+            let reply = self.send(call).await?;
+            let status = reply.status();
+            let headers = reply.response.headers().clone();
+            match transport::read_limited(reply.response, limit, self.idle, &self.counters.bytes_read).await {
+                Ok(body) => return Ok(Fetched { status, headers, body }),
+                Err(e) => {
+                    let error = Error::Transport {
+                        registry: self.name.clone(),
+                        operation: op,
+                        message: e.message,
+                    };
+                    match (again, e.transient, backoff.next()) {
+                        (Some(next), true, Some(delay)) => {
+                            tracing::debug!(registry = %self.name, %error, "retrying");
+                            self.retry_sleep(delay).await;
+                            call = next;
+                        }
+                        _ => return Err(error),
+                    }
+                }
+            }
+        }
     }
 
     /// Checks the reachability of the registry and learns its auth challenge.
@@ -415,7 +466,7 @@ impl RemoteRegistry {
             s if s.is_success() => {}
             _ => return Err(self.failure(&op, reply).await),
         }
-        let header_digest = self.header_digest(&op, &reply)?;
+        let header_digest = self.header_digest(&op, reply.response.headers())?;
         let size = reply.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
         let media_type = reply.header(header::CONTENT_TYPE).map(clean_media_type);
         if let (Some(digest), Some(size), Some(media_type)) = (header_digest, size, media_type.clone()) {
@@ -435,8 +486,8 @@ impl RemoteRegistry {
         Ok(self.manifest_get(repo, reference).await?.map(|m| m.descriptor()))
     }
 
-    fn header_digest(&self, op: &str, reply: &Reply) -> Result<Option<Digest>, Error> {
-        match reply.header(header::HeaderName::from_static("docker-content-digest")) {
+    pub(crate) fn header_digest(&self, op: &str, headers: &HeaderMap) -> Result<Option<Digest>, Error> {
+        match header_str(headers, header::HeaderName::from_static("docker-content-digest")) {
             None => Ok(None),
             // Only sha256 is verifiable here; other algorithms are ignored, not trusted.
             Some(v) if !v.starts_with("sha256:") => Ok(None),
@@ -473,15 +524,20 @@ impl RemoteRegistry {
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
-        let reply = self.send(call).await?;
-        match reply.status() {
+        let fetched = self.fetch(call, MANIFEST_LIMIT).await?;
+        match fetched.status {
             StatusCode::NOT_FOUND => return Ok(None),
             s if s.is_success() => {}
-            _ => return Err(self.failure(&op, reply).await),
+            s => return Err(self.error_for(&op, s.as_u16(), &fetched.body)),
         }
-        let header_digest = self.header_digest(&op, &reply)?;
-        let content_type = reply.header(header::CONTENT_TYPE).map(clean_media_type);
-        let bytes = self.read_body(&op, reply, MANIFEST_LIMIT).await?;
+        let header_digest = self.header_digest(&op, &fetched.headers)?;
+        let content_type = header_str(&fetched.headers, header::CONTENT_TYPE).map(clean_media_type);
+        if content_type.as_deref().is_some_and(media::is_schema1) {
+            // Its digest covers a signature-stripped payload, so it cannot be copied
+            // byte-for-byte under the same digest.
+            return Err(self.protocol(&op, "a Docker schema1 manifest: not supported".into()));
+        }
+        let bytes = fetched.body;
         let actual = Digest::of(&bytes);
         if let ManifestRef::Digest(want) = reference
             && *want != actual
@@ -545,7 +601,7 @@ impl RemoteRegistry {
                 .await;
         };
         // `Location` is optional in practice (ECR omits it): never rely on it.
-        if let Some(said) = self.header_digest(&op, &reply)?
+        if let Some(said) = self.header_digest(&op, reply.response.headers())?
             && said != actual
         {
             return Err(self.mismatch(&op, actual, said));
@@ -563,6 +619,19 @@ impl RemoteRegistry {
             paused_ms: self.gate.paused_ms(),
         }
     }
+}
+
+/// The server behind a registry name: Docker Hub's API lives on another host than its
+/// name (credentials stay keyed by the name, as in docker's config).
+fn endpoint(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `application/json; charset=utf-8` -> `application/json`.

@@ -55,19 +55,15 @@ impl RemoteRegistry {
         }
         let call = Call::new(op.clone(), Method::GET, url, vec![auth::repo_scope(repo, false)])
             .header(header::ACCEPT, media::OCI_INDEX);
-        let reply = self.send(call).await?;
-        let index = match reply.status() {
-            s if s.is_success() => {
-                let body = self.read_body(&op, reply, PAGE_LIMIT).await?;
-                Some(body)
-            }
+        let fetched = self.fetch(call, PAGE_LIMIT).await?;
+        let index = match fetched.status {
+            s if s.is_success() => Some(fetched.body),
             // No referrers API: read the fallback tag instead.
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                drop(reply);
                 let tag = ManifestRef::Tag(fallback_tag(subject));
                 self.manifest_get(repo, &tag).await?.map(|m| m.bytes)
             }
-            _ => return Err(self.failure(&op, reply).await),
+            s => return Err(self.error_for(&op, s.as_u16(), &fetched.body)),
         };
         let Some(index) = index else {
             return Ok(Vec::new());

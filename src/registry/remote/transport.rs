@@ -181,6 +181,14 @@ where
     }
 }
 
+/// Why a small body could not be read.
+#[derive(Debug)]
+pub(crate) struct ReadError {
+    pub(crate) message: String,
+    /// A broken or stalled connection (worth another request), not an oversized body.
+    pub(crate) transient: bool,
+}
+
 /// Reads a whole (small) response body: manifests, tag lists, token answers. Bounded in
 /// size, and each chunk must arrive within `idle`.
 pub(crate) async fn read_limited(
@@ -188,25 +196,35 @@ pub(crate) async fn read_limited(
     limit: usize,
     idle: Duration,
     read: &AtomicU64,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, ReadError> {
+    let too_large = |message: String| ReadError {
+        message,
+        transient: false,
+    };
+    let broken = |message: String| ReadError {
+        message,
+        transient: true,
+    };
     if let Some(len) = response.content_length()
         && len > limit as u64
     {
-        return Err(format!("response body of {len} bytes exceeds the {limit}-byte limit"));
+        return Err(too_large(format!(
+            "response body of {len} bytes exceeds the {limit}-byte limit"
+        )));
     }
     let mut stream = response.bytes_stream();
     let mut body = Vec::new();
     loop {
         let next = tokio::time::timeout(idle, stream.next())
             .await
-            .map_err(|_| format!("response body stalled for {}s", idle.as_secs()))?;
+            .map_err(|_| broken(format!("response body stalled for {}s", idle.as_secs())))?;
         match next {
             None => break,
-            Some(Err(e)) => return Err(format!("reading response body: {}", SendError::Http(e))),
+            Some(Err(e)) => return Err(broken(format!("reading response body: {}", SendError::Http(e)))),
             Some(Ok(chunk)) => {
                 read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if body.len() + chunk.len() > limit {
-                    return Err(format!("response body exceeds the {limit}-byte limit"));
+                    return Err(too_large(format!("response body exceeds the {limit}-byte limit")));
                 }
                 body.extend_from_slice(&chunk);
             }
