@@ -49,15 +49,14 @@ pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
         state.manifests,
         affected_repos(state.edges.edges()).len()
     );
-    decide_edges(state).await?;
-    finish_plan(state)?;
+    plan_edges(state).await?;
     if state.options.parse_only {
         return Ok(Flow::Stop("--parse-only"));
     }
     Ok(Flow::Continue)
 }
 
-fn check_overlaps(edges: &EdgeSet) -> Result<(), KpromoError> {
+pub(crate) fn check_overlaps(edges: &EdgeSet) -> Result<(), KpromoError> {
     for redundant in edges.redundant() {
         debug!(
             "redundant edge {} ({}) kept once",
@@ -221,9 +220,15 @@ fn check_cancel(state: &PlanState) -> Result<(), KpromoError> {
     }
 }
 
-/// Reads the registries and fills `state.decisions`. Public for tests that inject
-/// roots instead of loading manifests.
-pub async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
+/// Decides every edge, reports the plan and refuses it when it is not clean. Split
+/// from [`run`] so tests can start from injected edges and registries.
+pub(crate) async fn plan_edges(state: &mut PlanState) -> Result<(), KpromoError> {
+    decide_edges(state).await?;
+    finish_plan(state)
+}
+
+/// Reads the registries and fills `state.decisions`.
+async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
     let mut inv = Inventory::default();
     let st = &*state;
     let edges = st.edges.edges();

@@ -463,11 +463,7 @@ async fn copy_blobs(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress) -> B
 
 /// Copies one blob to every target: mount where the registry is shared, one source
 /// read for the rest, then mounts inside each destination registry.
-async fn copy_blob(
-    task: BlobTask,
-    cancel: Cancel,
-    progress: Progress,
-) -> Vec<BlobResult> {
+async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<BlobResult> {
     let digest = task.digest;
     let mut done: Vec<BlobResult> = Vec::new();
     if cancel.is_cancelled() {
