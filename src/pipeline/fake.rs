@@ -14,7 +14,8 @@ use futures_util::{StreamExt, stream};
 
 use crate::digest::{Digest, DigestWriter};
 use crate::registry::{
-    BlobStream, Descriptor, Error, ManifestRef, MountOutcome, RawManifest, Registry, RegistryStats, TagList,
+    BlobStream, Descriptor, Error, GoogleManifestInfo, ManifestRef, MountOutcome, RawManifest, Registry, RegistryStats,
+    TagList,
 };
 
 use super::graph;
@@ -37,18 +38,26 @@ struct Inner {
 pub struct FakeRegistry {
     name: String,
     mounts: bool,
+    /// Answer tag listings like gcr.io / Artifact Registry (Google's extended list).
+    google: bool,
     inner: Mutex<Inner>,
 }
 
 impl FakeRegistry {
     pub fn new(name: &str) -> Arc<Self> {
-        Self::with_mounts(name, true)
-    }
-
-    pub fn with_mounts(name: &str, mounts: bool) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_string(),
-            mounts,
+            mounts: true,
+            google: false,
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    pub fn google(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_string(),
+            mounts: true,
+            google: true,
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -130,7 +139,22 @@ impl Registry for FakeRegistry {
         let mut inner = self.lock();
         let found = inner.repos.get(repo).map(|r| TagList {
             tags: r.tags.keys().cloned().collect(),
-            ..Default::default()
+            google_manifests: self.google.then(|| {
+                r.manifests
+                    .values()
+                    .map(|m| GoogleManifestInfo {
+                        digest: m.digest,
+                        media_type: m.media_type.clone(),
+                        tags: r
+                            .tags
+                            .iter()
+                            .filter(|(_, d)| **d == m.digest)
+                            .map(|(t, _)| t.clone())
+                            .collect(),
+                    })
+                    .collect()
+            }),
+            children: Vec::new(),
         });
         let status = if found.is_some() { 200 } else { 404 };
         self.record(&mut inner, "GET", status, format!("tags {repo}"));

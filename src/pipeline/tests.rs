@@ -448,6 +448,26 @@ async fn cancelled_run_stops_before_the_next_phase() {
     assert_eq!(world.writes(), 0);
 }
 
+#[tokio::test]
+async fn google_extended_listing_plans_with_one_request_per_repository() {
+    let mut world = World::new(&["m1"]);
+    world.hosts.insert("gcr".into(), FakeRegistry::google("gcr"));
+    world.hosts.insert("ar".into(), FakeRegistry::google("ar"));
+    let img = multi_arch();
+    let other = TestImage::single("other", &[b"o"]);
+    world.host("gcr").seed("staging/foo", &img, &[]);
+    world.host("ar").seed("prod/foo", &other, &["0.9"]);
+    let dmap = vec![(img.digest(), vec!["1.0"]), (img.children[0].digest(), vec![])];
+    let m = manifest("gcr/staging", &["ar/prod", "m1/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    assert_eq!(plan::counts(&state.decisions).copy, 4);
+    assert_eq!(world.host("gcr").log(), ["GET tags staging/foo"]);
+    assert_eq!(world.host("ar").log(), ["GET tags prod/foo"]);
+    // The standard registry (a repository that does not exist yet) needs no HEADs either.
+    assert_eq!(world.host("m1").log(), ["GET tags prod/foo"]);
+}
+
 #[test]
 fn overlap_is_a_usage_error() {
     let a = TestImage::single("a", &[b"a"]);
