@@ -1,6 +1,168 @@
-//! The clap front end (work in progress).
+//! The clap front end: parses flags, sets up logging, runs a command and turns its
+//! error into the documented exit code (`docs/exit-codes.md`): 0 success or dry run,
+//! 1 promotion or registry error, 2 usage or manifest error.
+pub mod cip;
+pub mod logging;
+mod removed;
+
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tracing::level_filters::LevelFilter;
+
+use crate::error::{ExitKind, KpromoError};
+use logging::LogFormat;
+
+/// Version, git commit and compiler, as recorded by build.rs.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const GIT_COMMIT: &str = env!("KPROMO_GIT_COMMIT");
+const RUSTC_VERSION: &str = env!("KPROMO_RUSTC_VERSION");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kpromo",
+    version = VERSION,
+    about = "Kubernetes image promoter: copies images from staging to production registries, byte for byte, on any OCI registry",
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Log level: trace, debug, info, warning (or warn), error, fatal, panic. fatal and
+    /// panic show errors only.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info", value_parser = logging::parse_level)]
+    pub log_level: LevelFilter,
+
+    /// Log format on stderr: text (HH:MM:SS.mmm timestamps, UTC) or json (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Promote images from staging to production registries as the manifests say (a
+    /// dry run unless --confirm), or print a registry snapshot (--snapshot,
+    /// --manifest-based-snapshot-of).
+    Cip(Box<cip::CipArgs>),
+
+    /// Work with promotion manifests offline.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+
+    /// Print the kpromo version, git commit and compiler version.
+    Version,
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Check a thin-manifest directory or a plain manifest file offline, for CI on
+    /// manifest pull requests: strict YAML, every validation rule, cross-manifest
+    /// overlaps. Prints every problem as file:line:col: message and a summary line;
+    /// exits 0 only when there is no problem, 2 otherwise.
+    Validate {
+        /// A thin-manifest directory (with manifests/ and images/) or a plain manifest file.
+        #[arg(value_name = "DIR|FILE")]
+        path: PathBuf,
+    },
+}
+
+/// The full command, including the hidden removed flags that are refused with a message.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("cip", removed::augment)
+}
+
+/// Entry point of the `kpromo` binary.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let matches = match command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_exit(&e),
+    };
+    if let Some(("cip", cip)) = matches.subcommand()
+        && let Some(message) = removed::check(cip)
+    {
+        eprintln!("Error: {message}");
+        return exit(ExitKind::Usage);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    logging::init(cli.log_level, cli.log_format);
+    match run(&cli.command) {
+        Ok(kind) => exit(kind),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            exit(e.kind)
+        }
+    }
+}
+
+fn run(cmd: &Command) -> Result<ExitKind, KpromoError> {
+    match cmd {
+        Command::Cip(args) => cip::run(args).map(|()| ExitKind::Success),
+        Command::Manifest(ManifestCommand::Validate { path }) => {
+            let report = crate::manifest::check::check_path(path);
+            print(&format!("{report}\n"))?;
+            Ok(if report.is_clean() {
+                ExitKind::Success
+            } else {
+                ExitKind::Usage
+            })
+        }
+        Command::Version => {
+            print(&format!(
+                "kpromo {VERSION}\ngit commit: {GIT_COMMIT}\nrustc: {RUSTC_VERSION}\n"
+            ))?;
+            Ok(ExitKind::Success)
+        }
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            // Without the removed flags: clap_complete would offer hidden arguments too.
+            clap_complete::generate(*shell, &mut Cli::command(), "kpromo", &mut script);
+            print(&String::from_utf8_lossy(&script))?;
+            Ok(ExitKind::Success)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), KpromoError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(KpromoError::promotion(
+            anyhow::Error::new(e).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn exit(kind: ExitKind) -> ExitCode {
+    ExitCode::from(kind.code())
+}
+
+/// Help and version requests exit 0 on stdout; usage errors exit 2 on stderr.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(ExitKind::Usage.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        command().debug_assert();
+    }
 }

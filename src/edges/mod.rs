@@ -38,6 +38,10 @@ pub struct Overlap {
     pub destination: String,
     /// Each competing source as `src-registry/image@digest`, with the manifest that asked for it.
     pub sources: Vec<(String, Arc<PathBuf>)>,
+    /// Parallel to `sources`: the edge and the index (in the slice given to
+    /// [`EdgeSet::from_manifests`]) of the manifest that asked for it, so that callers
+    /// can point at the `dmap` entry.
+    pub origins: Vec<(Edge, usize)>,
 }
 
 impl fmt::Display for Overlap {
@@ -109,27 +113,41 @@ impl Interner {
 impl EdgeSet {
     /// Expands manifests into edges. Entries whose digest does not parse are skipped:
     /// validation reports them with their position, and they can never be promoted.
+    ///
+    /// The result does not depend on the order of `manifests` (only on their paths):
+    /// edges from several manifests are ordered by manifest path, so the same edge
+    /// set, overlaps and redundancies come out whichever order the files were read in.
     pub fn from_manifests(manifests: &[Manifest]) -> Self {
+        // rank[i]: position of manifest i in path order; by_rank is the inverse.
+        let mut by_rank: Vec<usize> = (0..manifests.len()).collect();
+        by_rank.sort_by(|&a, &b| manifests[a].path.cmp(&manifests[b].path).then(a.cmp(&b)));
+        let mut rank = vec![0u32; manifests.len()];
+        for (r, &i) in by_rank.iter().enumerate() {
+            rank[i] = u32::try_from(r).expect("fewer than 2^32 manifests");
+        }
+
         let mut interner = Interner::default();
-        // (edge, index of the manifest it came from)
-        let mut raw: Vec<(Edge, u32)> = Vec::new();
+        // (edge, rank of the manifest it came from)
+        let mut raw: Vec<(Edge, u32)> = Vec::with_capacity(estimated_edges(manifests));
         for (origin, manifest) in manifests.iter().enumerate() {
             let Some(src) = manifest.source() else {
                 continue;
             };
             let src_id = interner.intern(&src.name);
             let dsts: Vec<NameId> = manifest.destinations().map(|d| interner.intern(&d.name)).collect();
+            let mut tags: Vec<Option<NameId>> = Vec::new();
             for image in &manifest.images {
                 let image_id = interner.intern(&image.name);
                 for entry in &image.dmap {
                     let Ok(digest) = entry.digest.parse::<Digest>() else {
                         continue;
                     };
-                    let tags: Vec<Option<NameId>> = if entry.tags.is_empty() {
-                        vec![None]
+                    tags.clear();
+                    if entry.tags.is_empty() {
+                        tags.push(None);
                     } else {
-                        entry.tags.iter().map(|t| Some(interner.intern(t))).collect()
-                    };
+                        tags.extend(entry.tags.iter().map(|t| Some(interner.intern(t))));
+                    }
                     for &dst in &dsts {
                         for &tag in &tags {
                             let edge = Edge {
@@ -139,7 +157,7 @@ impl EdgeSet {
                                 digest,
                                 src_registry: src_id,
                             };
-                            raw.push((edge, origin as u32));
+                            raw.push((edge, rank[origin]));
                         }
                     }
                 }
@@ -154,20 +172,22 @@ impl EdgeSet {
             edge.src_registry = remap[edge.src_registry as usize];
         }
         raw.sort_unstable();
-        raw.dedup_by_key(|(edge, _)| *edge);
+        // The same edge twice from one manifest (a registry or tag listed twice) is
+        // not worth a note; from two manifests it is a redundancy, found in merge.
+        raw.dedup();
 
         let mut set = EdgeSet {
             names,
             ..Default::default()
         };
-        set.merge(raw, manifests);
+        set.merge(raw, manifests, &by_rank);
         set
     }
 
     /// Walks edges grouped by destination (they are sorted that way) and keeps one
     /// edge per (destination, tag, digest), recording overlaps and redundancies.
-    fn merge(&mut self, raw: Vec<(Edge, u32)>, manifests: &[Manifest]) {
-        let path_of = |origin: u32| manifests[origin as usize].path.clone();
+    fn merge(&mut self, raw: Vec<(Edge, u32)>, manifests: &[Manifest], by_rank: &[usize]) {
+        let path_of = |rank: u32| manifests[by_rank[rank as usize]].path.clone();
         let mut edges = Vec::with_capacity(raw.len());
         let mut start = 0;
         while start < raw.len() {
@@ -193,6 +213,7 @@ impl EdgeSet {
                         .iter()
                         .map(|(e, o)| (self.src_reference(e), path_of(*o)))
                         .collect(),
+                    origins: group.iter().map(|(e, o)| (*e, by_rank[*o as usize])).collect(),
                 });
             }
             // Within a group, entries for one digest are adjacent; keep the first of each.
@@ -204,8 +225,10 @@ impl EdgeSet {
                     j += 1;
                 }
                 if j - i > 1 {
-                    let mut paths: Vec<Arc<PathBuf>> = group[i..j].iter().map(|(_, o)| path_of(*o)).collect();
-                    paths.dedup();
+                    let mut ranks: Vec<u32> = group[i..j].iter().map(|(_, o)| *o).collect();
+                    ranks.sort_unstable();
+                    ranks.dedup();
+                    let paths = ranks.into_iter().map(path_of).collect();
                     self.redundant.push(Redundant {
                         destination: self.destination(&edge),
                         digest: edge.digest,
@@ -217,6 +240,7 @@ impl EdgeSet {
             }
             start = end;
         }
+        edges.shrink_to_fit();
         self.edges = edges;
     }
 
@@ -272,6 +296,18 @@ impl EdgeSet {
             ),
         }
     }
+}
+
+/// Exact edge count before deduplication, so the edge vector is allocated once.
+fn estimated_edges(manifests: &[Manifest]) -> usize {
+    manifests
+        .iter()
+        .filter(|m| m.source().is_some())
+        .map(|m| {
+            let per_destination: usize = m.images.iter().flat_map(|i| &i.dmap).map(|e| e.tags.len().max(1)).sum();
+            per_destination * m.destinations().count()
+        })
+        .sum()
 }
 
 fn same_destination(a: &Edge, b: &Edge) -> bool {

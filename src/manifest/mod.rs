@@ -4,9 +4,14 @@
 //! Loading never touches the network; everything here is usable from
 //! `kpromo manifest validate` in a CI check.
 pub mod check;
+pub mod diff;
 pub mod load;
 pub mod problem;
+mod raw;
 pub mod schema;
+pub mod thin;
+pub mod validate;
+pub mod yaml;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,26 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at a position in `file`.
+    pub fn at(file: impl Into<PathBuf>, pos: Position, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            pos: Some(pos),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with a whole file or directory (missing, unreadable, misplaced).
+    pub fn file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            pos: None,
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pos {

@@ -1,0 +1,425 @@
+//! `kpromo cip`: Go kpromo's flag set (same names, same defaults) plus kpromo's own
+//! registry and reporting flags, and Go's mode selection: snapshot, then security scan,
+//! then promotion.
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args};
+
+use crate::error::KpromoError;
+use crate::manifest::{DiffFilter, ManifestSource};
+use crate::pipeline;
+use crate::registry::ClientOptions;
+use crate::snapshot::{self, OutputFormat};
+
+const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
+const DEFAULT_ISSUER: &str = "https://accounts.google.com";
+
+#[derive(Debug, Clone, Args)]
+pub struct CipArgs {
+    // ---- Manifests ----
+    /// Path to one plain manifest (registries and images in one file). Takes precedence
+    /// over --thin-manifest-dir.
+    #[arg(long, value_name = "FILE", help_heading = "Manifests")]
+    pub manifest: Option<PathBuf>,
+
+    /// Root of a thin-manifest tree: manifests/<project>/promoter-manifest.yaml plus
+    /// images/<project>/images.yaml.
+    #[arg(long, value_name = "DIR", help_heading = "Manifests")]
+    pub thin_manifest_dir: Option<PathBuf>,
+
+    /// Promote only the digests that appear in the git diff of the current Prow job
+    /// (base from the JOB_TYPE and PULL_BASE_SHA environment variables). Takes
+    /// precedence over --manifest-diff-since.
+    #[arg(
+        long,
+        help_heading = "Manifests",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = ArgAction::Set
+    )]
+    pub use_prow_manifest_diff: bool,
+
+    /// Promote only the digests changed in git within this window, in git date syntax
+    /// ("7 days", "24 hours"). No commits in the window means nothing to promote.
+    #[arg(long, value_name = "SINCE", help_heading = "Manifests")]
+    pub manifest_diff_since: Option<String>,
+
+    // ---- Promotion ----
+    /// Actually promote, sign and attest. Without it the run is a dry run that stops
+    /// after the validate phase and writes nothing.
+    #[arg(
+        long,
+        help_heading = "Promotion",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = ArgAction::Set
+    )]
+    pub confirm: bool,
+
+    /// Stop after the plan phase (the registries have been read by then).
+    #[arg(
+        long,
+        help_heading = "Promotion",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = ArgAction::Set
+    )]
+    pub parse_only: bool,
+
+    /// Exit 1 when a source digest is missing from its staging registry (_LOST_). Go
+    /// kpromo only logs lost images and exits 0. [kpromo addition]
+    #[arg(
+        long,
+        help_heading = "Promotion",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = ArgAction::Set
+    )]
+    pub fail_on_lost: bool,
+
+    /// Write the plan as JSON (every edge with its decision) to FILE. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Promotion")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Write the run summary (counts, bytes, requests per registry, time per phase) as
+    /// JSON to FILE. Replaces Go's --json-log-summary. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Promotion")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Security-scan mode when >= 0 (0 = UNSPECIFIED ... 5 = CRITICAL). Not supported by
+    /// kpromo: GCP Container Analysis scanning is not available, so any value >= 0 is
+    /// refused. Default -1 = promote.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = -1,
+        allow_negative_numbers = true,
+        help_heading = "Promotion"
+    )]
+    pub vuln_severity_threshold: i64,
+
+    // ---- Snapshots ----
+    /// Snapshot mode: walk this registry (any OCI registry, or oci:PATH) and print its
+    /// inventory in images.yaml format instead of promoting.
+    #[arg(
+        long,
+        value_name = "REGISTRY",
+        help_heading = "Snapshots",
+        conflicts_with = "manifest_based_snapshot_of"
+    )]
+    pub snapshot: Option<String>,
+
+    /// With --snapshot only: keep only digests that carry this tag.
+    #[arg(long, value_name = "TAG", help_heading = "Snapshots")]
+    pub snapshot_tag: Option<String>,
+
+    /// With either snapshot mode: drop tagless digests that are children of a manifest
+    /// list or index (reads those lists from the registry).
+    #[arg(
+        long,
+        help_heading = "Snapshots",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        action = ArgAction::Set
+    )]
+    pub minimal_snapshot: bool,
+
+    /// Snapshot output format: yaml or csv (case-insensitive).
+    #[arg(long, value_name = "FORMAT", default_value = "yaml", help_heading = "Snapshots")]
+    pub output: String,
+
+    /// Print what this destination registry should contain according to the manifests
+    /// (--manifest or --thin-manifest-dir), offline unless --minimal-snapshot is set.
+    #[arg(long, value_name = "REGISTRY", help_heading = "Snapshots")]
+    pub manifest_based_snapshot_of: Option<String>,
+
+    // ---- Signing ----
+    /// Sign promoted images and attach promotion attestations. --sign=false also
+    /// disables the attest phase.
+    #[arg(
+        long,
+        help_heading = "Signing",
+        value_name = "BOOL",
+        value_parser = go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        action = ArgAction::Set
+    )]
+    pub sign: bool,
+
+    /// Service account whose OIDC identity signs images and attestations.
+    #[arg(long, value_name = "EMAIL", default_value = DEFAULT_SIGNER, help_heading = "Signing")]
+    pub signer_account: String,
+
+    /// Concurrency limit of the sign and attest phases.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Signing"
+    )]
+    pub max_signature_ops: u32,
+
+    /// Expected signer identity (certificate SAN) when verifying staging signatures and
+    /// provenance.
+    #[arg(long, value_name = "IDENTITY", default_value = DEFAULT_SIGNER, help_heading = "Signing")]
+    pub certificate_identity: String,
+
+    /// Expected OIDC issuer when verifying staging signatures and provenance.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_ISSUER, help_heading = "Signing")]
+    pub certificate_oidc_issuer: String,
+
+    /// Regular expression alternative to --certificate-identity.
+    #[arg(long, value_name = "REGEX", help_heading = "Signing")]
+    pub certificate_identity_regexp: Option<String>,
+
+    /// Regular expression alternative to --certificate-oidc-issuer.
+    #[arg(long, value_name = "REGEX", help_heading = "Signing")]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+
+    // ---- Registry access (kpromo additions) ----
+    /// Requests per second allowed per registry host. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_rate_limit: u32,
+
+    /// Requests a registry host may receive at once before the rate limit applies.
+    /// [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_burst: u32,
+
+    /// Maximum requests in flight per registry host. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_concurrency: u32,
+
+    /// Extra PEM CA bundle to trust for registry TLS, on top of the system roots.
+    /// [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Registry access")]
+    pub registry_ca_file: Option<PathBuf>,
+
+    /// Reach this registry host (host[:port]) over plain HTTP. Repeatable, or
+    /// comma-separated. Loopback hosts always are. [kpromo addition]
+    #[arg(long, value_name = "HOST", value_delimiter = ',', help_heading = "Registry access")]
+    pub insecure_registry: Vec<String>,
+
+    // ---- Compatibility ----
+    /// No effect. Kept (hidden from -h, as in Go kpromo) so that old job configs that
+    /// still pass it keep working.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        hide_short_help = true,
+        help_heading = "Compatibility"
+    )]
+    pub max_image_size: i64,
+}
+
+/// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
+fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {s:?} (use true or false)")),
+    }
+}
+
+/// Go treats an empty string flag as unset.
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|s| !s.is_empty())
+}
+
+fn set_path(value: &Option<PathBuf>) -> Option<&PathBuf> {
+    value.as_ref().filter(|p| !p.as_os_str().is_empty())
+}
+
+impl CipArgs {
+    fn manifest_source(&self) -> Option<ManifestSource> {
+        if let Some(file) = set_path(&self.manifest) {
+            Some(ManifestSource::Plain(file.clone()))
+        } else {
+            set_path(&self.thin_manifest_dir).map(|dir| ManifestSource::ThinDir(dir.clone()))
+        }
+    }
+
+    fn diff_filter(&self) -> Option<DiffFilter> {
+        if self.use_prow_manifest_diff {
+            Some(DiffFilter::Prow {
+                job_type: std::env::var("JOB_TYPE").ok(),
+                pull_base_sha: std::env::var("PULL_BASE_SHA").ok(),
+            })
+        } else {
+            set(&self.manifest_diff_since).map(|s| DiffFilter::Since(s.to_string()))
+        }
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            rate_limit: self.registry_rate_limit,
+            burst: self.registry_burst,
+            max_concurrency: self.registry_max_concurrency as usize,
+            ca_file: self.registry_ca_file.clone(),
+            insecure_registries: self
+                .insecure_registry
+                .iter()
+                .filter(|h| !h.is_empty())
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The promotion options, or Go's `Options.Validate()` error.
+    pub fn pipeline_options(&self) -> Result<pipeline::Options, KpromoError> {
+        let manifests = self.manifest_source().ok_or_else(|| {
+            KpromoError::usage(anyhow::anyhow!(
+                "at least a manifest file or thin manifest directory have to be specified"
+            ))
+        })?;
+        Ok(pipeline::Options {
+            manifests,
+            diff: self.diff_filter(),
+            confirm: self.confirm,
+            parse_only: self.parse_only,
+            fail_on_lost: self.fail_on_lost,
+            plan_out: self.plan_out.clone(),
+            summary_json: self.summary_json.clone(),
+            sign: self.sign,
+            max_signature_ops: self.max_signature_ops as usize,
+            registry: self.client_options(),
+        })
+    }
+
+    /// The snapshot request when a snapshot flag is set (Go's first mode).
+    pub fn snapshot_request(&self) -> Result<Option<(snapshot::Request, OutputFormat)>, KpromoError> {
+        let source = if let Some(registry) = set(&self.snapshot) {
+            snapshot::Source::Registry(registry.to_string())
+        } else if let Some(registry) = set(&self.manifest_based_snapshot_of) {
+            let manifests = self.manifest_source().ok_or_else(|| {
+                KpromoError::usage(anyhow::anyhow!(
+                    "--manifest-based-snapshot-of needs --manifest or --thin-manifest-dir"
+                ))
+            })?;
+            snapshot::Source::Manifests {
+                registry: registry.to_string(),
+                manifests,
+            }
+        } else {
+            return Ok(None);
+        };
+        let format = self.output.parse::<OutputFormat>().map_err(KpromoError::usage)?;
+        let request = snapshot::Request {
+            source,
+            tag: set(&self.snapshot_tag).map(str::to_string),
+            minimal: self.minimal_snapshot,
+        };
+        Ok(Some((request, format)))
+    }
+}
+
+/// What one `kpromo cip` run does, decided before anything is logged or read.
+enum Mode {
+    Snapshot(snapshot::Request, OutputFormat),
+    Promote(pipeline::Options),
+}
+
+impl CipArgs {
+    /// Go's precedence: snapshot, then security scan (refused here), then promotion.
+    fn mode(&self) -> Result<Mode, KpromoError> {
+        if let Some((request, format)) = self.snapshot_request()? {
+            return Ok(Mode::Snapshot(request, format));
+        }
+        if self.vuln_severity_threshold >= 0 {
+            return Err(KpromoError::usage(anyhow::anyhow!(
+                "security scan mode (--vuln-severity-threshold {}) is not supported by kpromo: it relied on GCP \
+                 Container Analysis, which is not available here; run your vulnerability scanner separately and \
+                 promote with the default --vuln-severity-threshold=-1",
+                self.vuln_severity_threshold
+            )));
+        }
+        self.pipeline_options().map(Mode::Promote)
+    }
+}
+
+/// Runs `kpromo cip` in the mode its flags select.
+pub fn run(args: &CipArgs) -> Result<(), KpromoError> {
+    let mode = args.mode()?;
+    // Go logs this first on every cip run; kept so log scrapers find it.
+    tracing::info!(
+        "Options to check the Signatures: SignCheckIdentity: {} | SignCheckIdentityRegexp: {} | SignCheckIssuer: {} | SignCheckIssuerRegexp: {}",
+        args.certificate_identity,
+        set(&args.certificate_identity_regexp).unwrap_or(""),
+        args.certificate_oidc_issuer,
+        set(&args.certificate_oidc_issuer_regexp).unwrap_or("")
+    );
+    tracing::debug!(signer_account = %args.signer_account, max_image_size = args.max_image_size, "signing options");
+    match mode {
+        Mode::Snapshot(request, format) => {
+            let inventory = runtime()?.block_on(snapshot::take(&request, &args.client_options()))?;
+            super::print(&inventory.render(format))
+        }
+        Mode::Promote(options) => runtime()?.block_on(pipeline::run(&options)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, KpromoError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KpromoError::promotion(anyhow::Error::new(e).context("starting the async runtime")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_bool_accepts_strconv_parsebool_spellings() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(go_bool(t), Ok(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(go_bool(f), Ok(false), "{f}");
+        }
+        assert!(go_bool("yes").is_err());
+    }
+}

@@ -1,1 +1,0 @@
-//! See the module docs in the parent (work in progress).

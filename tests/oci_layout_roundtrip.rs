@@ -1,0 +1,376 @@
+//! The OCI-layout backend through the `Registry` trait: round trips, verification,
+//! missing repositories, and what is (not) left on disk after failures.
+mod oci_layout_support;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use kpromo::digest::Digest;
+use kpromo::registry::oci_layout::{self, OciLayout};
+use kpromo::registry::{Error, ManifestRef, MountOutcome, RawManifest, Registry};
+use oci_layout_support::*;
+
+fn layout() -> (tempfile::TempDir, OciLayout) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = oci_layout::open(&dir.path().join("reg")).expect("open");
+    (dir, reg)
+}
+
+#[tokio::test]
+async fn blob_round_trip_streams_and_counts() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new((0..700_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    reg.put_blob(
+        "team/app",
+        &blob.digest,
+        blob.bytes.len() as u64,
+        chunked(&blob.bytes, 7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reg.blob_size("team/app", &blob.digest).await.unwrap(), Some(700_000));
+    let stream = reg.get_blob("team/app", &blob.digest).await.unwrap();
+    assert_eq!(read_all(stream).await.unwrap(), blob.bytes);
+    let path = reg.root().join("team/app/blobs/sha256").join(blob.digest.hex());
+    assert_eq!(std::fs::read(path).unwrap(), blob.bytes);
+    assert!(reg.root().join("team/app/oci-layout").is_file());
+    let stats = reg.stats();
+    assert_eq!(stats.bytes_written, 700_000);
+    assert_eq!(stats.bytes_read, 700_000);
+    assert_eq!(stats.requests.get("PUT 201"), Some(&1));
+}
+
+#[tokio::test]
+async fn manifest_by_digest_then_by_tag() {
+    let (_dir, reg) = layout();
+    let img = image("amd64", vec![tar_layer("hello.txt", b"hello\n")], "one");
+    push_image(&reg, "app", &img, &[]).await;
+    let by_digest = ManifestRef::Digest(img.manifest.digest);
+    assert_eq!(
+        reg.head_manifest("app", &by_digest).await.unwrap(),
+        Some(img.manifest.descriptor())
+    );
+    assert_eq!(reg.list_tags("app").await.unwrap().unwrap().tags, Vec::<String>::new());
+    assert_eq!(reg.head_manifest("app", &tag("v1")).await.unwrap(), None);
+
+    reg.put_manifest("app", &tag("v1"), &img.manifest).await.unwrap();
+    reg.put_manifest("app", &tag("latest"), &img.manifest).await.unwrap();
+    assert_eq!(reg.list_tags("app").await.unwrap().unwrap().tags, ["latest", "v1"]);
+    let got = reg.get_manifest("app", &tag("v1")).await.unwrap().unwrap();
+    assert_eq!(got, img.manifest);
+    assert_eq!(
+        reg.get_manifest("app", &by_digest).await.unwrap().unwrap(),
+        img.manifest
+    );
+    // A config blob is found by digest as a blob, never as a manifest.
+    assert_eq!(
+        reg.head_manifest("app", &ManifestRef::Digest(img.config.digest))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Rewriting the same tag changes nothing on disk.
+    let index_before = std::fs::read(reg.root().join("app/index.json")).unwrap();
+    reg.put_manifest("app", &tag("v1"), &img.manifest).await.unwrap();
+    assert_eq!(std::fs::read(reg.root().join("app/index.json")).unwrap(), index_before);
+    let index: serde_json::Value = serde_json::from_slice(&index_before).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
+
+#[tokio::test]
+async fn index_with_children_and_a_tagless_child() {
+    let (_dir, reg) = layout();
+    let base = tar_layer("etc/base", b"base\n");
+    let amd = image("amd64", vec![base.clone()], "multi");
+    let arm = image("arm64", vec![base], "multi");
+    let idx = index(&[("amd64", &amd), ("arm64", &arm)]);
+
+    // The index cannot be written before its children: a registry refuses that too.
+    let early = reg.put_manifest("multi", &tag("v2"), &idx).await.unwrap_err();
+    assert!(early.to_string().contains(&amd.manifest.digest.to_string()), "{early}");
+    assert_eq!(
+        reg.list_tags("multi").await.unwrap().unwrap().tags,
+        Vec::<String>::new()
+    );
+
+    push_image(&reg, "multi", &amd, &[]).await;
+    push_image(&reg, "multi", &arm, &[]).await;
+    push_manifest(&reg, "multi", &idx, &["v2"]).await;
+
+    let got = reg.get_manifest("multi", &tag("v2")).await.unwrap().unwrap();
+    assert_eq!(got.media_type, OCI_INDEX);
+    assert_eq!(got.bytes, idx.bytes);
+    for child in [&amd, &arm] {
+        let found = reg
+            .head_manifest("multi", &ManifestRef::Digest(child.manifest.digest))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(child.manifest.descriptor()));
+    }
+    assert_eq!(reg.list_tags("multi").await.unwrap().unwrap().tags, ["v2"]);
+    assert_eq!(reg.catalog().await.unwrap(), ["multi"]);
+}
+
+#[tokio::test]
+async fn catalog_finds_nested_repositories_only() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new(&b"x"[..]);
+    for repo in ["a", "a/b", "a/b/c", "z/y"] {
+        put(&reg, repo, &blob).await;
+    }
+    std::fs::create_dir_all(reg.root().join("empty/dir")).unwrap();
+    assert_eq!(reg.catalog().await.unwrap(), ["a", "a/b", "a/b/c", "z/y"]);
+    assert_eq!(reg.list_tags("empty").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn missing_registry_reads_as_empty_and_stays_absent() {
+    let (dir, reg) = layout();
+    let digest = Digest::of(b"nothing");
+    assert_eq!(reg.list_tags("x/y").await.unwrap(), None);
+    assert_eq!(reg.catalog().await.unwrap(), Vec::<String>::new());
+    assert_eq!(reg.head_manifest("x/y", &tag("v1")).await.unwrap(), None);
+    assert_eq!(
+        reg.get_manifest("x/y", &ManifestRef::Digest(digest)).await.unwrap(),
+        None
+    );
+    assert_eq!(reg.blob_size("x/y", &digest).await.unwrap(), None);
+    let err = reg.get_blob("x/y", &digest).await.err().expect("no blob");
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&format!("oci:{}", reg.root().display())),
+        "{err}"
+    );
+    assert_eq!(
+        reg.mount_blob("x/y", &digest, "other").await.unwrap(),
+        MountOutcome::NotMounted
+    );
+    assert!(!dir.path().join("reg").exists(), "reads must not create the layout");
+}
+
+#[tokio::test]
+async fn put_blob_rejects_wrong_digest_or_size_and_leaves_nothing() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new(&b"the real content"[..]);
+    let wrong = Digest::of(b"something else");
+    let err = reg
+        .put_blob("app", &wrong, blob.bytes.len() as u64, chunked(&blob.bytes, 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DigestMismatch { expected, actual, .. } if expected == wrong && actual == blob.digest)
+    );
+    for size in [blob.bytes.len() as u64 - 1, blob.bytes.len() as u64 + 1] {
+        let err = reg
+            .put_blob("app", &blob.digest, size, chunked(&blob.bytes, 2))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("put blob app@"), "{err}");
+    }
+    // A source failing mid-stream fails the upload with the source's error.
+    let failing: kpromo::registry::BlobStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(blob.bytes.slice(..4)),
+        Err(Error::Transport {
+            registry: "src".into(),
+            operation: "get blob".into(),
+            message: "connection reset".into(),
+        }),
+    ]));
+    let err = reg
+        .put_blob("app", &blob.digest, blob.bytes.len() as u64, failing)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    assert_eq!(reg.blob_size("app", &wrong).await.unwrap(), None);
+    assert_eq!(reg.blob_size("app", &blob.digest).await.unwrap(), None);
+    assert_eq!(files(&reg.root().join("app")), ["index.json", "oci-layout"]);
+}
+
+#[tokio::test]
+async fn put_manifest_rejects_mismatches_and_leaves_nothing() {
+    let (_dir, reg) = layout();
+    let img = image("amd64", vec![tar_layer("f", b"f")], "m");
+    push_image(&reg, "app", &img, &[]).await;
+    let before = files(&reg.root().join("app"));
+    let index_before = std::fs::read(reg.root().join("app/index.json")).unwrap();
+
+    // Bytes that do not hash to the digest the caller claims.
+    let mut forged = img.manifest.clone();
+    forged.bytes = Bytes::from(format!("{} ", String::from_utf8_lossy(&img.manifest.bytes)));
+    let err = reg.put_manifest("app", &tag("v1"), &forged).await.unwrap_err();
+    assert!(
+        matches!(err, Error::DigestMismatch { expected, .. } if expected == img.manifest.digest),
+        "{err}"
+    );
+    // A digest reference that is not the manifest's digest.
+    let other = Digest::of(b"other");
+    let err = reg
+        .put_manifest("app", &ManifestRef::Digest(other), &img.manifest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DigestMismatch { expected, .. } if expected == other),
+        "{err}"
+    );
+    // A manifest whose layer was never uploaded.
+    let orphan = image("amd64", vec![tar_layer("missing", b"never uploaded")], "m");
+    let err = reg.put_manifest("app", &tag("v1"), &orphan.manifest).await.unwrap_err();
+    assert!(err.to_string().contains("not in the repository"), "{err}");
+    // Not a manifest at all.
+    let junk = RawManifest::new(OCI_MANIFEST, Bytes::from_static(b"not json"));
+    assert!(reg.put_manifest("app", &tag("v1"), &junk).await.is_err());
+
+    assert_eq!(files(&reg.root().join("app")), before);
+    assert_eq!(std::fs::read(reg.root().join("app/index.json")).unwrap(), index_before);
+}
+
+#[tokio::test]
+async fn corruption_on_disk_is_detected_on_read() {
+    let (_dir, reg) = layout();
+    let img = image("amd64", vec![tar_layer("f", b"content")], "c");
+    push_image(&reg, "app", &img, &["v1"]).await;
+    let blobs = reg.root().join("app/blobs/sha256");
+    let layer = &img.layers[0];
+    let mut bytes = layer.bytes.to_vec();
+    bytes[600] ^= 1;
+    std::fs::write(blobs.join(layer.digest.hex()), &bytes).unwrap();
+    let err = read_all(reg.get_blob("app", &layer.digest).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DigestMismatch { expected, .. } if expected == layer.digest),
+        "{err}"
+    );
+
+    let mut manifest = img.manifest.bytes.to_vec();
+    manifest[0] = b' ';
+    std::fs::write(blobs.join(img.manifest.digest.hex()), &manifest).unwrap();
+    let err = reg.get_manifest("app", &tag("v1")).await.unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn mount_links_within_the_layout_root() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new(&b"shared base layer"[..]);
+    put(&reg, "staging/app", &blob).await;
+    let outcome = reg.mount_blob("prod/app", &blob.digest, "staging/app").await.unwrap();
+    assert_eq!(outcome, MountOutcome::Mounted);
+    assert_eq!(
+        read_all(reg.get_blob("prod/app", &blob.digest).await.unwrap())
+            .await
+            .unwrap(),
+        blob.bytes
+    );
+    // Mounting again is still a success, and a blob the source lacks is not mounted.
+    assert_eq!(
+        reg.mount_blob("prod/app", &blob.digest, "staging/app").await.unwrap(),
+        MountOutcome::Mounted
+    );
+    let absent = Digest::of(b"absent");
+    assert_eq!(
+        reg.mount_blob("prod/app", &absent, "staging/app").await.unwrap(),
+        MountOutcome::NotMounted
+    );
+    assert_eq!(reg.stats().requests.get("POST 201"), Some(&2));
+}
+
+#[tokio::test]
+async fn tags_move_and_the_old_manifest_stays_findable() {
+    let (_dir, reg) = layout();
+    let one = image("amd64", vec![tar_layer("f", b"1")], "one");
+    let two = image("amd64", vec![tar_layer("f", b"2")], "two");
+    push_image(&reg, "app", &one, &["latest"]).await;
+    push_image(&reg, "app", &two, &["latest"]).await;
+    assert_eq!(
+        reg.head_manifest("app", &tag("latest")).await.unwrap(),
+        Some(two.manifest.descriptor())
+    );
+    let old = reg
+        .head_manifest("app", &ManifestRef::Digest(one.manifest.digest))
+        .await
+        .unwrap();
+    assert_eq!(old, Some(one.manifest.descriptor()));
+}
+
+#[tokio::test]
+async fn repository_names_cannot_escape_the_root() {
+    let (dir, reg) = layout();
+    let blob = Blob::new(&b"x"[..]);
+    for repo in ["../escape", "a/../../b", "/abs", "Upper", "a//b", "a/blobs", ""] {
+        let err = reg
+            .put_blob(repo, &blob.digest, 1, chunked(&blob.bytes, 1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("invalid repository name"), "{repo}: {err}");
+        assert!(reg.list_tags(repo).await.is_err(), "{repo}");
+    }
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn open_refuses_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    let err = oci_layout::open(&file).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert!(oci_layout::open(std::path::Path::new("")).is_err());
+}
+
+#[tokio::test]
+async fn a_cancelled_upload_leaves_nothing() {
+    let (_dir, reg) = layout();
+    let blob = Blob::new(vec![7u8; 10_000]);
+    // A source that sends a first chunk and then stalls, like a dead connection.
+    let stalled: kpromo::registry::BlobStream = Box::pin(
+        futures_util::stream::iter(vec![Ok(blob.bytes.slice(..5_000))]).chain(futures_util::stream::pending()),
+    );
+    let upload = reg.put_blob("app", &blob.digest, 10_000, stalled);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), upload)
+            .await
+            .is_err()
+    );
+    assert_eq!(files(&reg.root().join("app")), ["index.json", "oci-layout"]);
+}
+
+#[tokio::test]
+async fn docker_media_types_are_stored_and_served_unchanged() {
+    const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let (_dir, reg) = layout();
+    let config = Blob::new(&br#"{"architecture":"amd64","os":"linux"}"#[..]);
+    let layer = tar_layer("f", b"docker");
+    put(&reg, "app", &config).await;
+    put(&reg, "app", &layer).await;
+    let child = RawManifest::new(
+        DOCKER_V2,
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","size":{},"digest":"{}"}}]}}"#,
+            config.bytes.len(),
+            config.digest,
+            layer.bytes.len(),
+            layer.digest
+        )),
+    );
+    let list = RawManifest::new(
+        DOCKER_LIST,
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[{{"mediaType":"{DOCKER_V2}","size":{},"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            child.bytes.len(),
+            child.digest
+        )),
+    );
+    push_manifest(&reg, "app", &child, &[]).await;
+    push_manifest(&reg, "app", &list, &["v1"]).await;
+    assert_eq!(reg.get_manifest("app", &tag("v1")).await.unwrap(), Some(list.clone()));
+    let got = reg
+        .get_manifest("app", &ManifestRef::Digest(child.digest))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(child));
+}
