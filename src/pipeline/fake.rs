@@ -137,25 +137,31 @@ impl Registry for FakeRegistry {
 
     async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
         let mut inner = self.lock();
-        let found = inner.repos.get(repo).map(|r| TagList {
-            tags: r.tags.keys().cloned().collect(),
-            google_manifests: self.google.then(|| {
-                r.manifests
-                    .values()
-                    .map(|m| GoogleManifestInfo {
-                        digest: m.digest,
-                        media_type: m.media_type.clone(),
-                        tags: r
-                            .tags
-                            .iter()
-                            .filter(|(_, d)| **d == m.digest)
-                            .map(|(t, _)| t.clone())
-                            .collect(),
-                    })
-                    .collect()
-            }),
-            children: Vec::new(),
-        });
+        // Like distribution: a repository without tags is NAME_UNKNOWN, even when it
+        // holds untagged manifests (Google's listing still shows them).
+        let found = inner
+            .repos
+            .get(repo)
+            .filter(|r| self.google || !r.tags.is_empty())
+            .map(|r| TagList {
+                tags: r.tags.keys().cloned().collect(),
+                google_manifests: self.google.then(|| {
+                    r.manifests
+                        .values()
+                        .map(|m| GoogleManifestInfo {
+                            digest: m.digest,
+                            media_type: m.media_type.clone(),
+                            tags: r
+                                .tags
+                                .iter()
+                                .filter(|(_, d)| **d == m.digest)
+                                .map(|(t, _)| t.clone())
+                                .collect(),
+                        })
+                        .collect()
+                }),
+                children: Vec::new(),
+            });
         let status = if found.is_some() { 200 } else { 404 };
         self.record(&mut inner, "GET", status, format!("tags {repo}"));
         Ok(found)

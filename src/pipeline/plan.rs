@@ -3,7 +3,7 @@
 //!
 //! Registry reads come in rounds so that a rerun costs as little as possible:
 //! 1. list the tags of every source and destination repository (a repository that does
-//!    not exist is empty); Google's extended listing answers everything in one request;
+//!    not exist has no tags); Google's extended listing answers everything in one request;
 //! 2. HEAD only the destination tags the manifests mention and that exist;
 //! 3. HEAD destination digests only where the tag did not already settle the edge;
 //! 4. HEAD source digests only for edges that are not already promoted.
@@ -108,8 +108,10 @@ fn affected_repos(edges: &[Edge]) -> BTreeSet<RepoKey> {
 
 /// What a tags listing told about a repository.
 enum Listing {
-    Missing,
-    /// A standard registry: tag names only; digests need HEADs.
+    /// A standard registry: tag names only; digests need HEADs. A repository the
+    /// registry does not know lists no tags: distribution answers NAME_UNKNOWN for a
+    /// repository that holds only untagged manifests too, so "missing" never proves that
+    /// a digest is absent.
     Tags(HashSet<String>),
     /// Google's extended listing: every digest and its tags, no HEADs needed.
     Complete {
@@ -121,7 +123,7 @@ enum Listing {
 impl From<Option<TagList>> for Listing {
     fn from(list: Option<TagList>) -> Self {
         match list {
-            None => Listing::Missing,
+            None => Listing::Tags(HashSet::new()),
             Some(TagList {
                 google_manifests: Some(manifests),
                 ..
@@ -152,7 +154,7 @@ struct Inventory {
 impl Inventory {
     fn tag(&self, key: RepoKey, tag_id: NameId, tag: &str) -> Option<Option<Digest>> {
         match self.listings.get(&key) {
-            None | Some(Listing::Missing) => Some(None),
+            None => Some(None),
             Some(Listing::Tags(names)) if !names.contains(tag) => Some(None),
             Some(Listing::Tags(_)) => self.tag_heads.get(&(key, tag_id)).copied(),
             Some(Listing::Complete { tags, .. }) => Some(tags.get(tag).copied()),
@@ -161,7 +163,7 @@ impl Inventory {
 
     fn has_digest(&self, key: RepoKey, digest: Digest) -> Option<bool> {
         match self.listings.get(&key) {
-            None | Some(Listing::Missing) => Some(false),
+            None => Some(false),
             Some(Listing::Tags(_)) => self.digest_heads.get(&(key, digest)).copied(),
             Some(Listing::Complete { digests, .. }) => Some(digests.contains(&digest)),
         }

@@ -221,6 +221,25 @@ async fn rerun_plans_skips_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn untagged_only_repositories_are_not_mistaken_for_missing() {
+    // distribution answers NAME_UNKNOWN to a tags list of a repository holding only
+    // untagged manifests; the digests must still be found (source) and skipped (rerun).
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", vec![(img.digest(), vec![])])]);
+    let mut first = world.state(std::slice::from_ref(&m), true);
+    plan_and_promote(&mut first).await;
+    assert_eq!(first.decisions, [Decision::Copy]);
+    assert!(world.host("m1").repo("prod/foo").manifests.contains_key(&img.digest()));
+    world.clear_logs();
+    let mut rerun = world.state(&[m], true);
+    plan_and_promote(&mut rerun).await;
+    assert_eq!(rerun.decisions, [Decision::Skip]);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
 async fn tag_move_is_refused_and_nothing_is_written() {
     let world = World::new(&["stage", "m1", "m2"]);
     let img = multi_arch();
@@ -464,8 +483,10 @@ async fn google_extended_listing_plans_with_one_request_per_repository() {
     assert_eq!(plan::counts(&state.decisions).copy, 4);
     assert_eq!(world.host("gcr").log(), ["GET tags staging/foo"]);
     assert_eq!(world.host("ar").log(), ["GET tags prod/foo"]);
-    // The standard registry (a repository that does not exist yet) needs no HEADs either.
-    assert_eq!(world.host("m1").log(), ["GET tags prod/foo"]);
+    // The standard registry lists, then HEADs only the digests the manifests name.
+    assert_eq!(world.host("m1").count("GET tags prod/foo"), 1);
+    assert_eq!(world.host("m1").count("HEAD manifest prod/foo@"), 2);
+    assert_eq!(world.host("m1").log().len(), 3);
 }
 
 #[test]
