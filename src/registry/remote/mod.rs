@@ -322,18 +322,18 @@ impl RemoteRegistry {
                 }
             }
             let mut paused = Duration::ZERO;
-            if retry::is_throttle(status) {
-                let retry_after = response
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
+            if retry::is_throttle(status, retry_after.is_some()) {
                 paused = self.gate.throttled(retry_after);
                 tracing::info!(
                     registry = %self.name,
                     status,
                     retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-                    slowdown = self.gate.slowdown(),
+                    rate_fraction = self.gate.fraction(),
                     "registry is throttling; pausing it and slowing down"
                 );
             }
