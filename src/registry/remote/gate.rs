@@ -145,8 +145,8 @@ impl Gate {
     }
 
     /// The registry said "too many requests" or "unavailable": pause it and slow down.
-    /// Returns the pause applied.
-    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> Duration {
+    /// Returns the pause applied, and the new rate fraction if this answer lowered it.
+    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> (Duration, Option<f64>) {
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
         let now = Instant::now();
         let mut state = self.lock();
@@ -159,9 +159,11 @@ impl Gate {
                 .fetch_add((until - already).as_millis() as u64, Ordering::Relaxed);
             state.paused_until = Some(until);
         }
+        let mut lowered = None;
         if state.settle_until.is_none_or(|t| now >= t) {
             state.ceiling = state.fraction;
             state.fraction = (state.fraction * DECREASE).max(MIN_FRACTION);
+            lowered = Some(state.fraction);
         }
         let resume = state.paused_until.unwrap_or(now).max(now);
         state.settle_until = Some(resume + SETTLE);
@@ -169,7 +171,7 @@ impl Gate {
         // reservations are void (their holders reserve again).
         state.next_slot = resume;
         state.epoch += 1;
-        pause
+        (pause, lowered)
     }
 
     /// A request succeeded: after a run of them, speed back up by one step.
