@@ -15,6 +15,8 @@ if [ -z "$kpromo" ]; then
   (cd "$repo" && cargo build --release --quiet)
   kpromo=$repo/target/release/kpromo
 fi
+# The demo runs in another directory: keep a relative binary path working.
+case $kpromo in */*) kpromo=$(cd "$(dirname "$kpromo")" && pwd)/$(basename "$kpromo") ;; esac
 
 work=${KPROMO_DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/kpromo-demo.XXXXXX")}
 mkdir -p "$work"

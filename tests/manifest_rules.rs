@@ -327,3 +327,43 @@ fn stray_files_are_notes_not_problems() {
     assert!(notes[0].starts_with(&r("images/b/promoter-manifest.yaml")), "{notes:?}");
     assert!(notes[1].starts_with(&r("images/c/images.yaml")), "{notes:?}");
 }
+
+#[test]
+fn pathologically_deep_trees_are_reported_not_walked_forever() {
+    let images = images_yaml("foo", 'a', "[]");
+    let dir = tree(&[
+        ("manifests/a/promoter-manifest.yaml", REGISTRIES.as_bytes()),
+        ("images/a/images.yaml", images.as_bytes()),
+    ]);
+    let mut deep = dir.path().join("manifests/deep");
+    for i in 0..40 {
+        deep.push(format!("d{i}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let report = check_path(dir.path());
+    let p = problems(&report);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("directory nesting deeper than 32 levels"), "{p:?}");
+    assert_eq!(report.manifests, 1);
+}
+
+#[test]
+fn duplicate_top_level_keys_are_errors() {
+    let text = format!("{REGISTRIES}images: []\nregistries: []\n");
+    let (_dir, path) = file_with(&text);
+    let p = problems(&check_path(&path));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with(&format!("{}:6:1: ", path.display())), "{p:?}");
+}
+
+#[test]
+fn images_that_is_a_file_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("manifests/a")).unwrap();
+    fs::write(dir.path().join("images"), "not a directory").unwrap();
+    let d = dir.path().display();
+    assert_eq!(
+        problems(&check_path(dir.path())),
+        [format!("{d}: \"{d}/images\" is not a directory")]
+    );
+}

@@ -411,7 +411,117 @@ fn runtime() -> Result<tokio::runtime::Runtime, KpromoError> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        cip: CipArgs,
+    }
+
+    fn parse(args: &[&str]) -> CipArgs {
+        Harness::try_parse_from(std::iter::once("cip").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .cip
+    }
+
+    #[test]
+    fn flags_map_into_pipeline_options() {
+        let options = parse(&[
+            "--manifest=m.yaml",
+            "--thin-manifest-dir=dir",
+            "--confirm",
+            "--parse-only=true",
+            "--fail-on-lost",
+            "--sign=false",
+            "--max-signature-ops=7",
+            "--plan-out=plan.json",
+            "--summary-json=sum.json",
+            "--manifest-diff-since=7 days",
+            "--registry-rate-limit=5",
+            "--registry-burst=2",
+            "--registry-max-concurrency=3",
+            "--registry-ca-file=ca.pem",
+            "--insecure-registry=a:5000,b",
+            "--insecure-registry=c",
+        ])
+        .pipeline_options()
+        .unwrap();
+        assert_eq!(
+            options.manifests,
+            ManifestSource::Plain("m.yaml".into()),
+            "--manifest wins"
+        );
+        assert_eq!(options.diff, Some(DiffFilter::Since("7 days".into())));
+        assert!(options.confirm && options.parse_only && options.fail_on_lost && !options.sign);
+        assert_eq!(options.max_signature_ops, 7);
+        assert_eq!(options.plan_out.as_deref(), Some(Path::new("plan.json")));
+        assert_eq!(options.summary_json.as_deref(), Some(Path::new("sum.json")));
+        assert_eq!(options.registry.rate_limit, 5);
+        assert_eq!(options.registry.burst, 2);
+        assert_eq!(options.registry.max_concurrency, 3);
+        assert_eq!(options.registry.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(options.registry.insecure_registries, ["a:5000", "b", "c"]);
+    }
+
+    #[test]
+    fn defaults_match_go_and_the_registry_defaults() {
+        let args = parse(&["--thin-manifest-dir", "dir"]);
+        let options = args.pipeline_options().unwrap();
+        assert_eq!(options.manifests, ManifestSource::ThinDir("dir".into()));
+        assert_eq!(options.diff, None);
+        assert!(!options.confirm && !options.parse_only && !options.fail_on_lost && options.sign);
+        assert_eq!(options.max_signature_ops, 50);
+        assert_eq!(options.registry, ClientOptions::default());
+        assert_eq!(args.vuln_severity_threshold, -1);
+        assert_eq!(args.output, "yaml");
+    }
+
+    #[test]
+    fn prow_diff_wins_over_since() {
+        let options = parse(&[
+            "--thin-manifest-dir=d",
+            "--use-prow-manifest-diff",
+            "--manifest-diff-since=1 day",
+        ])
+        .pipeline_options()
+        .unwrap();
+        assert!(
+            matches!(options.diff, Some(DiffFilter::Prow { .. })),
+            "{:?}",
+            options.diff
+        );
+    }
+
+    #[test]
+    fn snapshot_flags_select_snapshot_mode_before_anything_else() {
+        let args = parse(&[
+            "--snapshot=reg.example/prod",
+            "--vuln-severity-threshold=3",
+            "--output=CSV",
+        ]);
+        let Mode::Snapshot(request, format) = args.mode().unwrap() else {
+            panic!("snapshot mode expected");
+        };
+        assert_eq!(request.source, snapshot::Source::Registry("reg.example/prod".into()));
+        assert_eq!(format, OutputFormat::Csv);
+        let args = parse(&[
+            "--manifest-based-snapshot-of=r",
+            "--thin-manifest-dir=d",
+            "--snapshot-tag=",
+            "--minimal-snapshot",
+        ]);
+        let Mode::Snapshot(request, _) = args.mode().unwrap() else {
+            panic!("snapshot mode expected");
+        };
+        assert_eq!(request.tag, None, "an empty tag is unset");
+        assert!(request.minimal);
+        assert!(matches!(request.source, snapshot::Source::Manifests { .. }));
+    }
 
     #[test]
     fn go_bool_accepts_strconv_parsebool_spellings() {

@@ -10,13 +10,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::digest::Digest;
+use crate::registry::media::{OCI_INDEX, OCI_MANIFEST};
 use crate::registry::{
     BlobStream, Descriptor, Error, GoogleManifestInfo, ManifestRef, MountOutcome, RawManifest, Registry, RegistryStats,
     TagList,
 };
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 #[derive(Debug, Default)]
 pub struct FakeRegistry {

@@ -10,15 +10,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt};
-use serde::Deserialize;
 
 use crate::digest::Digest;
+use crate::registry::media::{self, ManifestLinks};
 use crate::registry::{ManifestRef, RepoRoot};
 
 use super::RegInvImage;
-
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Returns `inventory` without the tagless children of its indexes. `media_types` holds
 /// what a walk already learned; other digests are looked up in `root`.
@@ -67,7 +64,7 @@ async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Op
             }
         },
     };
-    if media_type != OCI_INDEX && media_type != DOCKER_MANIFEST_LIST {
+    if !media::is_index(&media_type) {
         return Vec::new();
     }
     let manifest = match registry.get_manifest(repo, &reference).await {
@@ -78,25 +75,13 @@ async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Op
             return Vec::new();
         }
     };
-    match serde_json::from_slice::<IndexChildren>(&manifest.bytes) {
-        Ok(index) => index.manifests.iter().filter_map(|m| m.digest.parse().ok()).collect(),
+    match ManifestLinks::parse(&manifest.bytes) {
+        Ok(index) => index.manifests.iter().map(|m| m.digest).collect(),
         Err(e) => {
             tracing::warn!("{repo}@{digest}: cannot parse the manifest list, keeping its children: {e}");
             Vec::new()
         }
     }
-}
-
-/// The only part of an index this needs.
-#[derive(Deserialize)]
-struct IndexChildren {
-    #[serde(default)]
-    manifests: Vec<ChildDigest>,
-}
-
-#[derive(Deserialize)]
-struct ChildDigest {
-    digest: String,
 }
 
 #[cfg(test)]

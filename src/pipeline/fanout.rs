@@ -1,0 +1,95 @@
+//! Read a blob from its source once and upload it to several destinations at the same
+//! time.
+//!
+//! Each destination gets its own small bounded channel, so memory stays at a few chunks
+//! per destination whatever the layer size, and the slowest destination sets the pace
+//! (backpressure) instead of the source racing ahead. The source stream verifies the
+//! digest as it goes and ends with an error on a mismatch; that error is forwarded into
+//! every upload body, so no destination can commit bad bytes.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
+use tokio::sync::mpsc;
+
+use crate::digest::Digest;
+use crate::registry::{BlobStream, Error, Registry};
+
+/// Chunks buffered per destination.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// Where one copy of the blob goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub registry: Arc<dyn Registry>,
+    pub repo: String,
+}
+
+/// The outcome of one fan-out.
+#[derive(Debug)]
+pub struct FanOut {
+    /// Bytes read from the source, or why reading failed.
+    pub read: Result<u64, Error>,
+    /// One result per target, in target order.
+    pub uploads: Vec<Result<(), Error>>,
+}
+
+/// Streams `source` (already opened on `source_name`) into every target concurrently.
+/// `on_chunk` is called with the size of each chunk read from the source.
+pub async fn fan_out(
+    source: BlobStream,
+    source_name: &str,
+    digest: Digest,
+    size: u64,
+    targets: &[Target],
+    on_chunk: impl Fn(u64),
+) -> FanOut {
+    let mut senders = Vec::with_capacity(targets.len());
+    let mut uploads = Vec::with_capacity(targets.len());
+    for target in targets {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(CHANNEL_CHUNKS);
+        senders.push(tx);
+        let body: BlobStream = Box::pin(stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        uploads.push(target.registry.put_blob(&target.repo, &digest, size, body));
+    }
+
+    let driver = async move {
+        let mut source = source;
+        let mut read = 0u64;
+        while let Some(item) = source.next().await {
+            match item {
+                Ok(chunk) => {
+                    read += chunk.len() as u64;
+                    on_chunk(chunk.len() as u64);
+                    // A closed channel means that upload already ended (failed, or the
+                    // blob turned out to exist); the others keep going.
+                    join_all(senders.iter().map(|tx| tx.send(Ok(chunk.clone())))).await;
+                    if senders.iter().all(|tx| tx.is_closed()) {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    join_all(senders.iter().map(|tx| {
+                        tx.send(Err(Error::Protocol {
+                            registry: source_name.to_string(),
+                            operation: format!("read blob {digest}"),
+                            message: message.clone(),
+                        }))
+                    }))
+                    .await;
+                    return Err(err);
+                }
+            }
+        }
+        // Dropping the senders ends every upload body.
+        drop(senders);
+        Ok(read)
+    };
+
+    let (read, uploads) = tokio::join!(driver, join_all(uploads));
+    FanOut { read, uploads }
+}

@@ -1,0 +1,34 @@
+//! Phase 1, Setup: open the registry client set and arm Ctrl-C.
+//!
+//! Go prewarms the sigstore TUF cache here; kpromo has no signing yet, so Setup only
+//! prepares what every later phase shares.
+use tracing::warn;
+
+use crate::error::KpromoError;
+use crate::registry::Registries;
+
+use super::Flow;
+use super::state::{Cancel, PlanState};
+
+pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
+    let registries = Registries::new(state.options.registry.clone())
+        .map_err(|e| KpromoError::usage(anyhow::Error::new(e).context("setting up registry clients")))?;
+    state.registries = Some(registries);
+    arm_interrupt(state.cancel.clone());
+    Ok(Flow::Continue)
+}
+
+/// The first Ctrl-C asks the pipeline to stop between units of work; a second one
+/// exits at once for a user who really means it.
+fn arm_interrupt(cancel: Cancel) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        warn!("interrupt received: finishing the work in flight, then stopping (Ctrl-C again to abort now)");
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}

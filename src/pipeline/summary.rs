@@ -1,0 +1,120 @@
+//! The end-of-run summary: logged for humans, written with `--summary-json` for CI and
+//! benchmarks (request counts per registry make "a rerun writes nothing" checkable).
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::error::KpromoError;
+use crate::registry::RegistryStats;
+
+use super::plan::{Counts, counts};
+use super::state::PlanState;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// `ok`, or the error that ended the run.
+    pub outcome: String,
+    pub dry_run: bool,
+    pub manifests: usize,
+    pub edges: usize,
+    /// Edge decisions.
+    pub decisions: Counts,
+    pub manifests_pushed: u64,
+    pub tags_pushed: u64,
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub source_bytes_read: u64,
+    pub bytes_uploaded: u64,
+    /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
+    pub write_requests: u64,
+    pub retries: u64,
+    pub registries: BTreeMap<String, RegistryStats>,
+    pub phases_ms: Vec<(String, u128)>,
+    pub total_ms: u128,
+}
+
+impl Summary {
+    pub fn of(state: &PlanState, total: Duration, error: Option<&KpromoError>) -> Self {
+        let registries: BTreeMap<String, RegistryStats> = state
+            .backends()
+            .into_iter()
+            .map(|(name, registry)| (name, registry.stats()))
+            .collect();
+        let write_requests = registries
+            .values()
+            .flat_map(|s| s.requests.iter())
+            .filter(|(key, _)| {
+                let method = key.split_whitespace().next().unwrap_or_default();
+                matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let p = &state.promote;
+        Self {
+            outcome: error.map_or_else(|| "ok".to_string(), |e| format!("{e}")),
+            dry_run: !state.options.confirm,
+            manifests: state.manifests,
+            edges: state.edges.len(),
+            decisions: counts(&state.decisions),
+            manifests_pushed: p.manifests_pushed,
+            tags_pushed: p.tags_pushed,
+            blobs_uploaded: p.blobs_uploaded,
+            blobs_mounted: p.blobs_mounted,
+            blobs_present: p.blobs_present,
+            source_bytes_read: p.source_bytes_read,
+            bytes_uploaded: p.bytes_uploaded,
+            write_requests,
+            retries: registries.values().map(|s| s.retries).sum(),
+            phases_ms: state
+                .phases
+                .iter()
+                .map(|t| (t.name.to_string(), t.took.as_millis()))
+                .collect(),
+            total_ms: total.as_millis(),
+            registries,
+        }
+    }
+
+    fn log(&self) {
+        let d = &self.decisions;
+        info!(
+            "summary: {} edges: {} copied, {} retagged, {} already promoted, {} lost, {} tag moves",
+            self.edges, d.copy, d.retag, d.skip, d.lost, d.tag_moves
+        );
+        info!(
+            "summary: {} manifests and {} tags pushed; blobs: {} uploaded, {} mounted, {} present; {} bytes read from sources, {} uploaded",
+            self.manifests_pushed,
+            self.tags_pushed,
+            self.blobs_uploaded,
+            self.blobs_mounted,
+            self.blobs_present,
+            self.source_bytes_read,
+            self.bytes_uploaded
+        );
+        for (name, stats) in &self.registries {
+            let total: u64 = stats.requests.values().sum();
+            info!(
+                "summary: {name}: {total} requests {:?}, {} retries",
+                stats.requests, stats.retries
+            );
+        }
+        let phases: Vec<String> = self.phases_ms.iter().map(|(n, ms)| format!("{n} {ms} ms")).collect();
+        info!("summary: phases: {}; total {} ms", phases.join(", "), self.total_ms);
+    }
+}
+
+/// Logs the summary and writes `--summary-json` if asked.
+pub fn finish(state: &PlanState, total: Duration, error: Option<&KpromoError>) -> Result<(), KpromoError> {
+    let summary = Summary::of(state, total, error);
+    summary.log();
+    if let Some(path) = &state.options.summary_json {
+        let json = serde_json::to_vec_pretty(&summary).map_err(|e| KpromoError::promotion(anyhow::Error::new(e)))?;
+        std::fs::write(path, json).map_err(|e| {
+            KpromoError::promotion(anyhow::Error::new(e).context(format!("writing the summary to {}", path.display())))
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! Unit tests of planning and promotion over in-memory fake registries (see `fake.rs`
+//! for why a fake): decisions against registry state, graph ordering, fan-out, reruns.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::decide::Decision;
+use super::fake::{FakeRegistry, TestImage};
+use super::state::PlanState;
+use super::{Options, Phase, plan, promote, run_phases};
+use crate::digest::Digest;
+use crate::edges::EdgeSet;
+use crate::error::ExitKind;
+use crate::manifest::{DigestEntry, Image, Manifest, ManifestSource, Position, RegistryContext};
+use crate::registry::{ClientOptions, RepoRoot};
+
+fn options(confirm: bool) -> Options {
+    Options {
+        manifests: ManifestSource::Plain(PathBuf::from("unused.yaml")),
+        diff: None,
+        confirm,
+        parse_only: false,
+        fail_on_lost: false,
+        plan_out: None,
+        summary_json: None,
+        sign: false,
+        max_signature_ops: 1,
+        registry: ClientOptions::default(),
+    }
+}
+
+/// (image name, [(digest, tags)])
+type ImageSpec<'a> = (&'a str, Vec<(Digest, Vec<&'a str>)>);
+
+fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
+    let reg = |name: &str, src: bool| RegistryContext {
+        name: name.into(),
+        service_account: None,
+        src,
+        pos: Position::default(),
+    };
+    let mut registries = vec![reg(src, true)];
+    registries.extend(dsts.iter().map(|d| reg(d, false)));
+    let path = Arc::new(PathBuf::from("promoter-manifest.yaml"));
+    Manifest {
+        path: path.clone(),
+        images_path: path,
+        registries,
+        images: images
+            .iter()
+            .map(|(name, dmap)| Image {
+                name: name.to_string(),
+                dmap: dmap
+                    .iter()
+                    .map(|(d, tags)| DigestEntry {
+                        digest: d.to_string(),
+                        tags: tags.iter().map(|t| t.to_string()).collect(),
+                        pos: Position::default(),
+                    })
+                    .collect(),
+                pos: Position::default(),
+            })
+            .collect(),
+    }
+}
+
+/// Fake registries by host; manifest registry names are `host/prefix`.
+struct World {
+    hosts: BTreeMap<String, Arc<FakeRegistry>>,
+}
+
+impl World {
+    fn new(hosts: &[&str]) -> Self {
+        Self {
+            hosts: hosts.iter().map(|h| (h.to_string(), FakeRegistry::new(h))).collect(),
+        }
+    }
+
+    fn host(&self, host: &str) -> Arc<FakeRegistry> {
+        self.hosts[host].clone()
+    }
+
+    fn state(&self, manifests: &[Manifest], confirm: bool) -> PlanState {
+        let edges = EdgeSet::from_manifests(manifests);
+        let mut state = PlanState::new(options(confirm));
+        state.manifests = manifests.len();
+        for e in edges.edges() {
+            for id in [e.src_registry, e.dst_registry] {
+                let name = edges.name(id);
+                let (host, prefix) = name.split_once('/').unwrap_or((name, ""));
+                state.roots.insert(
+                    id,
+                    RepoRoot {
+                        registry: self.host(host),
+                        prefix: prefix.to_string(),
+                    },
+                );
+            }
+        }
+        state.edges = edges;
+        state
+    }
+
+    fn writes(&self) -> usize {
+        self.hosts.values().map(|h| h.writes().len()).sum()
+    }
+
+    fn clear_logs(&self) {
+        self.hosts.values().for_each(|h| h.clear_log());
+    }
+}
+
+async fn plan_and_promote(state: &mut PlanState) {
+    plan::plan_edges(state).await.expect("plan");
+    promote::run(state).await.expect("promote");
+}
+
+fn multi_arch() -> TestImage {
+    let base: &[u8] = b"shared base layer";
+    TestImage::index(vec![
+        TestImage::single("amd64", &[base, b"amd64 layer"]),
+        TestImage::single("arm64", &[base, b"arm64 layer"]),
+    ])
+}
+
+#[tokio::test]
+async fn children_before_index_before_tags() {
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    // The k8s.io convention: children are listed tagless next to the tagged index.
+    let dmap = vec![
+        (img.digest(), vec!["1.0", "latest"]),
+        (img.children[0].digest(), vec![]),
+        (img.children[1].digest(), vec![]),
+    ];
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+
+    let log = world.host("m1").writes();
+    let pos = |needle: &str| {
+        log.iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not written: {log:#?}"))
+    };
+    let last_blob = log
+        .iter()
+        .rposition(|l| l.starts_with("PUT blob"))
+        .expect("blobs uploaded");
+    let children = [img.children[0].digest(), img.children[1].digest()].map(|d| pos(&format!("manifest prod/foo@{d}")));
+    let index = pos(&format!("manifest prod/foo@{}", img.digest()));
+    let tags = [pos("manifest prod/foo:1.0"), pos("manifest prod/foo:latest")];
+    assert!(children.iter().all(|c| *c > last_blob && *c < index), "{log:#?}");
+    assert!(tags.iter().all(|t| *t > index), "{log:#?}");
+    // Each child pushed once although it is both a tagless edge and an index child.
+    assert_eq!(world.host("m1").count("PUT manifest"), 5, "{log:#?}");
+    let repo = world.host("m1").repo("prod/foo");
+    assert_eq!(repo.tags["1.0"], img.digest());
+    assert_eq!(repo.tags["latest"], img.digest());
+    assert_eq!(repo.manifests[&img.digest()].bytes, img.manifest.bytes, "byte-exact");
+    assert_eq!(state.promote.blobs_uploaded, img.all_blobs().len() as u64);
+}
+
+#[tokio::test]
+async fn fan_out_reads_each_source_blob_once_for_three_mirrors() {
+    let world = World::new(&["stage", "m1", "m2", "m3"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod", "m3/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+
+    let blobs = img.all_blobs().len();
+    assert_eq!(world.host("stage").count("GET blob"), blobs, "each blob read once");
+    for mirror in ["m1", "m2", "m3"] {
+        let repo = world.host(mirror).repo("prod/foo");
+        assert_eq!(repo.tags.get("1.0"), Some(&img.digest()), "{mirror}");
+        assert_eq!(repo.blobs.len(), blobs, "{mirror}");
+        assert_eq!(world.host(mirror).count("PUT blob"), blobs, "{mirror}");
+    }
+    let blob_bytes: u64 = [&img.children[0], &img.children[1]]
+        .iter()
+        .flat_map(|c| c.blobs.iter())
+        .map(|b| (Digest::of(b), b.len() as u64))
+        .collect::<BTreeMap<_, _>>()
+        .values()
+        .sum();
+    assert_eq!(state.promote.source_bytes_read, blob_bytes);
+    assert_eq!(state.promote.bytes_uploaded, 3 * blob_bytes);
+}
+
+#[tokio::test]
+async fn rerun_plans_skips_and_writes_nothing() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let dmap = vec![(img.digest(), vec!["1.0"]), (img.children[0].digest(), vec![])];
+    let m = manifest("stage/staging", &["m1/prod", "m2/prod"], &[("foo", dmap)]);
+    plan_and_promote(&mut world.state(std::slice::from_ref(&m), true)).await;
+    world.clear_logs();
+
+    let mut rerun = world.state(&[m], true);
+    plan_and_promote(&mut rerun).await;
+    assert!(
+        rerun.decisions.iter().all(|d| *d == Decision::Skip),
+        "{:?}",
+        rerun.decisions
+    );
+    assert_eq!(world.writes(), 0);
+    assert_eq!(world.host("stage").count("GET blob"), 0);
+    assert_eq!(
+        world.host("stage").count("HEAD"),
+        0,
+        "already promoted edges need no source reads"
+    );
+}
+
+#[tokio::test]
+async fn untagged_only_repositories_are_not_mistaken_for_missing() {
+    // distribution answers NAME_UNKNOWN to a tags list of a repository holding only
+    // untagged manifests; the digests must still be found (source) and skipped (rerun).
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", vec![(img.digest(), vec![])])]);
+    let mut first = world.state(std::slice::from_ref(&m), true);
+    plan_and_promote(&mut first).await;
+    assert_eq!(first.decisions, [Decision::Copy]);
+    assert!(world.host("m1").repo("prod/foo").manifests.contains_key(&img.digest()));
+    world.clear_logs();
+    let mut rerun = world.state(&[m], true);
+    plan_and_promote(&mut rerun).await;
+    assert_eq!(rerun.decisions, [Decision::Skip]);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn tag_move_is_refused_and_nothing_is_written() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    let old = TestImage::single("old", &[b"old layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    world.host("m1").seed("prod/foo", &old, &["1.0"]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    let err = plan::plan_edges(&mut state).await.expect_err("tag move must be fatal");
+    assert_eq!(err.kind, ExitKind::Promotion);
+    assert!(err.to_string().contains("tag move"), "{err}");
+    assert!(state.decisions.contains(&Decision::TagMove {
+        current: old.digest(),
+        digest_in_dst: false
+    }));
+    assert!(state.decisions.contains(&Decision::Copy), "m2 alone would be a copy");
+    assert_eq!(world.writes(), 0);
+    assert_eq!(world.host("m1").repo("prod/foo").tags["1.0"], old.digest());
+}
+
+#[tokio::test]
+async fn nop_when_source_lacks_the_digest_lost_is_reported_not_fatal() {
+    let world = World::new(&["stage", "m1"]);
+    let present = TestImage::single("present", &[b"p"]);
+    let missing = TestImage::single("missing", &[b"m"]);
+    world.host("stage").seed("staging/foo", &present, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[(
+            "foo",
+            vec![(present.digest(), vec!["1.0"]), (missing.digest(), vec!["2.0"])],
+        )],
+    );
+    let mut state = world.state(std::slice::from_ref(&m), true);
+    plan_and_promote(&mut state).await;
+    assert_eq!(plan::counts(&state.decisions).lost, 1);
+    let repo = world.host("m1").repo("prod/foo");
+    assert_eq!(repo.tags.get("1.0"), Some(&present.digest()));
+    assert_eq!(repo.tags.get("2.0"), None);
+
+    let mut strict = world.state(&[m], true);
+    strict.options.fail_on_lost = true;
+    world.clear_logs();
+    let err = plan::plan_edges(&mut strict).await.expect_err("--fail-on-lost");
+    assert_eq!(err.kind, ExitKind::Promotion);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn add_1_tag_for_2_registries_writes_only_tags() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    world.host("m1").seed("prod/foo", &img, &["1.0"]);
+    world.host("m2").seed("prod/foo", &img, &["1.0"]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0", "stable"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    assert_eq!(plan::counts(&state.decisions).retag, 2);
+    for mirror in ["m1", "m2"] {
+        assert_eq!(
+            world.host(mirror).writes(),
+            ["PUT manifest prod/foo:stable"],
+            "{mirror}"
+        );
+    }
+    assert_eq!(world.host("stage").count("GET blob"), 0);
+}
+
+#[tokio::test]
+async fn promote_1_tag_as_a_rebase_under_the_destination_prefix() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod/rebased"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    plan_and_promote(&mut world.state(&[m], true)).await;
+    assert_eq!(world.host("m1").repo("prod/rebased/foo").tags["1.0"], img.digest());
+}
+
+#[tokio::test]
+async fn same_registry_destination_mounts_instead_of_copying() {
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["stage/prod", "m1/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    let blobs = img.all_blobs().len();
+    assert_eq!(world.host("stage").count("POST mount prod/foo"), blobs);
+    assert_eq!(world.host("stage").count("PUT blob"), 0);
+    assert_eq!(world.host("stage").count("GET blob"), blobs, "read once, for m1 only");
+    assert_eq!(world.host("stage").repo("prod/foo").tags["1.0"], img.digest());
+    assert_eq!(state.promote.blobs_mounted, blobs as u64);
+}
+
+#[tokio::test]
+async fn second_repository_on_a_mirror_mounts_from_the_first_upload() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"layer one", b"layer two"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/eu", "m1/us"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    plan_and_promote(&mut world.state(&[m], true)).await;
+    let m1 = world.host("m1");
+    assert_eq!(m1.count("PUT blob eu/foo"), 3);
+    assert_eq!(m1.count("POST mount us/foo"), 3);
+    assert_eq!(m1.repo("us/foo").tags["1.0"], img.digest());
+}
+
+#[tokio::test]
+async fn mirror_with_some_blobs_gets_only_the_missing_ones() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"base", b"top"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    world.host("m1").seed_blob("prod/foo", b"base");
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    assert_eq!(state.promote.blobs_present, 1);
+    assert_eq!(world.host("m1").count("PUT blob"), 2);
+    assert!(
+        world
+            .host("m1")
+            .writes()
+            .iter()
+            .all(|w| !w.contains(&Digest::of(b"base").to_string()))
+    );
+}
+
+#[tokio::test]
+async fn corrupt_source_blob_is_refused_and_no_manifest_or_tag_written() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = TestImage::single("x", &[b"good layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    world
+        .host("stage")
+        .seed_corrupt_blob("staging/foo", Digest::of(b"good layer"), b"evil layer");
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    let err = promote::run(&mut state).await.expect_err("digest mismatch");
+    assert_eq!(err.kind, ExitKind::Promotion);
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    for mirror in ["m1", "m2"] {
+        let repo = world.host(mirror).repo("prod/foo");
+        assert!(repo.manifests.is_empty() && repo.tags.is_empty(), "{mirror}: {repo:?}");
+        assert!(!repo.blobs.contains_key(&Digest::of(b"good layer")), "{mirror}");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_stops_after_validate_without_writing() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], false);
+    plan::plan_edges(&mut state).await.expect("plan");
+    run_phases(
+        &mut state,
+        &[
+            Phase::Provenance,
+            Phase::Validate,
+            Phase::Promote,
+            Phase::Sign,
+            Phase::Attest,
+        ],
+    )
+    .await
+    .expect("dry run is a clean stop");
+    let ran: Vec<&str> = state.phases.iter().map(|p| p.name).collect();
+    assert_eq!(ran, ["provenance", "validate"]);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn cancelled_run_stops_before_the_next_phase() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    state.cancel.cancel();
+    let err = run_phases(&mut state, &[Phase::Validate, Phase::Promote])
+        .await
+        .expect_err("cancelled");
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn google_extended_listing_plans_with_one_request_per_repository() {
+    let mut world = World::new(&["m1"]);
+    world.hosts.insert("gcr".into(), FakeRegistry::google("gcr"));
+    world.hosts.insert("ar".into(), FakeRegistry::google("ar"));
+    let img = multi_arch();
+    let other = TestImage::single("other", &[b"o"]);
+    world.host("gcr").seed("staging/foo", &img, &[]);
+    world.host("ar").seed("prod/foo", &other, &["0.9"]);
+    let dmap = vec![(img.digest(), vec!["1.0"]), (img.children[0].digest(), vec![])];
+    let m = manifest("gcr/staging", &["ar/prod", "m1/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    assert_eq!(plan::counts(&state.decisions).copy, 4);
+    assert_eq!(world.host("gcr").log(), ["GET tags staging/foo"]);
+    assert_eq!(world.host("ar").log(), ["GET tags prod/foo"]);
+    // The standard registry lists, then HEADs only the digests the manifests name.
+    assert_eq!(world.host("m1").count("GET tags prod/foo"), 1);
+    assert_eq!(world.host("m1").count("HEAD manifest prod/foo@"), 2);
+    assert_eq!(world.host("m1").log().len(), 3);
+}
+
+#[test]
+fn overlap_is_a_usage_error() {
+    let a = TestImage::single("a", &[b"a"]);
+    let b = TestImage::single("b", &[b"b"]);
+    let m1 = manifest("stage/a", &["m1/prod"], &[("foo", vec![(a.digest(), vec!["1.0"])])]);
+    let m2 = manifest("stage/b", &["m1/prod"], &[("foo", vec![(b.digest(), vec!["1.0"])])]);
+    let err = plan::check_overlaps(&EdgeSet::from_manifests(&[m1, m2])).expect_err("overlap");
+    assert_eq!(err.kind, ExitKind::Usage);
+    assert!(err.to_string().contains("m1/prod/foo:1.0"), "{err}");
+}

@@ -1,0 +1,304 @@
+//! The remote client under injected faults, through the harness's fault proxy in front of
+//! real distribution: corrupted bodies are refused (digest mismatch), transient failures
+//! (5xx, 429, resets, truncated bodies) are retried until they pass, permanent answers
+//! (404) are not retried, and tags lists are followed across `Link` pages (distribution
+//! 2.8 cannot paginate tags itself; the proxy pages them like GCR or distribution 3 do).
+mod support;
+
+use futures_util::StreamExt;
+use kpromo::registry::{Error, ManifestRef};
+use support::client::{copy_blob, digest, open, options_for, read_blob};
+use support::images::{Blob, Format, Image};
+use support::{Action, FaultProxy, RegistryOptions, Rule, TestRegistry, Times, within};
+
+struct Bed {
+    registry: TestRegistry,
+    proxy: FaultProxy,
+    image: Image,
+}
+
+async fn bed() -> Bed {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let image = Image::new(
+        Format::Oci,
+        41,
+        "amd64",
+        vec![Blob::random(41, 3 << 20), Blob::random(42, 5_000)],
+    );
+    registry.pusher().push_image("app", &image, &["v1"]).await;
+    let proxy = FaultProxy::start(registry.port());
+    Bed { registry, proxy, image }
+}
+
+fn is_digest_mismatch(error: &Error) -> bool {
+    matches!(error, Error::DigestMismatch { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_blob_is_refused_and_never_lands_at_the_destination() {
+    let bed = bed().await;
+    let layer = &bed.image.layers[0];
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "^/v2/app/blobs/",
+        Action::FlipByte,
+        Times::Always,
+    )]);
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    within(120, "reads of a corrupted blob", async {
+        let error = read_blob(reg, "app", &digest(&layer.digest))
+            .await
+            .expect_err("a flipped byte must fail the read");
+        assert!(is_digest_mismatch(&error), "expected a digest mismatch, got: {error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&layer.digest) && message.contains(&bed.proxy.host()),
+            "error names digest and registry: {message}"
+        );
+
+        // Streamed straight into an upload: the destination must refuse (or never commit) it.
+        let result = copy_blob(reg, "app", reg, "copy", &digest(&layer.digest), layer.size).await;
+        assert!(result.is_err(), "a corrupted copy must fail");
+        assert_eq!(reg.blob_size("copy", &digest(&layer.digest)).await.expect("HEAD"), None);
+    })
+    .await;
+    assert!(
+        !bed.registry.pusher().has_blob("copy", &layer.digest).await,
+        "nothing half-written"
+    );
+    assert!(bed.proxy.faults() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_manifest_is_refused() {
+    let bed = bed().await;
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/manifests/",
+        Action::FlipByte,
+        Times::Always,
+    )]);
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    for reference in [
+        ManifestRef::Tag("v1".into()),
+        ManifestRef::Digest(digest(&bed.image.digest)),
+    ] {
+        let error = within(60, "GET corrupted manifest", reg.get_manifest("app", &reference))
+            .await
+            .expect_err("a flipped manifest byte must be refused");
+        assert!(
+            is_digest_mismatch(&error),
+            "{reference}: expected a digest mismatch, got: {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_until_they_pass() {
+    let bed = bed().await;
+    let layer = &bed.image.layers[0];
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    let faults = [
+        Action::Status {
+            status: 503,
+            retry_after: None,
+        },
+        Action::Status {
+            status: 500,
+            retry_after: None,
+        },
+        Action::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        Action::Reset,
+    ];
+    for action in faults {
+        bed.proxy.clear_seen();
+        bed.proxy.set_rules(vec![Rule::new(
+            None,
+            "^/v2/app/",
+            action.clone(),
+            Times::FirstPerRequest(2),
+        )]);
+        within(120, &format!("operations under {action:?}"), async {
+            let head = reg.head_manifest("app", &ManifestRef::Tag("v1".into())).await;
+            assert_eq!(
+                head.expect("HEAD retried").map(|d| d.digest.to_string()),
+                Some(bed.image.digest.clone())
+            );
+            let raw = reg
+                .get_manifest("app", &ManifestRef::Digest(digest(&bed.image.digest)))
+                .await;
+            assert_eq!(raw.expect("GET retried").expect("exists").bytes, bed.image.manifest);
+            assert_eq!(
+                reg.blob_size("app", &digest(&layer.digest))
+                    .await
+                    .expect("blob HEAD retried"),
+                Some(layer.size)
+            );
+            assert_eq!(
+                read_blob(reg, "app", &digest(&layer.digest))
+                    .await
+                    .expect("blob GET retried")
+                    .len() as u64,
+                layer.size
+            );
+        })
+        .await;
+        assert!(
+            bed.proxy.faults() >= 8,
+            "{action:?}: each of 4 requests failed twice first, saw {}",
+            bed.proxy.faults()
+        );
+    }
+    assert!(reg.stats().retries >= 32, "retries counted: {:?}", reg.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_manifest_body_is_retried() {
+    let bed = bed().await;
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/manifests/",
+        Action::Truncate,
+        Times::FirstPerRequest(1),
+    )]);
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let raw = within(
+        60,
+        "GET truncated manifest",
+        root.registry.get_manifest("app", &ManifestRef::Tag("v1".into())),
+    )
+    .await
+    .expect("retried after a truncated body")
+    .expect("exists");
+    assert_eq!(raw.bytes, bed.image.manifest);
+    assert_eq!(bed.proxy.faults(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_blob_stream_ends_in_an_error_not_a_short_blob() {
+    let bed = bed().await;
+    let layer = &bed.image.layers[0];
+    bed.proxy
+        .set_rules(vec![Rule::new(Some("GET"), "/blobs/", Action::Truncate, Times::Always)]);
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    let outcome = within(120, "read a truncated blob", async {
+        let mut stream = reg.get_blob("app", &digest(&layer.digest)).await?;
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            total += chunk?.len() as u64;
+        }
+        Ok::<u64, Error>(total)
+    })
+    .await;
+    assert!(outcome.is_err(), "a truncated body must not end cleanly: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_and_auth_answers_are_not_retried() {
+    let bed = bed().await;
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    assert_eq!(
+        reg.head_manifest("app", &ManifestRef::Tag("nope".into()))
+            .await
+            .expect("404 is not an error"),
+        None
+    );
+    assert_eq!(
+        bed.proxy.count("HEAD", "^/v2/app/manifests/nope$"),
+        1,
+        "404 must not be retried"
+    );
+    bed.proxy.set_rules(vec![Rule::new(
+        None,
+        "^/v2/app/",
+        Action::Status {
+            status: 403,
+            retry_after: None,
+        },
+        Times::Always,
+    )]);
+    let error = reg
+        .get_manifest("app", &ManifestRef::Tag("v1".into()))
+        .await
+        .expect_err("403 is an error");
+    assert!(!error.is_transient(), "403 is permanent: {error}");
+    assert_eq!(
+        bed.proxy.count("GET", "^/v2/app/manifests/v1$"),
+        1,
+        "403 must not be retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_are_followed_across_link_pages() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let image = Image::simple(Format::Docker, 51);
+    let tags: Vec<String> = (0..57).map(|i| format!("v1.{i}.0")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    within(
+        120,
+        "push 57 tags",
+        registry.pusher().push_image("paged", &image, &refs),
+    )
+    .await;
+    let proxy = FaultProxy::start(registry.port());
+    proxy.paginate_tags(Some(10));
+    let (_registries, root) = open(&proxy.host(), options_for(&registry));
+    let list = within(60, "paginated tags", root.registry.list_tags("paged"))
+        .await
+        .expect("tags")
+        .expect("repo exists");
+    let mut got = list.tags.clone();
+    got.sort();
+    let mut want = tags.clone();
+    want.sort();
+    assert_eq!(got, want, "every tag across all pages, none twice");
+    assert_eq!(proxy.count("GET", "^/v2/paged/tags/list$"), 6, "57 tags in pages of 10");
+}
+
+/// A registry that stops sending mid-body, or never answers, must become an error after
+/// the configured timeouts (and a retry may then succeed), never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_answers_time_out_instead_of_hanging() {
+    let bed = bed().await;
+    let layer = &bed.image.layers[0];
+    let mut options = options_for(&bed.registry);
+    options.response_timeout = std::time::Duration::from_secs(1);
+    options.idle_timeout = std::time::Duration::from_secs(1);
+    let (_registries, root) = open(&bed.proxy.host(), options);
+    let reg = root.registry.as_ref();
+
+    // Headers never come for the first attempt of each request: a timeout, then a retry.
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("HEAD"),
+        "/manifests/",
+        Action::Delay(std::time::Duration::from_secs(30)),
+        Times::FirstPerRequest(1),
+    )]);
+    let head = within(
+        25,
+        "HEAD behind a silent first answer",
+        reg.head_manifest("app", &ManifestRef::Tag("v1".into())),
+    )
+    .await
+    .expect("retried after a response timeout");
+    assert_eq!(head.map(|d| d.digest.to_string()), Some(bed.image.digest.clone()));
+
+    // A body trickling at 100 bytes/s in 16 KiB pieces goes silent for minutes at a time.
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/blobs/",
+        Action::Slow { bytes_per_sec: 100 },
+        Times::Always,
+    )]);
+    let outcome = within(60, "read a stalled blob", read_blob(reg, "app", &digest(&layer.digest))).await;
+    assert!(outcome.is_err(), "a stalled body must end in an error");
+}
