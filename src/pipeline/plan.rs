@@ -33,8 +33,7 @@ use super::state::{PlanState, RepoKey};
 pub(crate) const GLOBAL_JOBS: usize = 64;
 
 pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
-    let manifests = load::load(&state.options.manifests, state.options.diff.as_ref())
-        .map_err(|e| KpromoError::usage(anyhow::Error::new(e).context("parsing manifests")))?;
+    let manifests = load::load(&state.options.manifests, state.options.diff.as_ref()).map_err(load_error)?;
     if manifests.is_empty() {
         return Ok(Flow::Stop("no manifests to process, nothing to promote"));
     }
@@ -56,6 +55,23 @@ pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
     Ok(Flow::Continue)
 }
 
+/// Logs every manifest problem as its own line (so `--log-format json` output stays one
+/// JSON object per line) and returns a one-line error.
+fn load_error(e: load::LoadError) -> KpromoError {
+    for problem in &e.problems {
+        error!("{problem}");
+    }
+    let message = match e.problems.as_slice() {
+        [] => "parsing manifests: no manifests could be loaded".to_string(),
+        [one] => format!("parsing manifests: {one}"),
+        [first, rest @ ..] => format!(
+            "parsing manifests: {} problems (each logged above); first: {first}",
+            rest.len() + 1
+        ),
+    };
+    KpromoError::usage(anyhow::anyhow!(message))
+}
+
 pub(crate) fn check_overlaps(edges: &EdgeSet) -> Result<(), KpromoError> {
     for redundant in edges.redundant() {
         debug!(
@@ -69,11 +85,10 @@ pub(crate) fn check_overlaps(edges: &EdgeSet) -> Result<(), KpromoError> {
     for overlap in edges.overlaps() {
         error!("{overlap}");
     }
-    let list: Vec<String> = edges.overlaps().iter().map(|o| o.to_string()).collect();
+    let first = &edges.overlaps()[0];
     Err(KpromoError::usage(anyhow::anyhow!(
-        "overlapping edges detected ({} destinations claimed by different digests):\n{}",
-        list.len(),
-        list.join("\n")
+        "overlapping edges detected: {} destinations claimed by different digests (each logged above); first: {first}",
+        edges.overlaps().len()
     )))
 }
 
