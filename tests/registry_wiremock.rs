@@ -1022,6 +1022,30 @@ async fn a_corrupt_upload_source_is_never_committed() {
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
 }
 
+#[tokio::test]
+async fn a_corrupt_streamed_source_is_reported_as_a_digest_mismatch() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).insert_header("Location", "/v2/r/blobs/uploads/s"))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    let (_r, remote) = open(&server, options());
+    // Larger than the read-ahead: the mismatch is found while the PUT is streaming, and
+    // the aborted request must not hide it behind a transport error.
+    let data = Bytes::from(vec![6u8; 6 << 20]);
+    let claimed = Digest::of(b"not these bytes");
+    let err = remote
+        .put_blob("r", &claimed, data.len() as u64, stream_of(data, 64 << 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert!(!err.is_transient());
+}
+
 /// A fallback tag that remembers what was PUT and serves it on GET.
 struct StoredIndex(std::sync::Mutex<Option<Vec<u8>>>);
 
