@@ -660,7 +660,9 @@ async fn a_corrupted_blob_stream_ends_with_an_error() {
             Err(e) => last = Some(e),
         }
     }
-    assert_eq!(received, good.len(), "all bytes are delivered before the verdict");
+    // The verdict comes with the last byte, which is held back: a consumer never sees
+    // the whole corrupt blob, even one that stops reading at the expected size.
+    assert!(received < good.len(), "{received}");
     assert!(matches!(last, Some(Error::DigestMismatch { .. })), "{last:?}");
 }
 

@@ -93,8 +93,10 @@ impl RemoteRegistry {
             return Err(self.failure(&op, reply).await);
         }
         let state = VerifyState {
+            length: reply.response.content_length(),
+            seen: 0,
             inner: Box::pin(reply.response.bytes_stream()),
-            hasher: DigestWriter::new(),
+            hasher: Some(DigestWriter::new()),
             expected: *digest,
             idle: self.idle,
             read: self.counters.bytes_read.clone(),
@@ -438,7 +440,13 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
 /// State of a verified download stream.
 struct VerifyState {
     inner: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    hasher: DigestWriter,
+    /// `Content-Length`, when sent: the digest is then checked as the last byte arrives
+    /// and that chunk is held back on a mismatch, so a consumer that stops reading at the
+    /// expected size never holds the whole corrupt blob.
+    length: Option<u64>,
+    seen: u64,
+    /// Taken when the verdict is made.
+    hasher: Option<DigestWriter>,
     expected: Digest,
     idle: std::time::Duration,
     read: Arc<std::sync::atomic::AtomicU64>,
@@ -468,7 +476,16 @@ impl VerifyState {
         match next {
             Some(Ok(chunk)) => {
                 self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                self.hasher.update(&chunk);
+                self.seen += chunk.len() as u64;
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                if self.length == Some(self.seen)
+                    && let Some(mismatch) = self.verdict()
+                {
+                    self.finished = true;
+                    return Some((Err(mismatch), self));
+                }
                 Some((Ok(chunk), self))
             }
             Some(Err(e)) => {
@@ -478,20 +495,20 @@ impl VerifyState {
             }
             None => {
                 self.finished = true;
-                let actual = std::mem::take(&mut self.hasher).finish();
-                if actual == self.expected {
-                    None
-                } else {
-                    let e = Error::DigestMismatch {
-                        registry: self.registry.clone(),
-                        operation: self.op.clone(),
-                        expected: self.expected,
-                        actual,
-                    };
-                    Some((Err(e), self))
-                }
+                self.verdict().map(|e| (Err(e), self))
             }
         }
+    }
+
+    /// The mismatch, if the bytes so far do not hash to the expected digest (once).
+    fn verdict(&mut self) -> Option<Error> {
+        let actual = self.hasher.take()?.finish();
+        (actual != self.expected).then(|| Error::DigestMismatch {
+            registry: self.registry.clone(),
+            operation: self.op.clone(),
+            expected: self.expected,
+            actual,
+        })
     }
 }
 
