@@ -188,7 +188,7 @@ impl RemoteRegistry {
                 .put_monolithic(
                     &op,
                     repo,
-                    session,
+                    session.clone(),
                     digest,
                     size,
                     first.clone(),
@@ -200,6 +200,7 @@ impl RemoteRegistry {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
+            self.abandon(repo, session).await;
             if touched.load(Ordering::Relaxed) {
                 // Part of the source went to a failed request: the stream cannot be
                 // replayed here. The caller may retry the copy from a fresh source.
@@ -218,6 +219,19 @@ impl RemoteRegistry {
             return Err(error);
         }
         Err(last_error.unwrap_or_else(|| self.protocol(&op, "upload failed".into())))
+    }
+
+    /// Cancels an upload session that will not be used again, so that it does not linger
+    /// in the registry's storage (best effort: it may already be gone).
+    async fn abandon(&self, repo: &str, session: Url) {
+        let op = format!("cancel upload to {repo}");
+        let call = Call {
+            retry: false,
+            ..Call::new(op, Method::DELETE, session, vec![auth::repo_scope(repo, true)])
+        };
+        if let Ok(reply) = self.send(call).await {
+            tracing::debug!(registry = %self.name, status = reply.status().as_u16(), "upload session cancelled");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
