@@ -762,6 +762,13 @@ async fn a_refused_monolithic_put_falls_back_to_chunks() {
         .put_blob("r", &digest, data.len() as u64, body_of(data))
         .await
         .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method.as_str() == "DELETE" && r.url.path() == "/v2/r/blobs/uploads/s"),
+        "the refused session is cancelled, not left behind"
+    );
 }
 
 #[tokio::test]
