@@ -70,7 +70,8 @@ pub async fn walk(root: &RepoRoot, tag: Option<&str>, concurrency: usize) -> Res
         repositories = repos.len(),
         "walking repositories from the catalog"
     );
-    let contents: Vec<(String, RepoContent)> = stream::iter(repos)
+    let total = repos.len();
+    let mut results = stream::iter(repos)
         .map(|repo| async move {
             let content = match registry.list_tags(&repo).await? {
                 Some(listing) => read_listing(registry, &repo, listing, tag, concurrency).await?,
@@ -78,11 +79,15 @@ pub async fn walk(root: &RepoRoot, tag: Option<&str>, concurrency: usize) -> Res
             };
             Ok::<_, Error>((repo, content))
         })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
-    for (repo, content) in contents {
+        .buffer_unordered(concurrency);
+    let mut done = 0;
+    while let Some((repo, content)) = results.try_next().await? {
         add_repo(&mut walked, root, &repo, content);
+        done += 1;
+        // Large registries take minutes at the default rate limit: show that it moves.
+        if done % 100 == 0 {
+            tracing::info!(registry = registry.name(), "walked {done}/{total} repositories");
+        }
     }
     Ok(walked)
 }
