@@ -290,8 +290,8 @@ fn json_logs_are_json_lines_on_stderr() {
     let out = kpromo(&["--log-format", "json", "cip", "--thin-manifest-dir", MISSING_DIR]);
     let err = stderr(&out);
     assert!(err.contains("Options to check the Signatures"), "{err}");
-    // Every stderr line but the final error is one JSON object.
-    for line in err.lines().filter(|l| !l.starts_with("Error:")) {
+    // Every stderr line before the final error (which lists one problem per line) is one JSON object.
+    for line in err.lines().take_while(|l| !l.starts_with("Error:")) {
         let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert!(
             value.get("timestamp").is_some() && value.get("level").is_some(),
