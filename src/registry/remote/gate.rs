@@ -1,13 +1,19 @@
 //! The per-registry gate every request passes: pause, concurrency, rate.
 //!
-//! governor's quota is fixed at construction (governor#273), so slowing down does not swap
-//! limiters (that would reset the burst state and let extra requests through). Instead each
-//! request costs `k` cells of one limiter: the effective rate is `rate / k`. A 429 or 503
-//! pauses this registry only (for its `Retry-After`, or a default) and doubles `k`; a run of
-//! successes lowers `k` by one (AIMD, like TCP).
+//! At full speed a `governor` limiter applies the configured rate and burst. governor's
+//! quota is fixed at construction (governor#273), and swapping limiters would reset their
+//! state, so slowing down is a second, stricter stage on top: requests are spaced evenly at
+//! the reduced rate, with no burst at all. (A burst right after a pause is exactly what
+//! makes a rate-limited registry answer 429 again.)
+//!
+//! A 429 or 503 pauses this registry only (its `Retry-After`, or a default) and halves the
+//! rate, remembering the rate that was too fast as a ceiling. Runs of successes raise the
+//! rate again: quickly up to just under the ceiling, then slowly past it, so the client
+//! settles just below what the registry tolerates instead of oscillating around it (each
+//! overshoot costs a whole `Retry-After` pause).
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
@@ -17,72 +23,113 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause honoured from one `Retry-After` (a misconfigured server must not stall a run).
 const MAX_PAUSE: Duration = Duration::from_secs(300);
-/// After slowing down, further throttling answers within this window do not slow down again:
-/// they are the requests that were already in flight.
-const SLOWDOWN_COOLDOWN: Duration = Duration::from_secs(2);
-/// Consecutive successes after which the slowdown factor steps back by one.
-const RECOVERY_RUN: u32 = 10;
-/// Largest slowdown factor (the rate never drops below 1/16 of the configured one).
-const MAX_SLOWDOWN: u32 = 16;
+/// Throttling answers that arrive this soon after a pause ends were sent at the old rate:
+/// they pause again but do not slow down again.
+const SETTLE: Duration = Duration::from_millis(250);
+/// Factor applied to the rate on throttling (measured against nginx `limit_req`: a gentler
+/// 0.7 overshoots more often and loses the gain to extra pauses).
+const DECREASE: f64 = 0.5;
+/// Slowest rate, as a fraction of the configured one.
+const MIN_FRACTION: f64 = 1.0 / 16.0;
+/// Below this share of the ceiling, recover fast: `FAST_STEP` per `FAST_RUN` successes.
+const NEAR_CEILING: f64 = 0.9;
+const FAST_STEP: f64 = 0.05;
+const FAST_RUN: u32 = 10;
+/// Near or past the ceiling, probe slowly: `SLOW_STEP` per `SLOW_RUN` successes.
+const SLOW_STEP: f64 = 0.02;
+const SLOW_RUN: u32 = 40;
 
 pub(crate) struct Gate {
     limiter: DefaultDirectRateLimiter,
-    burst: u32,
+    rate_per_second: f64,
     concurrency: std::sync::Arc<Semaphore>,
-    slowdown: AtomicU32,
-    successes: AtomicU32,
-    state: Mutex<PauseState>,
+    state: Mutex<State>,
     paused_ms: AtomicU64,
 }
 
-struct PauseState {
+struct State {
+    /// Current rate as a fraction of the configured one.
+    fraction: f64,
+    /// The fraction at which the registry last throttled (1.0: never).
+    ceiling: f64,
+    successes: u32,
     paused_until: Option<Instant>,
-    last_slowdown: Option<Instant>,
+    /// Until then, throttling answers do not lower the rate again.
+    settle_until: Option<Instant>,
+    /// While slowed down: the earliest start of the next request.
+    next_slot: Instant,
+    /// Bumped by every throttling answer: slots reserved before it are void.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gate")
-            .field("burst", &self.burst)
-            .field("slowdown", &self.slowdown.load(Ordering::Relaxed))
+            .field("fraction", &self.fraction())
             .finish_non_exhaustive()
     }
 }
 
 impl Gate {
     pub(crate) fn new(rate_per_second: u32, burst: u32, max_concurrency: usize) -> Self {
-        let rate = NonZeroU32::new(rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let rate = NonZeroU32::new(rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst_nz)),
-            burst: burst_nz.get(),
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            rate_per_second: rate.get() as f64,
             concurrency: std::sync::Arc::new(Semaphore::new(max_concurrency.max(1))),
-            slowdown: AtomicU32::new(1),
-            successes: AtomicU32::new(0),
-            state: Mutex::new(PauseState {
+            state: Mutex::new(State {
+                fraction: 1.0,
+                ceiling: 1.0,
+                successes: 0,
                 paused_until: None,
-                last_slowdown: None,
+                settle_until: None,
+                next_slot: Instant::now(),
+                epoch: 0,
             }),
             paused_ms: AtomicU64::new(0),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a few numbers; a panic elsewhere cannot leave it inconsistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Waits for this registry's pause to end, a concurrency slot, and rate cells.
-    /// The permit is held for as long as the request (and its body) is in flight.
+    /// The permit is held for as long as the request is in flight.
     /// (`None` only if the semaphore were closed, which this type never does.)
     pub(crate) async fn enter(&self) -> Option<OwnedSemaphorePermit> {
         self.wait_pause().await;
         let permit = self.concurrency.clone().acquire_owned().await.ok();
-        let k = self.slowdown.load(Ordering::Relaxed).clamp(1, self.burst);
-        let cells = NonZeroU32::new(k).unwrap_or(NonZeroU32::MIN);
-        // `until_n_ready` only fails when n exceeds the burst, which the clamp rules out.
-        let _ = self
-            .limiter
-            .until_n_ready_with_jitter(cells, Jitter::up_to(Duration::from_millis(5)))
+        self.limiter
+            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
             .await;
-        // A pause may have started while this request waited for its slot.
-        self.wait_pause().await;
+        loop {
+            self.wait_pause().await;
+            let Some((slot, epoch)) = self.reserve_slot() else {
+                break;
+            };
+            tokio::time::sleep_until(slot.into()).await;
+            // A throttling answer while this request waited voids its slot: it would
+            // otherwise fire together with every other waiter the moment the pause ends.
+            if self.lock().epoch == epoch {
+                break;
+            }
+        }
         permit
+    }
+
+    /// While slowed down, the start time of this request: evenly spaced, no burst.
+    fn reserve_slot(&self) -> Option<(Instant, u64)> {
+        let mut state = self.lock();
+        if state.fraction >= 1.0 {
+            return None;
+        }
+        let interval = Duration::from_secs_f64(1.0 / (self.rate_per_second * state.fraction));
+        let slot = state.next_slot.max(Instant::now());
+        state.next_slot = slot + interval;
+        Some((slot, state.epoch))
     }
 
     async fn wait_pause(&self) {
@@ -97,18 +144,13 @@ impl Gate {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
-        // The state is two timestamps; a panic elsewhere cannot leave it inconsistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The registry said "too many requests" or "unavailable": pause it and slow down.
-    /// Returns the pause applied.
-    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> Duration {
+    /// Returns the pause applied, and the new rate fraction if this answer lowered it.
+    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> (Duration, Option<f64>) {
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
         let now = Instant::now();
-        self.successes.store(0, Ordering::Relaxed);
         let mut state = self.lock();
+        state.successes = 0;
         let until = now + pause;
         // Count wall-clock time this registry is paused, not the sum over waiting tasks.
         let already = state.paused_until.filter(|u| *u > now).unwrap_or(now);
@@ -117,33 +159,49 @@ impl Gate {
                 .fetch_add((until - already).as_millis() as u64, Ordering::Relaxed);
             state.paused_until = Some(until);
         }
-        let cooled = state
-            .last_slowdown
-            .is_none_or(|t| now.duration_since(t) >= SLOWDOWN_COOLDOWN);
-        if cooled {
-            state.last_slowdown = Some(now);
-            let max = MAX_SLOWDOWN.min(self.burst);
-            let _ = self
-                .slowdown
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| Some((k * 2).min(max)));
+        let mut lowered = None;
+        if state.settle_until.is_none_or(|t| now >= t) {
+            state.ceiling = state.fraction;
+            state.fraction = (state.fraction * DECREASE).max(MIN_FRACTION);
+            lowered = Some(state.fraction);
         }
-        pause
+        let resume = state.paused_until.unwrap_or(now).max(now);
+        state.settle_until = Some(resume + SETTLE);
+        // Requests resume one interval apart from the end of the pause; earlier
+        // reservations are void (their holders reserve again).
+        state.next_slot = resume;
+        state.epoch += 1;
+        (pause, lowered)
     }
 
     /// A request succeeded: after a run of them, speed back up by one step.
     pub(crate) fn succeeded(&self) {
-        let run = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
-        if run >= RECOVERY_RUN && self.slowdown.load(Ordering::Relaxed) > 1 {
-            self.successes.store(0, Ordering::Relaxed);
-            let _ = self.slowdown.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
-                Some(k.saturating_sub(1).max(1))
-            });
+        let mut state = self.lock();
+        if state.fraction >= 1.0 {
+            return;
+        }
+        state.successes += 1;
+        // (With a little slack: sums of steps are not exact in binary floating point.)
+        let near = state.fraction >= state.ceiling * NEAR_CEILING - 1e-9;
+        let (run, step) = if near {
+            (SLOW_RUN, SLOW_STEP)
+        } else {
+            (FAST_RUN, FAST_STEP)
+        };
+        if state.successes >= run {
+            state.successes = 0;
+            let mut next = state.fraction + step;
+            if !near {
+                // Fast recovery stops just under the rate that was too fast.
+                next = next.min(state.ceiling * NEAR_CEILING).max(state.fraction);
+            }
+            state.fraction = next.min(1.0);
         }
     }
 
-    /// The current divisor of the configured rate (1 = full speed).
-    pub(crate) fn slowdown(&self) -> u32 {
-        self.slowdown.load(Ordering::Relaxed)
+    /// The current rate as a fraction of the configured one (1 = full speed).
+    pub(crate) fn fraction(&self) -> f64 {
+        self.lock().fraction
     }
 
     /// Wall-clock time this registry has been paused, in milliseconds.
@@ -177,18 +235,66 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
-    #[tokio::test]
-    async fn throttling_slows_down_and_successes_recover() {
+    /// Lets the settle window pass without sleeping.
+    fn settle(gate: &Gate) {
+        let mut state = gate.lock();
+        state.settle_until = Some(Instant::now());
+        state.paused_until = None;
+    }
+
+    #[test]
+    fn throttling_halves_once_per_storm_and_recovers_under_the_ceiling() {
         let gate = Gate::new(1000, 16, 4);
         gate.throttled(Some(Duration::ZERO));
-        assert_eq!(gate.slowdown(), 2);
-        // Within the cooldown a second answer from the same storm does not slow down again.
+        assert_eq!(gate.fraction(), 0.5);
+        // Answers to requests sent before the pause ended do not slow down again.
         gate.throttled(Some(Duration::ZERO));
-        assert_eq!(gate.slowdown(), 2);
-        for _ in 0..RECOVERY_RUN {
+        assert_eq!(gate.fraction(), 0.5);
+        settle(&gate);
+        gate.throttled(Some(Duration::ZERO));
+        assert_eq!(gate.fraction(), 0.25, "still too fast after the pause: halve again");
+        assert_eq!(gate.lock().ceiling, 0.5);
+
+        // Fast recovery up to 90% of the rate that was too fast, then slow probing.
+        for _ in 0..FAST_RUN * 4 {
             gate.succeeded();
         }
-        assert_eq!(gate.slowdown(), 1);
+        assert!((gate.fraction() - 0.45).abs() < 1e-9, "{}", gate.fraction());
+        for _ in 0..FAST_RUN * 2 {
+            gate.succeeded();
+        }
+        assert!(
+            (gate.fraction() - 0.45).abs() < 1e-9,
+            "capped under the ceiling: {}",
+            gate.fraction()
+        );
+        for _ in 0..SLOW_RUN - FAST_RUN * 2 {
+            gate.succeeded();
+        }
+        assert!((gate.fraction() - 0.47).abs() < 1e-9, "{}", gate.fraction());
+    }
+
+    #[test]
+    fn the_rate_never_drops_below_its_floor() {
+        let gate = Gate::new(10, 16, 1);
+        for _ in 0..10 {
+            gate.throttled(Some(Duration::ZERO));
+            settle(&gate);
+        }
+        assert_eq!(gate.fraction(), MIN_FRACTION);
+    }
+
+    #[test]
+    fn slowed_requests_are_spaced_evenly_without_a_burst() {
+        let gate = Gate::new(100, 16, 4);
+        assert_eq!(gate.reserve_slot(), None, "full speed: governor's burst applies");
+        gate.throttled(Some(Duration::ZERO));
+        let first = gate.reserve_slot().unwrap().0;
+        let second = gate.reserve_slot().unwrap().0;
+        let third = gate.reserve_slot().unwrap().0;
+        // Half of 100 per second: 20 ms apart.
+        assert_eq!(second - first, Duration::from_millis(20));
+        assert_eq!(third - second, Duration::from_millis(20));
     }
 
     #[tokio::test]
@@ -198,19 +304,6 @@ mod tests {
         let start = Instant::now();
         let _permit = gate.enter().await;
         assert!(start.elapsed() >= Duration::from_millis(100));
-        assert!(gate.paused_ms() >= 100);
-    }
-
-    #[test]
-    fn slowdown_never_exceeds_the_burst() {
-        let gate = Gate::new(10, 4, 1);
-        let mut state_time = Instant::now();
-        for _ in 0..6 {
-            gate.throttled(Some(Duration::ZERO));
-            // Pretend the cooldown passed.
-            state_time -= SLOWDOWN_COOLDOWN;
-            gate.lock().last_slowdown = Some(state_time);
-        }
-        assert_eq!(gate.slowdown(), 4);
+        assert_eq!(gate.paused_ms(), 150);
     }
 }

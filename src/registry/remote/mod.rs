@@ -61,6 +61,8 @@ pub struct RemoteRegistry {
     first_byte: Duration,
     idle: Duration,
     max_retries: usize,
+    /// Requests per second at full speed (for logs).
+    configured_rate: f64,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +189,7 @@ impl RemoteRegistry {
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
             max_retries: options.max_retries,
+            configured_rate: f64::from(options.rate_limit),
         })
     }
 
@@ -322,20 +325,24 @@ impl RemoteRegistry {
                 }
             }
             let mut paused = Duration::ZERO;
-            if retry::is_throttle(status) {
-                let retry_after = response
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
-                paused = self.gate.throttled(retry_after);
-                tracing::info!(
-                    registry = %self.name,
-                    status,
-                    retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-                    slowdown = self.gate.slowdown(),
-                    "registry is throttling; pausing it and slowing down"
-                );
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
+            if retry::is_throttle(status, retry_after.is_some()) {
+                let (pause, lowered) = self.gate.throttled(retry_after);
+                paused = pause;
+                // One line per slowdown, not per answer: a storm would flood the log.
+                if let Some(fraction) = lowered {
+                    tracing::info!(
+                        registry = %self.name,
+                        status,
+                        pause_ms = paused.as_millis() as u64,
+                        rate_per_s = fraction * self.configured_rate,
+                        "registry is throttling: pausing it and slowing down"
+                    );
+                }
             }
             if retry::retryable_status(status)
                 && replayable

@@ -25,9 +25,11 @@ pub(crate) fn retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429) || (status >= 500 && !matches!(status, 501 | 505))
 }
 
-/// Statuses that mean "this registry is overloaded": slow the whole registry down.
-pub(crate) fn is_throttle(status: u16) -> bool {
-    matches!(status, 429 | 503)
+/// Answers that mean "this registry is overloaded": pause and slow the whole registry down.
+/// A 503 says so only with a `Retry-After`; a bare 503 is a failure like a 502 (load
+/// balancers answer it for one bad backend), retried without slowing everyone down.
+pub(crate) fn is_throttle(status: u16, has_retry_after: bool) -> bool {
+    status == 429 || (status == 503 && has_retry_after)
 }
 
 #[cfg(test)]
@@ -42,7 +44,8 @@ mod tests {
         for s in [200, 201, 202, 400, 401, 403, 404, 405, 416, 501, 505] {
             assert!(!retryable_status(s), "{s}");
         }
-        assert!(is_throttle(429) && is_throttle(503) && !is_throttle(500));
+        assert!(is_throttle(429, false) && is_throttle(429, true) && is_throttle(503, true));
+        assert!(!is_throttle(503, false) && !is_throttle(500, true));
     }
 
     #[test]
