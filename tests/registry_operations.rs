@@ -5,7 +5,7 @@
 mod support;
 
 use kpromo::registry::{ManifestRef, MountOutcome, RawManifest, Registry};
-use support::client::{copy_blob, digest, login_options, login_options_as, open, read_blob, stream_of};
+use support::client::{copy_blob, digest, login_options, login_options_as, open, options_for, read_blob, stream_of};
 use support::images::{Blob, Format, Image, Index};
 use support::{FaultProxy, RegistryOptions, TestRegistry, within};
 
@@ -329,4 +329,46 @@ async fn mount_201_and_202_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_201_and_202_token_auth() {
     mount_paths(RegistryOptions::token()).await;
+}
+
+/// Distribution races on concurrent uploads of one blob to one repository (sporadic 500s,
+/// "blob unknown"): the client must still land every upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_one_blob_all_succeed() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let (_registries, root) = open(&registry.host(), options_for(&registry));
+    let blob = Blob::random(91, 2 << 20);
+    let uploads = (0..8).map(|_| {
+        let (reg, blob) = (root.registry.clone(), blob.clone());
+        tokio::spawn(async move {
+            reg.put_blob("race/same", &digest(&blob.digest), blob.size, stream_of(blob.bytes()))
+                .await
+        })
+    });
+    for result in within(120, "8 concurrent uploads", futures_util::future::join_all(uploads)).await {
+        result.expect("task").expect("every concurrent upload succeeds");
+    }
+    assert!(registry.pusher().has_blob("race/same", &blob.digest).await);
+}
+
+/// An index whose children are missing is refused by the registry: a clear, bounded error
+/// naming the registry, and no tag appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_without_its_children_is_refused() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let (_registries, root) = open(&registry.host(), options_for(&registry));
+    let index = Index::multi_arch(Format::Oci, 92, &["amd64", "arm64"], None);
+    let raw = RawManifest::new(index.media_type(), index.manifest.clone());
+    let error = within(
+        120,
+        "PUT an orphan index",
+        root.registry.put_manifest("orphan", &tag("v1"), &raw),
+    )
+    .await
+    .expect_err("distribution refuses an index with missing children");
+    assert!(
+        error.to_string().contains(&registry.host()),
+        "names the registry: {error}"
+    );
+    assert_eq!(registry.skopeo_raw("orphan:v1"), None, "nothing half-written");
 }

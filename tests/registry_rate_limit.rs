@@ -15,7 +15,6 @@ const ALLOWED_PER_SEC: u32 = 20;
 const REQUESTS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "TEMPORARY on main: the adaptive gate is being retuned; the lead re-enables this before landing"]
 async fn storm_of_429_is_absorbed_at_the_allowed_rate() {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let image = Image::simple(Format::Oci, 71);
