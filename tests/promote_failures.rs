@@ -415,3 +415,75 @@ async fn transient_errors_on_every_request_are_absorbed() {
         f.assert_promoted(mirror).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_of_a_big_layer_upload_is_retried() {
+    let world = world(2);
+    let f = Fixtures::big();
+    f.push(&world).await;
+    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    // Mirror 0 already holds every small blob, so the only uploads it gets are 24 MiB
+    // layers: too big to be kept for a resend, they must be read from the source again.
+    let pusher = world.mirrors[0].pusher();
+    let images = f
+        .multi
+        .children
+        .iter()
+        .map(|c| ("prod/foo", c))
+        .chain(f.list.children.iter().map(|c| ("prod/bar", c)))
+        .chain([("prod/baz", &f.single)]);
+    within(60, "seed mirror 0 with the small blobs", async {
+        for (repo, image) in images {
+            for blob in image.blobs().filter(|b| b.size < 1 << 20) {
+                pusher.push_blob(repo, blob).await;
+            }
+        }
+    })
+    .await;
+    // The first two layer commits fail after their whole body was sent.
+    world.proxies[0].set_rules(vec![Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/.",
+        Action::Status {
+            status: 500,
+            retry_after: None,
+        },
+        Times::First(2),
+    )]);
+
+    let run = world.confirm(300);
+    run.expect_code(0);
+    assert_eq!(world.proxies[0].faults(), 2, "both faults must have fired");
+    for mirror in &world.mirrors {
+        f.assert_promoted(mirror).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_resets_and_truncated_source_reads_are_absorbed() {
+    let world = world(2);
+    let f = Fixtures::big();
+    f.push(&world).await;
+    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    // Staging cuts every blob body in half (then resets) on its first read; mirror 0
+    // resets the connection on the first attempt of every manifest write and on the
+    // first two blob commits.
+    world.staging_proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/blobs/sha256:",
+        Action::Truncate,
+        Times::FirstPerRequest(1),
+    )]);
+    world.proxies[0].set_rules(vec![
+        Rule::new(Some("PUT"), "/blobs/uploads/.", Action::Reset, Times::First(2)),
+        Rule::new(Some("PUT"), "/manifests/", Action::Reset, Times::FirstPerRequest(1)),
+    ]);
+
+    let run = world.confirm(300);
+    run.expect_code(0);
+    assert!(world.staging_proxy.faults() > 0, "source reads must have been cut");
+    assert!(world.proxies[0].faults() > 2, "mirror 0 must have reset connections");
+    for mirror in &world.mirrors {
+        f.assert_promoted(mirror).await;
+    }
+}
