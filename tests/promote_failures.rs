@@ -487,3 +487,25 @@ async fn connection_resets_and_truncated_source_reads_are_absorbed() {
         f.assert_promoted(mirror).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_interrupt_aborts_at_once_and_rerun_converges() {
+    let world = world(1);
+    let f = Fixtures::big();
+    f.push(&world).await;
+    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    slow_source(&world);
+
+    let running = world.spawn_confirm(&[]);
+    wait_until(120, "a blob read from staging", || {
+        world.staging_proxy.count("GET", "/blobs/sha256:") > 0
+    });
+    running.interrupt();
+    std::thread::sleep(Duration::from_millis(300));
+    running.interrupt();
+    // A graceful stop would end with 1 once in-flight copies finish; 130 means it aborted.
+    let run = running.wait(10);
+    assert_eq!(run.code, Some(130), "a second Ctrl-C aborts with 130:\n{}", run.stderr);
+    assert_nothing_dangling(&world.mirrors[0]).await;
+    assert_rerun_converges(&world, &f).await;
+}
