@@ -289,15 +289,28 @@ fn bash_completion_covers_subcommands_and_flags_but_not_removed_ones() {
 fn json_logs_are_json_lines_on_stderr() {
     let out = kpromo(&["--log-format", "json", "cip", "--thin-manifest-dir", MISSING_DIR]);
     let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("Options to check the Signatures"), "{err}");
-    // Every stderr line but the final error is one JSON object.
-    for line in err.lines().filter(|l| !l.starts_with("Error:")) {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert!(
-            value.get("timestamp").is_some() && value.get("level").is_some(),
-            "{line}"
-        );
-    }
+    // Every stderr line is one JSON object, the final error included.
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|v| v.get("timestamp").is_some() && v.get("level").is_some()),
+        "{err}"
+    );
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert_eq!(last["fields"]["exit_code"], 2, "{err}");
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(MISSING_DIR)),
+        "{err}"
+    );
 }
 
 #[test]

@@ -102,7 +102,12 @@ pub fn main() -> ExitCode {
     match run(&cli.command) {
         Ok(kind) => exit(kind),
         Err(e) => {
-            eprintln!("Error: {e}");
+            match cli.log_format {
+                LogFormat::Text => eprintln!("Error: {e}"),
+                // Log collectors expect every stderr line to be JSON; Go also sends the
+                // final error through the logger (logrus.Fatal).
+                LogFormat::Json => tracing::error!(exit_code = e.kind.code(), "{e}"),
+            }
             exit(e.kind)
         }
     }

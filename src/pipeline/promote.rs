@@ -43,6 +43,11 @@ const BLOB_JOBS: usize = 8;
 const PUSHES_PER_REPO: usize = 8;
 /// Index nesting deeper than this is refused rather than followed.
 const MAX_DEPTH: usize = 4;
+/// Source reads per blob copy for destinations whose upload failed transiently: the
+/// client resends small bodies itself, but a large one is already partly sent by then.
+/// Each attempt already includes the client's per-request retries, so one more is enough
+/// for a blip without making a dead mirror take much longer to report.
+const COPY_ATTEMPTS: usize = 2;
 
 /// A source image: its repository and top manifest digest.
 type SrcImage = (RepoKey, Digest);
@@ -512,7 +517,7 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
     let Some(source) = task.sources.first() else {
         return done;
     };
-    let streamed = stream_to(source, &firsts, digest, task.size, &progress).await;
+    let streamed = stream_with_retries(source, &firsts, digest, task.size, &progress, &cancel).await;
     let mut ok_firsts = vec![false; firsts.len()];
     for (i, (first, result)) in firsts.iter().zip(streamed).enumerate() {
         ok_firsts[i] = result.is_ok();
@@ -534,12 +539,13 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
         {
             Ok(MountOutcome::Mounted) => Ok(Placed::Mounted),
             // No mount support: copy within the destination registry, not from the source.
-            Ok(MountOutcome::NotMounted) => stream_to(
+            Ok(MountOutcome::NotMounted) => stream_with_retries(
                 &firsts[i],
                 std::slice::from_ref(&follower),
                 digest,
                 task.size,
                 &progress,
+                &cancel,
             )
             .await
             .remove(0)
@@ -551,6 +557,54 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
     done
 }
 
+/// A failed copy to one target, and whether another source read may succeed.
+#[derive(Debug, Clone)]
+struct CopyFailure {
+    message: String,
+    transient: bool,
+}
+
+impl CopyFailure {
+    fn new(at: &str, digest: Digest, e: &crate::registry::Error) -> Self {
+        Self {
+            message: format!("{at}: blob {digest}: {e}"),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+/// [`stream_to`], then again from a fresh source read for the targets whose copy failed
+/// transiently (at most [`COPY_ATTEMPTS`] reads in all); one result per target.
+async fn stream_with_retries(
+    from: &Place,
+    targets: &[Place],
+    digest: Digest,
+    size: u64,
+    progress: &Progress,
+    cancel: &Cancel,
+) -> Vec<Result<(), String>> {
+    let mut results = stream_to(from, targets, digest, size, progress).await;
+    for _ in 1..COPY_ATTEMPTS {
+        let again: Vec<usize> = (0..results.len())
+            .filter(|i| matches!(&results[*i], Err(f) if f.transient))
+            .collect();
+        if again.is_empty() || cancel.is_cancelled() {
+            break;
+        }
+        let subset: Vec<Place> = again.iter().map(|i| targets[*i].clone()).collect();
+        for i in &again {
+            if let Err(f) = &results[*i] {
+                warn!("{} (reading the source again)", f.message);
+            }
+        }
+        let retried = stream_to(from, &subset, digest, size, progress).await;
+        for (i, result) in again.into_iter().zip(retried) {
+            results[i] = result;
+        }
+    }
+    results.into_iter().map(|r| r.map_err(|f| f.message)).collect()
+}
+
 /// Opens `from` once and streams it to `targets`; one result per target.
 async fn stream_to(
     from: &Place,
@@ -558,12 +612,12 @@ async fn stream_to(
     digest: Digest,
     size: u64,
     progress: &Progress,
-) -> Vec<Result<(), String>> {
+) -> Vec<Result<(), CopyFailure>> {
     let body = match from.registry.get_blob(&from.repo, &digest).await {
         Ok(body) => body,
         Err(e) => {
-            let message = format!("{}: blob {digest}: {e}", from.display);
-            return targets.iter().map(|_| Err(message.clone())).collect();
+            let failure = CopyFailure::new(&from.display, digest, &e);
+            return targets.iter().map(|_| Err(failure.clone())).collect();
         }
     };
     let fan = targets.len() as u64;
@@ -572,17 +626,14 @@ async fn stream_to(
         progress.add_read(n, fan)
     })
     .await;
-    let read_error = result
-        .read
-        .err()
-        .map(|e| format!("{}: blob {digest}: {e}", from.display));
+    let read_error = result.read.err().map(|e| CopyFailure::new(&from.display, digest, &e));
     targets
         .iter()
         .zip(result.uploads)
         .map(|(t, up)| match (&read_error, up) {
-            (Some(message), _) => Err(message.clone()),
+            (Some(failure), _) => Err(failure.clone()),
             (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(format!("{}: blob {digest}: {e}", t.display)),
+            (None, Err(e)) => Err(CopyFailure::new(&t.display, digest, &e)),
         })
         .collect()
 }

@@ -25,6 +25,8 @@ pub struct FakeRegistry {
     manifests: HashMap<Digest, RawManifest>,
     google: bool,
     fail_catalog: bool,
+    /// A repository whose tags list answers 403.
+    fail_tags_for: Option<String>,
     /// Digests whose GET fails, to test that failures are skipped.
     broken: BTreeSet<Digest>,
     next: u32,
@@ -40,6 +42,11 @@ impl FakeRegistry {
 
     pub fn failing_catalog(mut self) -> Self {
         self.fail_catalog = true;
+        self
+    }
+
+    pub fn failing_tags_list(mut self, repo: &str) -> Self {
+        self.fail_tags_for = Some(repo.to_string());
         self
     }
 
@@ -131,6 +138,14 @@ impl Registry for FakeRegistry {
     }
 
     async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
+        if self.fail_tags_for.as_deref() == Some(repo) {
+            return Err(Error::Status {
+                registry: "fake".into(),
+                operation: format!("list tags of {repo}"),
+                status: 403,
+                message: "denied".into(),
+            });
+        }
         self.count("GET tags");
         let tags: Vec<String> = self
             .tags

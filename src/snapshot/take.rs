@@ -38,6 +38,13 @@ pub async fn take(request: &Request, client: &ClientOptions) -> Result<RegInvIma
             let walked = walk::walk(&root, request.tag.as_deref(), concurrency)
                 .await
                 .map_err(|e| registry_error(name, e))?;
+            if walked.inventory.is_empty() {
+                // Legitimate for a new mirror, but also what a typo in the name looks like.
+                match &request.tag {
+                    Some(t) => tracing::warn!("{name}: no image tagged {t} found"),
+                    None => tracing::warn!("{name}: no tagged image found (is the registry name right?)"),
+                }
+            }
             if request.minimal {
                 Ok(minimal::remove_child_digests(&root, &walked.inventory, &walked.media_types, concurrency).await)
             } else {

@@ -39,10 +39,7 @@ pub async fn walk(root: &RepoRoot, tag: Option<&str>, concurrency: usize) -> Res
     let concurrency = concurrency.max(1);
     let mut walked = Walked::default();
 
-    if !root.prefix.is_empty()
-        && let Some(listing) = registry.list_tags(&root.prefix).await?
-        && listing.google_manifests.is_some()
-    {
+    if let Some(listing) = google_root_listing(registry, &root.prefix).await {
         tracing::debug!(registry = registry.name(), "walking with Google's extended tags list");
         let mut frontier: Vec<String> = listing.children.iter().map(|c| root.repo(c)).collect();
         while !frontier.is_empty() {
@@ -73,7 +70,8 @@ pub async fn walk(root: &RepoRoot, tag: Option<&str>, concurrency: usize) -> Res
         repositories = repos.len(),
         "walking repositories from the catalog"
     );
-    let contents: Vec<(String, RepoContent)> = stream::iter(repos)
+    let total = repos.len();
+    let mut results = stream::iter(repos)
         .map(|repo| async move {
             let content = match registry.list_tags(&repo).await? {
                 Some(listing) => read_listing(registry, &repo, listing, tag, concurrency).await?,
@@ -81,13 +79,37 @@ pub async fn walk(root: &RepoRoot, tag: Option<&str>, concurrency: usize) -> Res
             };
             Ok::<_, Error>((repo, content))
         })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
-    for (repo, content) in contents {
+        .buffer_unordered(concurrency);
+    let mut done = 0;
+    while let Some((repo, content)) = results.try_next().await? {
         add_repo(&mut walked, root, &repo, content);
+        done += 1;
+        // Large registries take minutes at the default rate limit: show that it moves.
+        if done % 100 == 0 {
+            tracing::info!(registry = registry.name(), "walked {done}/{total} repositories");
+        }
     }
     Ok(walked)
+}
+
+/// The root repository's listing when it uses Google's extension. Any failure here
+/// (some registries answer 401/403 for a path that is not a repository) falls back to
+/// the catalog walk, which reports a real access problem clearly.
+async fn google_root_listing(registry: &dyn Registry, prefix: &str) -> Option<TagList> {
+    if prefix.is_empty() {
+        return None;
+    }
+    match registry.list_tags(prefix).await {
+        Ok(Some(listing)) if listing.google_manifests.is_some() => Some(listing),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(
+                "{}: listing {prefix} failed ({e}); walking the catalog instead",
+                registry.name()
+            );
+            None
+        }
+    }
 }
 
 /// The image name of `repo` relative to `root`: `None` when `repo` is outside it, `""`
@@ -230,6 +252,14 @@ mod tests {
         assert_eq!(entries.len(), 3, "index plus two tagless children: {entries:?}");
         assert!(entries.contains(&("foo".into(), index.to_string(), vec!["1.0".into()])));
         assert!(entries.contains(&("foo".into(), child.to_string(), vec![])));
+    }
+
+    #[tokio::test]
+    async fn a_refused_root_listing_falls_back_to_the_catalog() {
+        let mut fake = FakeRegistry::default().failing_tags_list("prod");
+        let d = fake.add_image("prod/foo", &["1.0"]);
+        let walked = walk(&root(fake, "prod"), None, 4).await.unwrap();
+        assert_eq!(listed(&walked), [("foo".into(), d.to_string(), vec!["1.0".into()])]);
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@ pub mod push;
 pub mod registry;
 pub mod skopeo;
 pub mod token_server;
+pub mod world;
 
 use std::future::Future;
 use std::net::TcpListener;

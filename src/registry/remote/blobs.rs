@@ -93,8 +93,10 @@ impl RemoteRegistry {
             return Err(self.failure(&op, reply).await);
         }
         let state = VerifyState {
+            length: reply.response.content_length(),
+            seen: 0,
             inner: Box::pin(reply.response.bytes_stream()),
-            hasher: DigestWriter::new(),
+            hasher: Some(DigestWriter::new()),
             expected: *digest,
             idle: self.idle,
             read: self.counters.bytes_read.clone(),
@@ -186,7 +188,7 @@ impl RemoteRegistry {
                 .put_monolithic(
                     &op,
                     repo,
-                    session,
+                    session.clone(),
                     digest,
                     size,
                     first.clone(),
@@ -198,6 +200,7 @@ impl RemoteRegistry {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
+            self.abandon(repo, session).await;
             if touched.load(Ordering::Relaxed) {
                 // Part of the source went to a failed request: the stream cannot be
                 // replayed here. The caller may retry the copy from a fresh source.
@@ -218,6 +221,19 @@ impl RemoteRegistry {
         Err(last_error.unwrap_or_else(|| self.protocol(&op, "upload failed".into())))
     }
 
+    /// Cancels an upload session that will not be used again, so that it does not linger
+    /// in the registry's storage (best effort: it may already be gone).
+    async fn abandon(&self, repo: &str, session: Url) {
+        let op = format!("cancel upload to {repo}");
+        let call = Call {
+            retry: false,
+            ..Call::new(op, Method::DELETE, session, vec![auth::repo_scope(repo, true)])
+        };
+        if let Ok(reply) = self.send(call).await {
+            tracing::debug!(registry = %self.name, status = reply.status().as_u16(), "upload session cancelled");
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn put_monolithic(
         &self,
@@ -233,6 +249,10 @@ impl RemoteRegistry {
         let mut url = session;
         url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let head = stream::once(async move { Ok::<Bytes, Error>(first) });
+        // A failing source (corrupt, short, broken) aborts the request; keep its error to
+        // report instead of the transport error the abort causes.
+        let source_error: Arc<Mutex<Option<Error>>> = Arc::default();
+        let keep = source_error.clone();
         let tail = stream::once(async move {
             let taken = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
             if taken.is_some() {
@@ -240,8 +260,17 @@ impl RemoteRegistry {
             }
             taken.unwrap_or_else(|| Box::pin(stream::empty()))
         })
-        .flatten();
-        let progress = transport::Progress::streaming();
+        .flatten()
+        .map(move |item| {
+            item.map_err(|e| {
+                let stand_in = std::io::Error::other(e.to_string());
+                *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                stand_in
+            })
+        });
+        let head = head.map(|item| item.map_err(|e| std::io::Error::other(e.to_string())));
+        let progress = transport::Progress::streaming(size);
+        let sent = progress.clone();
         let counted = transport::ProgressStream::new(
             Box::pin(head.chain(tail)),
             progress.clone(),
@@ -252,7 +281,16 @@ impl RemoteRegistry {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, &size.to_string())
             .body(Payload::Once(Some((body, progress))));
-        self.finish_upload(op, call, digest).await
+        let outcome = self.finish_upload(op, call, digest).await;
+        if let Some(e) = source_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        if outcome.is_ok() && sent.bytes() != size {
+            // The last chunk is released only once the source is verified: an answer
+            // before it went out proves nothing.
+            return Err(self.protocol(op, "the registry accepted the blob before receiving all of it".into()));
+        }
+        outcome
     }
 
     async fn finish_upload(&self, op: &str, call: Call, digest: &Digest) -> Result<(), Error> {
@@ -335,81 +373,94 @@ async fn read_up_to(source: &mut BlobStream, limit: usize) -> Result<Bytes, Erro
 
 /// Wraps an upload source: fails (instead of ending) if it yields more or fewer than
 /// `size` bytes or bytes that do not hash to `digest`, so the registry never commits them.
+///
+/// The digest is checked when the last expected byte arrives, and that last chunk is
+/// held back on a mismatch: an HTTP client stops reading a body at its `Content-Length`,
+/// so the end of the stream may never be polled.
 fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: String, op: String) -> BlobStream {
     struct State {
         source: BlobStream,
-        hasher: DigestWriter,
+        hasher: Option<DigestWriter>,
         seen: u64,
         done: bool,
+        size: u64,
+        digest: Digest,
+        registry: String,
+        op: String,
+    }
+    impl State {
+        fn fail(&self, message: String) -> Error {
+            Error::Protocol {
+                registry: self.registry.clone(),
+                operation: self.op.clone(),
+                message,
+            }
+        }
+
+        /// The mismatch, if the bytes seen so far do not hash to the digest.
+        fn verdict(&mut self) -> Option<Error> {
+            let actual = self.hasher.take()?.finish();
+            (actual != self.digest).then(|| Error::DigestMismatch {
+                registry: self.registry.clone(),
+                operation: self.op.clone(),
+                expected: self.digest,
+                actual,
+            })
+        }
+
+        async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
+            if self.done {
+                return None;
+            }
+            let size = self.size;
+            let error = match self.source.next().await {
+                Some(Ok(chunk)) => {
+                    self.seen += chunk.len() as u64;
+                    if self.seen > size {
+                        Some(self.fail(format!("source has more than the expected {size} bytes")))
+                    } else {
+                        if let Some(h) = self.hasher.as_mut() {
+                            h.update(&chunk);
+                        }
+                        match if self.seen == size { self.verdict() } else { None } {
+                            Some(mismatch) => Some(mismatch),
+                            None => return Some((Ok(chunk), self)),
+                        }
+                    }
+                }
+                Some(Err(e)) => Some(e),
+                // Verified when the last byte came (an empty blob is verified here).
+                None if self.seen == size => self.verdict(),
+                None => Some(self.fail(format!("source ended after {} of {size} bytes", self.seen))),
+            };
+            self.done = true;
+            error.map(|e| (Err(e), self))
+        }
     }
     let state = State {
         source,
-        hasher: DigestWriter::new(),
+        hasher: Some(DigestWriter::new()),
         seen: 0,
         done: false,
+        size,
+        digest,
+        registry,
+        op,
     };
-    // Fused: the upload polls it again after its end to be sure it has ended.
-    Box::pin(
-        stream::unfold(state, move |mut st| {
-            let registry = registry.clone();
-            let op = op.clone();
-            async move {
-                if st.done {
-                    return None;
-                }
-                let short = |message: String| Error::Protocol {
-                    registry: registry.clone(),
-                    operation: op.clone(),
-                    message,
-                };
-                match st.source.next().await {
-                    Some(Ok(chunk)) => {
-                        st.seen += chunk.len() as u64;
-                        if st.seen > size {
-                            st.done = true;
-                            return Some((
-                                Err(short(format!("source has more than the expected {size} bytes"))),
-                                st,
-                            ));
-                        }
-                        st.hasher.update(&chunk);
-                        Some((Ok(chunk), st))
-                    }
-                    Some(Err(e)) => {
-                        st.done = true;
-                        Some((Err(e), st))
-                    }
-                    None => {
-                        st.done = true;
-                        if st.seen != size {
-                            return Some((
-                                Err(short(format!("source ended after {} of {size} bytes", st.seen))),
-                                st,
-                            ));
-                        }
-                        let actual = std::mem::take(&mut st.hasher).finish();
-                        if actual != digest {
-                            let e = Error::DigestMismatch {
-                                registry,
-                                operation: op,
-                                expected: digest,
-                                actual,
-                            };
-                            return Some((Err(e), st));
-                        }
-                        None
-                    }
-                }
-            }
-        })
-        .fuse(),
-    )
+    // Fused: the upload may poll it again after its end.
+    Box::pin(stream::unfold(state, State::next).fuse())
 }
 
 /// State of a verified download stream.
 struct VerifyState {
     inner: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    hasher: DigestWriter,
+    /// `Content-Length`, when sent: the digest is then checked as the last byte arrives
+    /// and that chunk is held back on a mismatch, so a consumer that stops reading at the
+    /// expected size never holds the whole corrupt blob.
+    length: Option<u64>,
+    seen: u64,
+    /// Taken when the verdict is made.
+    hasher: Option<DigestWriter>,
     expected: Digest,
     idle: std::time::Duration,
     read: Arc<std::sync::atomic::AtomicU64>,
@@ -439,7 +490,16 @@ impl VerifyState {
         match next {
             Some(Ok(chunk)) => {
                 self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                self.hasher.update(&chunk);
+                self.seen += chunk.len() as u64;
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                if self.length == Some(self.seen)
+                    && let Some(mismatch) = self.verdict()
+                {
+                    self.finished = true;
+                    return Some((Err(mismatch), self));
+                }
                 Some((Ok(chunk), self))
             }
             Some(Err(e)) => {
@@ -449,20 +509,20 @@ impl VerifyState {
             }
             None => {
                 self.finished = true;
-                let actual = std::mem::take(&mut self.hasher).finish();
-                if actual == self.expected {
-                    None
-                } else {
-                    let e = Error::DigestMismatch {
-                        registry: self.registry.clone(),
-                        operation: self.op.clone(),
-                        expected: self.expected,
-                        actual,
-                    };
-                    Some((Err(e), self))
-                }
+                self.verdict().map(|e| (Err(e), self))
             }
         }
+    }
+
+    /// The mismatch, if the bytes so far do not hash to the expected digest (once).
+    fn verdict(&mut self) -> Option<Error> {
+        let actual = self.hasher.take()?.finish();
+        (actual != self.expected).then(|| Error::DigestMismatch {
+            registry: self.registry.clone(),
+            operation: self.op.clone(),
+            expected: self.expected,
+            actual,
+        })
     }
 }
 
@@ -489,8 +549,16 @@ mod tests {
         let ok = verified_source(chunks(&[b"hello ", b"world"]), d, 11, "r".into(), "op".into());
         assert_eq!(drain(ok).await.unwrap(), b"hello world");
 
-        let flipped = verified_source(chunks(&[b"hello ", b"World"]), d, 11, "r".into(), "op".into());
-        assert!(matches!(drain(flipped).await, Err(Error::DigestMismatch { .. })));
+        // The last chunk is held back: a consumer that stops at 11 bytes never gets them all.
+        let mut flipped = verified_source(chunks(&[b"hello ", b"World"]), d, 11, "r".into(), "op".into());
+        assert_eq!(flipped.next().await.unwrap().unwrap(), "hello ");
+        assert!(matches!(flipped.next().await, Some(Err(Error::DigestMismatch { .. }))));
+        assert!(flipped.next().await.is_none());
+
+        let empty = verified_source(chunks(&[]), Digest::of(b""), 0, "r".into(), "op".into());
+        assert_eq!(drain(empty).await.unwrap(), b"");
+        let not_empty = verified_source(chunks(&[]), d, 0, "r".into(), "op".into());
+        assert!(matches!(drain(not_empty).await, Err(Error::DigestMismatch { .. })));
 
         let short = verified_source(chunks(&[b"hello"]), d, 11, "r".into(), "op".into());
         assert!(matches!(drain(short).await, Err(Error::Protocol { .. })));

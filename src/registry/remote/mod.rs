@@ -58,6 +58,7 @@ pub struct RemoteRegistry {
     gate: Arc<Gate>,
     counters: Counters,
     pending: blobs::PendingSessions,
+    referrer_locks: referrers::IndexLocks,
     first_byte: Duration,
     idle: Duration,
     max_retries: usize,
@@ -96,6 +97,8 @@ pub(crate) struct Call {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Payload,
     pub(crate) scopes: Vec<String>,
+    /// Whether transient failures are retried (not for best-effort clean-up).
+    pub(crate) retry: bool,
 }
 
 impl Call {
@@ -107,6 +110,7 @@ impl Call {
             headers: HeaderMap::new(),
             body: Payload::Empty,
             scopes,
+            retry: true,
         }
     }
 
@@ -136,6 +140,7 @@ impl Call {
             headers: self.headers.clone(),
             body,
             scopes: self.scopes.clone(),
+            retry: self.retry,
         })
     }
 }
@@ -186,6 +191,7 @@ impl RemoteRegistry {
             gate,
             counters: Counters::default(),
             pending: blobs::PendingSessions::default(),
+            referrer_locks: referrers::IndexLocks::default(),
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
             max_retries: options.max_retries,
@@ -246,7 +252,7 @@ impl RemoteRegistry {
     /// Sends `call`, with auth, the gate and retries. Returns whatever response the
     /// registry finally gave (including 4xx/5xx); only transport failures are errors.
     pub(crate) async fn send(&self, mut call: Call) -> Result<Reply, Error> {
-        let mut backoff = retry::backoff(self.max_retries);
+        let mut backoff = retry::backoff(if call.retry { self.max_retries } else { 0 });
         let mut reauthenticated = false;
         let mut learned = false;
         let mut scopes = call.scopes.clone();

@@ -2,7 +2,8 @@
 //! fallback (an OCI index tagged `sha256-<hex>` listing the referrers) for registries
 //! without it, such as distribution 2.8. Both reading and writing use the fallback when
 //! the registry shows no support.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
@@ -97,6 +98,10 @@ impl RemoteRegistry {
         if acknowledged {
             return Ok(());
         }
+        // Read-modify-write of the fallback index: one writer per subject in this process
+        // (another process can still race; the registry offers no compare-and-swap).
+        let lock = self.referrer_locks.lock(repo, subject);
+        let _guard = lock.lock().await;
         let tag = ManifestRef::Tag(fallback_tag(&subject));
         let mut index: Value = match self.manifest_get(repo, &tag).await? {
             Some(existing) => serde_json::from_slice(&existing.bytes)
@@ -139,6 +144,19 @@ impl RemoteRegistry {
         let bytes = serde_json::to_vec(&index).map_err(|e| self.protocol(&op, e.to_string()))?;
         let updated = RawManifest::new(media::OCI_INDEX, bytes.into());
         self.manifest_put_reply(repo, &tag, &updated).await.map(|_| ())
+    }
+}
+
+/// One async lock per (repository, subject) fallback index.
+#[derive(Debug, Default)]
+pub(crate) struct IndexLocks(std::sync::Mutex<HashMap<(String, Digest), IndexLock>>);
+
+type IndexLock = Arc<tokio::sync::Mutex<()>>;
+
+impl IndexLocks {
+    fn lock(&self, repo: &str, subject: Digest) -> IndexLock {
+        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry((repo.to_string(), subject)).or_default().clone()
     }
 }
 

@@ -53,23 +53,34 @@ pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, E
 pub(crate) struct Progress {
     start: Instant,
     last_ms: AtomicU64,
+    /// Bytes of the body handed to the connection so far, and how many there are in all.
+    /// (hyper stops polling a body once `Content-Length` bytes are out, so "sent" is a
+    /// count, not the end of the stream.)
+    bytes: AtomicU64,
+    total: u64,
     body_done: AtomicBool,
 }
 
 impl Progress {
     /// For a request whose body is already in memory (sent at once).
     pub(crate) fn sent() -> Arc<Self> {
-        let p = Self::streaming();
-        p.body_done.store(true, Ordering::Relaxed);
-        p
+        Self::streaming(0)
     }
 
-    pub(crate) fn streaming() -> Arc<Self> {
+    /// For a streamed body of `total` bytes.
+    pub(crate) fn streaming(total: u64) -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
-            body_done: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+            total,
+            body_done: AtomicBool::new(total == 0),
         })
+    }
+
+    /// Bytes of the body handed to the connection.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -168,7 +179,12 @@ where
         let polled = self.inner.poll_next_unpin(cx);
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
-                self.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                let len = chunk.len() as u64;
+                self.written.fetch_add(len, Ordering::Relaxed);
+                let sent = self.progress.bytes.fetch_add(len, Ordering::Relaxed) + len;
+                if sent >= self.progress.total {
+                    self.progress.body_done.store(true, Ordering::Relaxed);
+                }
                 self.progress.touch();
             }
             Poll::Ready(None) => {
