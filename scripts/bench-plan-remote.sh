@@ -6,10 +6,11 @@
 # requests per edge, wall time and peak RSS. See docs/performance.md for figures.
 #
 #   scripts/bench-plan-remote.sh [FRACTION [REGIONS [PROMOTED [HOSTS]]]]
-#       FRACTION  keep every N-th digest of each real image (default 4; 1 = full tree)
+#       FRACTION  keep every N-th digest of each real image (default 20; 1 = full tree)
 #       REGIONS   destination regions per project (default 20)
 #       PROMOTED  regions already holding the images, less every 20th digest (default 12)
 #       HOSTS     registries the regions are spread over (default 3)
+#   KPROMO_BIN=target/release/kpromo ...      # use this binary, no cargo build
 #   BENCH_RATE=50 scripts/bench-plan-remote.sh   # per-host rate limit (default: lifted,
 #                                                # to measure kpromo and not the limiter)
 #
@@ -17,16 +18,20 @@
 # their storage deleted on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fraction="${1:-4}" regions="${2:-20}" promoted="${3:-12}" nhosts="${4:-3}"
+fraction="${1:-20}" regions="${2:-20}" promoted="${3:-12}" nhosts="${4:-3}"
 rate="${BENCH_RATE:-100000}"
 for tool in docker-registry python3 jq /usr/bin/time curl; do
   command -v "$tool" >/dev/null || { echo "$tool missing (scripts/test.sh installs docker-registry)" >&2; exit 1; }
 done
 
 SECONDS=0
-cargo build --locked --quiet --release --bin kpromo
-echo "[${SECONDS}s] release build ready"
-kpromo="$PWD/target/release/kpromo"
+if [ -n "${KPROMO_BIN:-}" ]; then
+  kpromo=$(realpath "$KPROMO_BIN")
+else
+  cargo build --locked --quiet --release --bin kpromo
+  kpromo="$PWD/target/release/kpromo"
+fi
+echo "[${SECONDS}s] $("$kpromo" version 2>/dev/null | head -1 || echo "$kpromo") ready"
 
 work=$(mktemp -d /dev/shm/kpromo-bench-plan.XXXXXX)
 pids=()

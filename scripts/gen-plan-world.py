@@ -123,7 +123,7 @@ def main():
     ap.add_argument("--out", required=True, help="directory for the generated manifest tree")
     ap.add_argument("--staging", required=True, help="ROOT:PORT of the staging registry storage")
     ap.add_argument("--region-host", action="append", required=True, help="ROOT:PORT, repeatable")
-    ap.add_argument("--fraction", type=int, default=4, help="keep every N-th digest of each image")
+    ap.add_argument("--fraction", type=int, default=20, help="keep every N-th digest of each image")
     ap.add_argument("--regions", type=int, default=20)
     ap.add_argument("--promoted", type=int, default=12, help="regions already holding the images")
     a = ap.parse_args()
@@ -169,7 +169,7 @@ def main():
                     tags = sorted(set(tags))
                     config = json.dumps({
                         "architecture": "amd64", "os": "linux",
-                        "config": {"Labels": {"kpromo.bench": f"{project}/{name}#{i}"}},
+                        "config": {"Labels": {"kpromo.bench": f"{project}/{name}#{stats['digests']}"}},
                         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                     }, sort_keys=True, separators=(",", ":")).encode()
                     config_hex = sha(config)
