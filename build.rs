@@ -1,16 +1,20 @@
 //! Records the git commit and the compiler version so `kpromo version` can report them
 //! without any runtime lookup.
+use std::path::PathBuf;
 use std::process::Command;
 
-fn main() {
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
+}
+
+fn main() {
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let rustc_version = Command::new(rustc)
         .arg("--version")
@@ -21,6 +25,20 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=KPROMO_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=KPROMO_RUSTC_VERSION={rustc_version}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Rebuild when HEAD moves. Ask git where HEAD lives: in a worktree `.git` is a file,
+    // and a watched path that does not exist would rerun this script on every build.
+    let watched = ["HEAD", "refs/heads"]
+        .iter()
+        .filter_map(|p| git(&["rev-parse", "--git-path", p]))
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    let mut any = false;
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", path.display());
+        any = true;
+    }
+    if !any {
+        // Not a git checkout (e.g. a source tarball): only this script matters.
+        println!("cargo:rerun-if-changed=build.rs");
+    }
 }
