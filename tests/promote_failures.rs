@@ -85,11 +85,12 @@ impl Fixtures {
             let repo = format!("prod/{name}");
             assert_eq!(mirror.skopeo_tags(&repo), want, "{}/{repo} tags", mirror.host());
             for tag in want {
-                let reference = format!("{}/{repo}:{tag}", mirror.host());
+                let reference = format!("{repo}:{tag}");
                 assert_eq!(
-                    support::skopeo::digest_of(&reference, None).as_deref(),
+                    mirror.skopeo_digest(&reference).as_deref(),
                     Some(digest),
-                    "{reference}"
+                    "{}/{reference}",
+                    mirror.host()
                 );
             }
             assert_complete(mirror, &repo).await;
