@@ -55,6 +55,12 @@ impl Fixtures {
         .await;
     }
 
+    /// Pushes the fixtures to staging and writes project `p`, promoting them to `dsts`.
+    async fn stage(&self, world: &World, dsts: &[String]) {
+        self.push(world).await;
+        world.write_project("p", &world.src(), dsts, &self.images());
+    }
+
     /// (image name, top digest, tags) as promoted.
     fn promoted(&self) -> [(&str, &str, Vec<&str>); 3] {
         [
@@ -85,11 +91,12 @@ impl Fixtures {
             let repo = format!("prod/{name}");
             assert_eq!(mirror.skopeo_tags(&repo), want, "{}/{repo} tags", mirror.host());
             for tag in want {
-                let reference = format!("{}/{repo}:{tag}", mirror.host());
+                let reference = format!("{repo}:{tag}");
                 assert_eq!(
-                    support::skopeo::digest_of(&reference, None).as_deref(),
+                    mirror.skopeo_digest(&reference).as_deref(),
                     Some(digest),
-                    "{reference}"
+                    "{}/{reference}",
+                    mirror.host()
                 );
             }
             assert_complete(mirror, &repo).await;
@@ -110,6 +117,19 @@ fn world(mirrors: usize) -> World {
 async fn assert_nothing_dangling(mirror: &TestRegistry) {
     for name in ["foo", "bar", "baz"] {
         assert_complete(mirror, &format!("prod/{name}")).await;
+    }
+}
+
+/// No repository a promotion may write at `mirror` has any tag.
+async fn assert_untagged(mirror: &TestRegistry) {
+    for name in ["foo", "bar", "baz"] {
+        let repo = format!("prod/{name}");
+        assert_eq!(
+            tags(mirror, &repo).await,
+            Vec::<String>::new(),
+            "{}/{repo}",
+            mirror.host()
+        );
     }
 }
 
@@ -170,12 +190,11 @@ async fn assert_rerun_converges(world: &World, f: &Fixtures) {
 async fn unreachable_mirror_fails_naming_it_and_leaves_nothing_dangling() {
     let world = world(2);
     let f = Fixtures::small();
-    f.push(&world).await;
     // A port nothing listens on: connections are refused.
     let closed = format!("127.0.0.1:{}", support::free_port());
     let mut dsts = world.dsts();
     dsts.insert(1, format!("{closed}/prod"));
-    world.write_project("p", &world.src(), &dsts, &f.images());
+    f.stage(&world, &dsts).await;
 
     let run = world.confirm(180);
     run.expect_code(1);
@@ -196,10 +215,9 @@ async fn mirror_refusing_anonymous_access_fails_with_an_auth_error_and_gets_noth
     let world = world(1);
     let locked = TestRegistry::start(RegistryOptions::basic());
     let f = Fixtures::small();
-    f.push(&world).await;
     let mut dsts = world.dsts();
     dsts.push(format!("{}/prod", locked.host()));
-    world.write_project("p", &world.src(), &dsts, &f.images());
+    f.stage(&world, &dsts).await;
 
     // The docker config kpromo sees is an empty directory: no credentials for it.
     let run = world.confirm(120);
@@ -224,8 +242,7 @@ async fn mirror_refusing_anonymous_access_fails_with_an_auth_error_and_gets_noth
 async fn source_blobs_not_matching_their_digest_are_refused() {
     let world = world(2);
     let f = Fixtures::small();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     world.staging_proxy.set_rules(vec![Rule::new(
         Some("GET"),
         "/blobs/sha256:",
@@ -238,15 +255,7 @@ async fn source_blobs_not_matching_their_digest_are_refused() {
     assert_mentions(&run, &["digest mismatch", &world.staging_proxy.host()]);
     assert!(world.staging_proxy.faults() > 0, "the proxy must have corrupted blobs");
     for mirror in &world.mirrors {
-        for name in ["foo", "bar", "baz"] {
-            let repo = format!("prod/{name}");
-            assert_eq!(
-                tags(mirror, &repo).await,
-                Vec::<String>::new(),
-                "{}/{repo}",
-                mirror.host()
-            );
-        }
+        assert_untagged(mirror).await;
         let pusher = mirror.pusher();
         for blob in f.multi.children.iter().flat_map(Image::blobs) {
             assert!(
@@ -264,8 +273,7 @@ async fn source_blobs_not_matching_their_digest_are_refused() {
 async fn source_manifests_not_matching_their_digest_are_refused() {
     let world = world(2);
     let f = Fixtures::small();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     world.staging_proxy.set_rules(vec![Rule::new(
         Some("GET"),
         "/manifests/",
@@ -281,15 +289,7 @@ async fn source_manifests_not_matching_their_digest_are_refused() {
         "the proxy must have corrupted manifests"
     );
     for mirror in &world.mirrors {
-        for name in ["foo", "bar", "baz"] {
-            let repo = format!("prod/{name}");
-            assert_eq!(
-                tags(mirror, &repo).await,
-                Vec::<String>::new(),
-                "{}/{repo}",
-                mirror.host()
-            );
-        }
+        assert_untagged(mirror).await;
     }
     assert_eq!(
         world
@@ -307,8 +307,7 @@ async fn source_manifests_not_matching_their_digest_are_refused() {
 async fn mirror_dying_mid_run_fails_then_rerun_converges_and_then_writes_nothing() {
     let mut world = world(3);
     let f = Fixtures::big();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     slow_source(&world);
 
     let running = world.spawn_confirm(&[]);
@@ -342,8 +341,7 @@ async fn mirror_dying_mid_run_fails_then_rerun_converges_and_then_writes_nothing
 async fn interrupt_stops_promptly_without_dangling_tags_and_rerun_converges() {
     let world = world(2);
     let f = Fixtures::big();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     slow_source(&world);
 
     let running = world.spawn_confirm(&[]);
@@ -378,8 +376,7 @@ async fn interrupt_stops_promptly_without_dangling_tags_and_rerun_converges() {
 async fn transient_errors_on_every_request_are_absorbed() {
     let world = world(2);
     let f = Fixtures::small();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     let status = |status| Action::Status {
         status,
         retry_after: None,
@@ -420,8 +417,7 @@ async fn transient_errors_on_every_request_are_absorbed() {
 async fn transient_failure_of_a_big_layer_upload_is_retried() {
     let world = world(2);
     let f = Fixtures::big();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     // Mirror 0 already holds every small blob, so the only uploads it gets are 24 MiB
     // layers: too big to be kept for a resend, they must be read from the source again.
     let pusher = world.mirrors[0].pusher();
@@ -463,8 +459,7 @@ async fn transient_failure_of_a_big_layer_upload_is_retried() {
 async fn connection_resets_and_truncated_source_reads_are_absorbed() {
     let world = world(2);
     let f = Fixtures::big();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     // Staging cuts every blob body in half (then resets) on its first read; mirror 0
     // resets the connection on the first attempt of every manifest write and on the
     // first two blob commits.
@@ -492,8 +487,7 @@ async fn connection_resets_and_truncated_source_reads_are_absorbed() {
 async fn second_interrupt_aborts_at_once_and_rerun_converges() {
     let world = world(1);
     let f = Fixtures::big();
-    f.push(&world).await;
-    world.write_project("p", &world.src(), &world.dsts(), &f.images());
+    f.stage(&world, &world.dsts()).await;
     slow_source(&world);
 
     let running = world.spawn_confirm(&[]);

@@ -42,34 +42,16 @@ fn each_mirror_holds_what_the_manifests_promise() {
     copy_dir(Path::new(DEMO), dir.path());
     kpromo(dir.path(), &["cip", "--thin-manifest-dir", ".", "--confirm"]);
 
+    // `kpromo cip ARGS` must succeed; its stdout.
+    let cip = |args: &[&str]| {
+        let out = kpromo(dir.path(), &[&["cip"], args].concat()).stdout;
+        String::from_utf8(out).expect("UTF-8")
+    };
     for mirror in ["oci:./mirrors/eu", "oci:./mirrors/us", "oci:./mirrors/asia"] {
-        let walked = kpromo(dir.path(), &["cip", "--snapshot", mirror]).stdout;
-        let promised = kpromo(
-            dir.path(),
-            &[
-                "cip",
-                "--thin-manifest-dir",
-                ".",
-                "--manifest-based-snapshot-of",
-                mirror,
-            ],
-        )
-        .stdout;
-        let trimmed = kpromo(
-            dir.path(),
-            &[
-                "cip",
-                "--thin-manifest-dir",
-                ".",
-                "--manifest-based-snapshot-of",
-                mirror,
-                "--minimal-snapshot",
-            ],
-        )
-        .stdout;
-        let walked = String::from_utf8(walked).expect("UTF-8");
-        let promised = String::from_utf8(promised).expect("UTF-8");
-        let trimmed = String::from_utf8(trimmed).expect("UTF-8");
+        let promise = ["--thin-manifest-dir", ".", "--manifest-based-snapshot-of", mirror];
+        let walked = cip(&["--snapshot", mirror]);
+        let promised = cip(&promise);
+        let trimmed = cip(&[&promise[..], &["--minimal-snapshot"]].concat());
         assert!(
             walked.contains("- name: tools/pause\n"),
             "{mirror} was promoted:\n{walked}"

@@ -256,6 +256,12 @@ impl TestRegistry {
         super::skopeo::inspect_raw(&format!("{}/{reference}", self.host()), self.credentials())
     }
 
+    /// Digest of what `skopeo inspect --raw` reads at `repo:tag` or `repo@digest`: equal to
+    /// the source digest iff the copy is byte-exact; `None` when the manifest does not exist.
+    pub fn skopeo_digest(&self, reference: &str) -> Option<String> {
+        super::skopeo::digest_of(&format!("{}/{reference}", self.host()), self.credentials())
+    }
+
     /// Tags of `repo` as `skopeo list-tags` sees them.
     pub fn skopeo_tags(&self, repo: &str) -> Vec<String> {
         super::skopeo::list_tags(&format!("{}/{repo}", self.host()), self.credentials())

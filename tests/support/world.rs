@@ -90,9 +90,15 @@ impl World {
         self.proxies.iter().for_each(FaultProxy::clear_seen);
     }
 
+    /// Starts `kpromo cip --thin-manifest-dir DIR --summary-json …` plus `extra` (a dry
+    /// run unless `extra` holds `--confirm`).
+    pub fn spawn(&self, extra: &[&str]) -> Running {
+        Running::spawn(&self.kpromo, self.dir.path(), extra)
+    }
+
     /// Starts `kpromo cip --thin-manifest-dir DIR --confirm --summary-json …` plus `extra`.
     pub fn spawn_confirm(&self, extra: &[&str]) -> Running {
-        Running::spawn(&self.kpromo, self.dir.path(), &[&["--confirm"], extra].concat())
+        self.spawn(&[&["--confirm"], extra].concat())
     }
 
     /// One confirmed run, bounded by `seconds`.
