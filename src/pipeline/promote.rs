@@ -329,7 +329,7 @@ async fn missing_blobs(
             let (registry, repo) = ctx.repo(dst)?;
             match registry.blob_size(&repo, &digest).await {
                 Ok(Some(_)) => {
-                    ctx.with(|r| r.blobs_present += 1);
+                    ctx.with(|r| r.counters.blobs_present += 1);
                     None
                 }
                 Ok(None) => Some(((dst, digest), info)),
@@ -451,8 +451,8 @@ async fn copy_blobs(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress) -> B
     let mut failed = BTreeSet::new();
     for (dst, digest, outcome) in results.into_iter().flatten() {
         match outcome {
-            Ok(Placed::Uploaded) => ctx.with(|r| r.blobs_uploaded += 1),
-            Ok(Placed::Mounted) => ctx.with(|r| r.blobs_mounted += 1),
+            Ok(Placed::Uploaded) => ctx.with(|r| r.counters.blobs_uploaded += 1),
+            Ok(Placed::Mounted) => ctx.with(|r| r.counters.blobs_mounted += 1),
             Err(message) => {
                 ctx.fail(message);
                 failed.insert((dst, digest));
@@ -460,8 +460,8 @@ async fn copy_blobs(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress) -> B
         }
     }
     ctx.with(|r| {
-        r.source_bytes_read = progress.source_bytes();
-        r.bytes_uploaded = progress.uploaded_bytes();
+        r.counters.source_bytes_read = progress.source_bytes();
+        r.counters.bytes_uploaded = progress.uploaded_bytes();
     });
     failed
 }
@@ -703,7 +703,7 @@ async fn push_repo(
             .await;
         for (m, result) in results {
             match result {
-                Ok(()) => ctx.with(|r| r.manifests_pushed += 1),
+                Ok(()) => ctx.with(|r| r.counters.manifests_pushed += 1),
                 Err(message) => {
                     ctx.fail(message);
                     failed.insert(m);
@@ -741,7 +741,7 @@ async fn push_repo(
                         .put_manifest(&place.repo, &ManifestRef::Tag(tag.to_string()), &node.raw)
                         .await
                     {
-                        Ok(()) => ctx.with(|r| r.tags_pushed += 1),
+                        Ok(()) => ctx.with(|r| r.counters.tags_pushed += 1),
                         Err(e) => {
                             ctx.fail(format!("{}:{tag}: {e}", place.display));
                             return;

@@ -52,9 +52,9 @@ impl Cancel {
     }
 }
 
-/// What the Promote phase did, for the summary and for Sign/Attest.
-#[derive(Debug, Clone, Default)]
-pub struct PromoteReport {
+/// What the Promote phase counted; written as is into the run summary.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PromoteCounters {
     /// Manifests written by digest (children and tops).
     pub manifests_pushed: u64,
     pub tags_pushed: u64,
@@ -67,6 +67,12 @@ pub struct PromoteReport {
     pub source_bytes_read: u64,
     /// Bytes sent to destinations (source bytes times the destinations that needed them).
     pub bytes_uploaded: u64,
+}
+
+/// What the Promote phase did, for the summary and for Sign/Attest.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteReport {
+    pub counters: PromoteCounters,
     /// `registry/image@digest` of every top manifest now present at a destination
     /// because of this run, for signing and attestation.
     pub promoted: Vec<String>,

@@ -10,7 +10,7 @@ use crate::error::KpromoError;
 use crate::registry::RegistryStats;
 
 use super::plan::{Counts, counts};
-use super::state::PlanState;
+use super::state::{PlanState, PromoteCounters};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -21,13 +21,8 @@ pub struct Summary {
     pub edges: usize,
     /// Edge decisions.
     pub decisions: Counts,
-    pub manifests_pushed: u64,
-    pub tags_pushed: u64,
-    pub blobs_uploaded: u64,
-    pub blobs_mounted: u64,
-    pub blobs_present: u64,
-    pub source_bytes_read: u64,
-    pub bytes_uploaded: u64,
+    #[serde(flatten)]
+    pub promote: PromoteCounters,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
     pub write_requests: u64,
     pub retries: u64,
@@ -52,20 +47,13 @@ impl Summary {
             })
             .map(|(_, n)| n)
             .sum();
-        let p = &state.promote;
         Self {
             outcome: error.map_or_else(|| "ok".to_string(), |e| format!("{e}")),
             dry_run: !state.options.confirm,
             manifests: state.manifests,
             edges: state.edges.len(),
             decisions: counts(&state.decisions),
-            manifests_pushed: p.manifests_pushed,
-            tags_pushed: p.tags_pushed,
-            blobs_uploaded: p.blobs_uploaded,
-            blobs_mounted: p.blobs_mounted,
-            blobs_present: p.blobs_present,
-            source_bytes_read: p.source_bytes_read,
-            bytes_uploaded: p.bytes_uploaded,
+            promote: state.promote.counters.clone(),
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),
             phases_ms: state
@@ -86,13 +74,13 @@ impl Summary {
         );
         info!(
             "summary: {} manifests and {} tags pushed; blobs: {} uploaded, {} mounted, {} present; {} bytes read from sources, {} uploaded",
-            self.manifests_pushed,
-            self.tags_pushed,
-            self.blobs_uploaded,
-            self.blobs_mounted,
-            self.blobs_present,
-            self.source_bytes_read,
-            self.bytes_uploaded
+            self.promote.manifests_pushed,
+            self.promote.tags_pushed,
+            self.promote.blobs_uploaded,
+            self.promote.blobs_mounted,
+            self.promote.blobs_present,
+            self.promote.source_bytes_read,
+            self.promote.bytes_uploaded
         );
         for (name, stats) in &self.registries {
             let total: u64 = stats.requests.values().sum();

@@ -159,7 +159,7 @@ async fn children_before_index_before_tags() {
     assert_eq!(repo.tags["1.0"], img.digest());
     assert_eq!(repo.tags["latest"], img.digest());
     assert_eq!(repo.manifests[&img.digest()].bytes, img.manifest.bytes, "byte-exact");
-    assert_eq!(state.promote.blobs_uploaded, img.all_blobs().len() as u64);
+    assert_eq!(state.promote.counters.blobs_uploaded, img.all_blobs().len() as u64);
 }
 
 #[tokio::test]
@@ -190,8 +190,8 @@ async fn fan_out_reads_each_source_blob_once_for_three_mirrors() {
         .collect::<BTreeMap<_, _>>()
         .values()
         .sum();
-    assert_eq!(state.promote.source_bytes_read, blob_bytes);
-    assert_eq!(state.promote.bytes_uploaded, 3 * blob_bytes);
+    assert_eq!(state.promote.counters.source_bytes_read, blob_bytes);
+    assert_eq!(state.promote.counters.bytes_uploaded, 3 * blob_bytes);
 }
 
 #[tokio::test]
@@ -349,7 +349,7 @@ async fn same_registry_destination_mounts_instead_of_copying() {
     assert_eq!(world.host("stage").count("PUT blob"), 0);
     assert_eq!(world.host("stage").count("GET blob"), blobs, "read once, for m1 only");
     assert_eq!(world.host("stage").repo("prod/foo").tags["1.0"], img.digest());
-    assert_eq!(state.promote.blobs_mounted, blobs as u64);
+    assert_eq!(state.promote.counters.blobs_mounted, blobs as u64);
 }
 
 #[tokio::test]
@@ -382,7 +382,7 @@ async fn mirror_with_some_blobs_gets_only_the_missing_ones() {
     );
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
-    assert_eq!(state.promote.blobs_present, 1);
+    assert_eq!(state.promote.counters.blobs_present, 1);
     assert_eq!(world.host("m1").count("PUT blob"), 2);
     assert!(
         world
