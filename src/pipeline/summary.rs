@@ -84,8 +84,14 @@ impl Summary {
         );
         for (name, stats) in &self.registries {
             let total: u64 = stats.requests.values().sum();
+            let concurrency = stats.concurrency.map_or_else(String::new, |c| {
+                format!(
+                    "; concurrency limit {} (peak {}, lowest {}), at most {} in flight",
+                    c.limit, c.peak, c.lowest, c.in_flight_peak
+                )
+            });
             info!(
-                "summary: {name}: {total} requests {:?}, {} retries",
+                "summary: {name}: {total} requests {:?}, {} retries{concurrency}",
                 stats.requests, stats.retries
             );
         }

@@ -30,7 +30,8 @@ pub struct ClientOptions {
     pub rate_limit: u32,
     /// Requests that may be sent at once before the rate applies.
     pub burst: u32,
-    /// Maximum requests in flight per registry host.
+    /// Cap on requests in flight per registry host; the adaptive limit starts at
+    /// `min(8, cap)` (see `remote::concurrency`).
     pub max_concurrency: usize,
     /// Extra PEM CA bundle trusted for TLS.
     pub ca_file: Option<PathBuf>,
@@ -318,6 +319,21 @@ pub struct RegistryStats {
     pub bytes_written: u64,
     pub retries: u64,
     pub paused_ms: u64,
+    /// The adaptive concurrency limit of a remote registry (none for a layout directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyStats>,
+}
+
+/// How a remote registry's concurrency limit moved during the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConcurrencyStats {
+    /// The limit at the end of the run.
+    pub limit: usize,
+    /// The highest and lowest the limit has been.
+    pub peak: usize,
+    pub lowest: usize,
+    /// The most requests that held a slot at once.
+    pub in_flight_peak: usize,
 }
 
 /// Registry errors. The `Display` text always names the registry and the operation,

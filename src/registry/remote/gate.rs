@@ -1,5 +1,8 @@
 //! The per-registry gate every request passes: pause, concurrency, rate.
 //!
+//! Concurrency is an adaptive limit of its own (`concurrency.rs`); this module paces the
+//! request rate.
+//!
 //! At full speed a `governor` limiter applies the configured rate and burst. governor's
 //! quota is fixed at construction (governor#273), and swapping limiters would reset their
 //! state, so slowing down is a second, stricter stage on top: requests are spaced evenly at
@@ -17,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::concurrency::{Concurrency, Permit};
+use crate::registry::ConcurrencyStats;
 
 /// Pause applied on a 429/503 that carries no usable `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
@@ -42,7 +47,7 @@ const SLOW_RUN: u32 = 40;
 pub(crate) struct Gate {
     limiter: DefaultDirectRateLimiter,
     rate_per_second: f64,
-    concurrency: std::sync::Arc<Semaphore>,
+    concurrency: std::sync::Arc<Concurrency>,
     state: Mutex<State>,
     paused_ms: AtomicU64,
 }
@@ -77,7 +82,7 @@ impl Gate {
         Self {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             rate_per_second: rate.get() as f64,
-            concurrency: std::sync::Arc::new(Semaphore::new(max_concurrency.max(1))),
+            concurrency: std::sync::Arc::new(Concurrency::new(max_concurrency)),
             state: Mutex::new(State {
                 fraction: 1.0,
                 ceiling: 1.0,
@@ -97,11 +102,11 @@ impl Gate {
     }
 
     /// Waits for this registry's pause to end, a concurrency slot, and rate cells.
-    /// The permit is held for as long as the request is in flight.
-    /// (`None` only if the semaphore were closed, which this type never does.)
-    pub(crate) async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+    /// The permit is held for as long as the request is in flight; report its outcome
+    /// through it.
+    pub(crate) async fn enter(&self) -> Permit {
         self.wait_pause().await;
-        let permit = self.concurrency.clone().acquire_owned().await.ok();
+        let mut permit = self.concurrency.acquire().await;
         self.limiter
             .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
             .await;
@@ -117,6 +122,7 @@ impl Gate {
                 break;
             }
         }
+        permit.start();
         permit
     }
 
@@ -207,6 +213,10 @@ impl Gate {
     /// Wall-clock time this registry has been paused, in milliseconds.
     pub(crate) fn paused_ms(&self) -> u64 {
         self.paused_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn concurrency(&self) -> ConcurrencyStats {
+        self.concurrency.stats()
     }
 }
 

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use super::{
@@ -24,6 +23,7 @@ use crate::digest::Digest;
 
 mod auth;
 mod blobs;
+mod concurrency;
 mod credentials;
 mod gate;
 mod list;
@@ -155,7 +155,7 @@ pub(crate) struct Fetched {
 /// A response, holding the registry's concurrency slot until dropped.
 pub(crate) struct Reply {
     pub(crate) response: reqwest::Response,
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) permit: concurrency::Permit,
 }
 
 impl Reply {
@@ -286,11 +286,18 @@ impl RemoteRegistry {
                     None => return Err(self.protocol(&call.op, "a streamed request body cannot be sent twice".into())),
                 },
             };
+            let started = std::time::Instant::now();
             let outcome = transport::execute(request, &progress, self.first_byte, self.idle).await;
+            // Only a bodyless request's wait for its answer measures the registry's queue.
+            let latency = matches!(call.method, Method::GET | Method::HEAD).then(|| started.elapsed());
             let response = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     self.counters.count(&call.method, "ERR");
+                    // A streamed body's failure may be its source's fault, not this registry's.
+                    if replayable && let Some(limit) = permit.failed() {
+                        self.log_lowered(limit, &e.to_string());
+                    }
                     let error = Error::Transport {
                         registry: self.name.clone(),
                         operation: call.op.clone(),
@@ -299,6 +306,8 @@ impl RemoteRegistry {
                     match backoff.next().filter(|_| replayable) {
                         Some(delay) => {
                             tracing::debug!(registry = %self.name, op = %call.op, error = %e, "retrying");
+                            // Waiting to retry is not being in flight: free the slot.
+                            drop(permit);
                             self.retry_sleep(delay).await;
                             continue;
                         }
@@ -308,6 +317,22 @@ impl RemoteRegistry {
             };
             let status = response.status().as_u16();
             self.counters.count(&call.method, &status.to_string());
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
+            let throttle = retry::is_throttle(status, retry_after.is_some());
+            let mut lowered_limit = None;
+            if throttle {
+                lowered_limit = permit.throttled();
+            } else if retry::retryable_status(status) {
+                if let Some(limit) = permit.failed() {
+                    self.log_lowered(limit, &format!("HTTP {status}"));
+                }
+            } else {
+                permit.healthy(latency);
+            }
             // An anonymous request may learn the challenge once; a request that carried
             // credentials may re-authenticate once (token expired or revoked).
             let may_answer = if authorization.is_some() {
@@ -331,21 +356,17 @@ impl RemoteRegistry {
                 }
             }
             let mut paused = Duration::ZERO;
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
-            if retry::is_throttle(status, retry_after.is_some()) {
+            if throttle {
                 let (pause, lowered) = self.gate.throttled(retry_after);
                 paused = pause;
                 // One line per slowdown, not per answer: a storm would flood the log.
-                if let Some(fraction) = lowered {
+                if lowered.is_some() || lowered_limit.is_some() {
                     tracing::info!(
                         registry = %self.name,
                         status,
                         pause_ms = paused.as_millis() as u64,
-                        rate_per_s = fraction * self.configured_rate,
+                        rate_per_s = lowered.unwrap_or_else(|| self.gate.fraction()) * self.configured_rate,
+                        concurrency = lowered_limit.unwrap_or_else(|| self.gate.concurrency().limit),
                         "registry is throttling: pausing it and slowing down"
                     );
                 }
@@ -355,6 +376,7 @@ impl RemoteRegistry {
                 && let Some(delay) = backoff.next()
             {
                 tracing::debug!(registry = %self.name, op = %call.op, status, "retrying");
+                drop(permit);
                 // The gate's pause already spaces a throttled retry; only add what is left.
                 self.retry_sleep(delay.saturating_sub(paused)).await;
                 continue;
@@ -364,6 +386,10 @@ impl RemoteRegistry {
             }
             return Ok(Reply { response, permit });
         }
+    }
+
+    fn log_lowered(&self, limit: usize, cause: &str) {
+        tracing::info!(registry = %self.name, concurrency = limit, cause, "registry is failing: fewer requests at once");
     }
 
     async fn retry_sleep(&self, delay: Duration) {
@@ -630,6 +656,7 @@ impl RemoteRegistry {
             bytes_written: self.counters.bytes_written.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),
             paused_ms: self.gate.paused_ms(),
+            concurrency: Some(self.gate.concurrency()),
         }
     }
 }
