@@ -44,11 +44,15 @@ async fn storm_of_429_is_absorbed_at_the_allowed_rate() {
     let achieved = REQUESTS as f64 / elapsed;
     let (passed, rejected) = (front.passed(), front.rejected());
     let stats = root.registry.stats();
+    let concurrency = stats.concurrency.expect("a remote registry reports its concurrency");
     println!(
         "429 storm: {REQUESTS} requests in {elapsed:.1} s = {achieved:.1} req/s (allowed {ALLOWED_PER_SEC}); \
-         nginx passed {passed}, rejected {rejected}; client retries {}, paused {} ms",
+         nginx passed {passed}, rejected {rejected}; client retries {}, paused {} ms; concurrency {concurrency:?}",
         stats.retries, stats.paused_ms
     );
+    // The storm lowered the concurrency limit too (it starts at 8), not only the rate.
+    assert!(concurrency.lowest < 8, "{concurrency:?}");
+    assert!(concurrency.limit <= 8 && concurrency.peak <= 32, "{concurrency:?}");
     assert!(passed >= REQUESTS, "nginx passed only {passed} requests");
     assert!(
         rejected <= REQUESTS,
