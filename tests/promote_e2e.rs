@@ -304,6 +304,11 @@ async fn rate_limited_mirror_still_converges() {
     run.expect_code(0);
     assert!(front.rejected() > 0, "the front must have throttled");
     assert!(run.num(&["retries"]) > 0, "retries reported in the summary");
+    // The throttled mirror's concurrency limit went down from its start (8); the others
+    // report theirs too.
+    let throttled = front.host();
+    assert!(run.num(&["registries", &throttled, "concurrency", "lowest"]) < 8);
+    assert!(run.num(&["registries", &world.mirrors[0].host(), "concurrency", "limit"]) >= 1);
     for mirror in &world.mirrors {
         assert_eq!(mirror.skopeo_digest("prod/foo:1.0"), Some(f.multi.digest.clone()));
         assert_eq!(mirror.skopeo_digest("prod/bar:2.0"), Some(f.list.digest.clone()));

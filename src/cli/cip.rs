@@ -222,7 +222,8 @@ pub struct CipArgs {
     )]
     pub registry_burst: u32,
 
-    /// Maximum requests in flight per registry host. [kpromo addition]
+    /// Cap on requests in flight per registry host. Each host starts at min(8, N) and
+    /// adapts: grows while the registry keeps up, shrinks on 429/5xx. [kpromo addition]
     #[arg(
         long,
         value_name = "N",
