@@ -50,7 +50,9 @@ pub async fn fan_out(
     for target in targets {
         let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(CHANNEL_CHUNKS);
         senders.push(tx);
-        let body: BlobStream = Box::pin(stream::unfold(rx, |mut rx| async move {
+        // The relay forwards the source's chunks and its verdict in order, so it makes the
+        // source's promise about its digest (the uploads need not hash again).
+        let body = source.relay(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }));
         uploads.push(target.registry.put_blob(&target.repo, &digest, size, body));
