@@ -297,12 +297,13 @@ async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
     check_cancel(st)?;
     let fresh = fresh_destinations(&inv, edges);
 
-    // The source only matters for edges that are not already promoted.
+    // The source only matters for edges that are not already promoted, and for tagless
+    // ones that are (reported when staging lost them since, as Go does).
     let src_digests: BTreeSet<(RepoKey, Digest)> = edges
         .iter()
         .filter(|e| {
             let dst_has = inv.has_digest(RepoKey::destination_of(e), e.digest) == Some(true);
-            !already_promoted(e.tag.is_some(), inv.dst_tag(&st.edges, e), dst_has)
+            e.tag.is_none() || !already_promoted(e.tag.is_some(), inv.dst_tag(&st.edges, e), dst_has)
         })
         .map(|e| (RepoKey::source_of(e), e.digest))
         .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
@@ -368,7 +369,7 @@ pub fn counts(decisions: &[Decision]) -> Counts {
         match d {
             Decision::Copy => c.copy += 1,
             Decision::Retag => c.retag += 1,
-            Decision::Skip => c.skip += 1,
+            Decision::Skip | Decision::SkipStillLost => c.skip += 1,
             Decision::Lost => c.lost += 1,
             Decision::TagMove { .. } => c.tag_moves += 1,
         }
@@ -421,6 +422,15 @@ fn print_plan(state: &PlanState, c: &Counts, out: &mut impl Write) -> std::io::R
         let dst = edges.destination(edge);
         match decision {
             Decision::Skip => {}
+            Decision::SkipStillLost => {
+                error!(
+                    "{dst} is already promoted, but it is still _LOST_ (can't find {src} in src registry! please backfill it!)"
+                );
+                writeln!(
+                    out,
+                    "  skip     {src} -> {dst} (already promoted; still _LOST_ in the source)"
+                )?;
+            }
             Decision::Copy | Decision::Retag => writeln!(out, "  {:<8} {src} -> {dst}", decision.label())?,
             Decision::Lost => {
                 error!("cannot promote {src} to {dst} because it is _LOST_ (can't find it in src registry!)");

@@ -215,8 +215,9 @@ async fn rerun_plans_skips_and_writes_nothing() {
     assert_eq!(world.host("stage").count("GET blob"), 0);
     assert_eq!(
         world.host("stage").count("HEAD"),
-        0,
-        "already promoted edges need no source reads"
+        1,
+        "already promoted edges need no source reads, except one HEAD per tagless digest \
+         (to report it if staging lost it), whatever the number of mirrors"
     );
 }
 
@@ -290,6 +291,21 @@ async fn nop_when_source_lacks_the_digest_lost_is_reported_not_fatal() {
     world.clear_logs();
     let err = plan::plan_edges(&mut strict).await.expect_err("--fail-on-lost");
     assert_eq!(err.kind, ExitKind::Promotion);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn promoted_tagless_image_lost_from_staging_is_reported_not_fatal() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("gone", &[b"g"]);
+    // Promoted earlier; staging has lost it since.
+    world.host("m1").seed("prod/foo", &img, &[]);
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", vec![(img.digest(), vec![])])]);
+    let mut state = world.state(&[m], true);
+    state.options.fail_on_lost = true;
+    plan_and_promote(&mut state).await;
+    assert_eq!(state.decisions, [Decision::SkipStillLost]);
+    assert_eq!(plan::counts(&state.decisions).skip, 1);
     assert_eq!(world.writes(), 0);
 }
 
