@@ -135,7 +135,7 @@ async fn missing_registry_reads_as_empty_and_stays_absent() {
         None
     );
     assert_eq!(reg.blob_size("x/y", &digest).await.unwrap(), None);
-    let err = reg.get_blob("x/y", &digest).await.err().expect("no blob");
+    let err = reg.get_blob("x/y", &digest).await.expect_err("no blob");
     assert!(
         matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
         "{err}"
@@ -171,7 +171,7 @@ async fn put_blob_rejects_wrong_digest_or_size_and_leaves_nothing() {
         assert!(err.to_string().contains("put blob app@"), "{err}");
     }
     // A source failing mid-stream fails the upload with the source's error.
-    let failing: kpromo::registry::BlobStream = Box::pin(futures_util::stream::iter(vec![
+    let failing: kpromo::registry::BlobStream = kpromo::registry::BlobStream::new(futures_util::stream::iter(vec![
         Ok(blob.bytes.slice(..4)),
         Err(Error::Transport {
             registry: "src".into(),
@@ -237,13 +237,27 @@ async fn corruption_on_disk_is_detected_on_read() {
     let mut bytes = layer.bytes.to_vec();
     bytes[600] ^= 1;
     std::fs::write(blobs.join(layer.digest.hex()), &bytes).unwrap();
-    let err = read_all(reg.get_blob("app", &layer.digest).await.unwrap())
-        .await
-        .unwrap_err();
+    let mut stream = reg.get_blob("app", &layer.digest).await.unwrap();
+    let mut delivered = 0;
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => delivered += chunk.len(),
+            Some(Err(e)) => break e,
+            None => panic!("a corrupt blob ended cleanly"),
+        }
+    };
     assert!(
         matches!(err, Error::DigestMismatch { expected, .. } if expected == layer.digest),
         "{err}"
     );
+    // The verdict replaces the last chunk: an upload that stops reading at the blob's
+    // length (as HTTP clients do) never has the whole corrupt blob to send.
+    assert!(
+        delivered < bytes.len(),
+        "{delivered} of {} bytes delivered",
+        bytes.len()
+    );
+    assert_eq!(stream.vouched_digest(), Some(layer.digest));
 
     let mut manifest = img.manifest.bytes.to_vec();
     manifest[0] = b' ';
@@ -326,7 +340,7 @@ async fn a_cancelled_upload_leaves_nothing() {
     let (_dir, reg) = layout();
     let blob = Blob::new(vec![7u8; 10_000]);
     // A source that sends a first chunk and then stalls, like a dead connection.
-    let stalled: kpromo::registry::BlobStream = Box::pin(
+    let stalled: kpromo::registry::BlobStream = kpromo::registry::BlobStream::new(
         futures_util::stream::iter(vec![Ok(blob.bytes.slice(..5_000))]).chain(futures_util::stream::pending()),
     );
     let upload = reg.put_blob("app", &blob.digest, 10_000, stalled);

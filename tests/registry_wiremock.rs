@@ -671,7 +671,7 @@ fn stream_of(data: Bytes, chunk: usize) -> BlobStream {
         .step_by(chunk)
         .map(|at| Ok(data.slice(at..(at + chunk).min(data.len()))))
         .collect();
-    Box::pin(futures_util::stream::iter(chunks))
+    BlobStream::new(futures_util::stream::iter(chunks))
 }
 
 fn body_of(data: &'static [u8]) -> BlobStream {
@@ -896,7 +896,7 @@ async fn a_stalled_upload_source_is_an_error() {
     );
     // 5 MiB arrive (more than the client reads ahead), then the source hangs forever.
     let first: Result<Bytes, Error> = Ok(Bytes::from(vec![1u8; 5 << 20]));
-    let body: BlobStream = Box::pin(futures_util::stream::iter([first]).chain(futures_util::stream::pending()));
+    let body: BlobStream = BlobStream::new(futures_util::stream::iter([first]).chain(futures_util::stream::pending()));
     let err = remote
         .put_blob("r", &Digest::of(b"never"), 10 << 20, body)
         .await

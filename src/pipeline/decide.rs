@@ -32,6 +32,10 @@ pub struct Facts {
 pub enum Decision {
     /// Already promoted (cases 1 and 2).
     Skip,
+    /// Already promoted (case 2, a tagless edge) but the source no longer has the digest:
+    /// nothing to do, and reported as Go does (`…already promoted, but it is still _LOST_`)
+    /// so that staging gets backfilled. Never fatal.
+    SkipStillLost,
     /// The source does not have the digest: reported, never fatal unless `--fail-on-lost`.
     Lost,
     /// The destination tag points to another digest: tag moves are refused and make the
@@ -52,6 +56,7 @@ impl Decision {
     pub fn label(&self) -> &'static str {
         match self {
             Decision::Skip => "skip",
+            Decision::SkipStillLost => "skip-still-lost",
             Decision::Lost => "lost",
             Decision::TagMove { .. } => "tag-move",
             Decision::Retag => "retag",
@@ -78,7 +83,11 @@ pub fn already_promoted(tagged: bool, dst_tag: DstTag, dst_has_digest: bool) -> 
 /// Evaluates the decision table in Go's order.
 pub fn decide(facts: &Facts) -> Decision {
     if already_promoted(facts.tagged, facts.dst_tag, facts.dst_has_digest) {
-        return Decision::Skip;
+        return if facts.tagged || facts.src_has_digest {
+            Decision::Skip
+        } else {
+            Decision::SkipStillLost
+        };
     }
     if !facts.src_has_digest {
         return Decision::Lost;
@@ -163,11 +172,13 @@ mod tests {
     fn promote_1_digest_tagless_promotion() {
         assert_eq!(decide(&facts(false, DstTag::Absent, false, true)), Decision::Copy);
         assert_eq!(decide(&facts(false, DstTag::Absent, true, true)), Decision::Skip);
+        let still_lost = decide(&facts(false, DstTag::Absent, true, false));
         assert_eq!(
-            decide(&facts(false, DstTag::Absent, true, false)),
-            Decision::Skip,
-            "already promoted but lost in staging is still a skip"
+            still_lost,
+            Decision::SkipStillLost,
+            "already promoted but lost in staging: a skip, reported"
         );
+        assert!(!still_lost.writes());
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Registry for FakeRegistry {
                 actual,
             }));
         }
-        Ok(Box::pin(stream::iter(items)))
+        Ok(BlobStream::new(stream::iter(items)))
     }
 
     async fn put_blob(&self, repo: &str, digest: &Digest, size: u64, mut body: BlobStream) -> Result<(), Error> {

@@ -50,7 +50,9 @@ pub async fn fan_out(
     for target in targets {
         let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(CHANNEL_CHUNKS);
         senders.push(tx);
-        let body: BlobStream = Box::pin(stream::unfold(rx, |mut rx| async move {
+        // The relay forwards the source's chunks and its verdict in order, so it makes the
+        // source's promise about its digest (the uploads need not hash again).
+        let body = source.relay(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }));
         uploads.push(target.registry.put_blob(&target.repo, &digest, size, body));
@@ -92,4 +94,63 @@ pub async fn fan_out(
 
     let (read, uploads) = tokio::join!(driver, join_all(uploads));
     FanOut { read, uploads }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::oci_layout;
+
+    fn targets(dir: &std::path::Path) -> Vec<Target> {
+        ["a", "b"]
+            .iter()
+            .map(|name| Target {
+                registry: Arc::new(oci_layout::open(&dir.join(name)).expect("layout")),
+                repo: "app".into(),
+            })
+            .collect()
+    }
+
+    /// A source that vouches for `digest`, yielding `chunks` and then `end` (if any).
+    fn source(digest: Digest, chunks: &[&'static [u8]], end: Option<Error>) -> BlobStream {
+        let mut items: Vec<Result<Bytes, Error>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        items.extend(end.map(Err));
+        BlobStream::vouched(stream::iter(items), digest)
+    }
+
+    #[tokio::test]
+    async fn every_target_gets_the_bytes_of_a_vouched_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let targets = targets(dir.path());
+        let digest = Digest::of(b"hello world");
+        let source = source(digest, &[b"hello ", b"world"], None);
+        let fan = fan_out(source, "src", digest, 11, &targets, |_| {}).await;
+        assert_eq!(fan.read.expect("read"), 11);
+        for (target, upload) in targets.iter().zip(fan.uploads) {
+            upload.expect("upload");
+            assert_eq!(target.registry.blob_size("app", &digest).await.expect("head"), Some(11));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vouched_source_failing_its_verdict_leaves_no_blob_anywhere() {
+        // The verdict comes in place of the last chunk; the layout store, which does not
+        // hash a vouched body again, must still end up with nothing.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let targets = targets(dir.path());
+        let digest = Digest::of(b"hello world");
+        let mismatch = Error::DigestMismatch {
+            registry: "src".into(),
+            operation: "get blob".into(),
+            expected: digest,
+            actual: Digest::of(b"hello World"),
+        };
+        let source = source(digest, &[b"hello "], Some(mismatch));
+        let fan = fan_out(source, "src", digest, 11, &targets, |_| {}).await;
+        assert!(fan.read.is_err());
+        for (target, upload) in targets.iter().zip(fan.uploads) {
+            assert!(upload.is_err());
+            assert_eq!(target.registry.blob_size("app", &digest).await.expect("head"), None);
+        }
+    }
 }

@@ -123,10 +123,11 @@ fn affected_repos(edges: &[Edge]) -> BTreeSet<RepoKey> {
 
 /// What a tags listing told about a repository.
 enum Listing {
-    /// A standard registry: tag names only; digests need HEADs. A repository the
-    /// registry does not know lists no tags: distribution answers NAME_UNKNOWN for a
-    /// repository that holds only untagged manifests too, so "missing" never proves that
-    /// a digest is absent.
+    /// The registry does not know the repository: it has no tags. Distribution answers
+    /// NAME_UNKNOWN for a repository that holds only untagged manifests too, so this
+    /// never proves that a digest is absent.
+    Unknown,
+    /// A standard registry: tag names only; digests need HEADs.
     Tags(HashSet<String>),
     /// Google's extended listing: every digest and its tags, no HEADs needed.
     Complete {
@@ -138,7 +139,7 @@ enum Listing {
 impl From<Option<TagList>> for Listing {
     fn from(list: Option<TagList>) -> Self {
         match list {
-            None => Listing::Tags(HashSet::new()),
+            None => Listing::Unknown,
             Some(TagList {
                 google_manifests: Some(manifests),
                 ..
@@ -169,7 +170,7 @@ struct Inventory {
 impl Inventory {
     fn tag(&self, key: RepoKey, tag_id: NameId, tag: &str) -> Option<Option<Digest>> {
         match self.listings.get(&key) {
-            None => Some(None),
+            None | Some(Listing::Unknown) => Some(None),
             Some(Listing::Tags(names)) if !names.contains(tag) => Some(None),
             Some(Listing::Tags(_)) => self.tag_heads.get(&(key, tag_id)).copied(),
             Some(Listing::Complete { tags, .. }) => Some(tags.get(tag).copied()),
@@ -179,7 +180,7 @@ impl Inventory {
     fn has_digest(&self, key: RepoKey, digest: Digest) -> Option<bool> {
         match self.listings.get(&key) {
             None => Some(false),
-            Some(Listing::Tags(_)) => self.digest_heads.get(&(key, digest)).copied(),
+            Some(Listing::Unknown | Listing::Tags(_)) => self.digest_heads.get(&(key, digest)).copied(),
             Some(Listing::Complete { digests, .. }) => Some(digests.contains(&digest)),
         }
     }
@@ -294,13 +295,15 @@ async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
     .await?;
     inv.digest_heads.extend(heads);
     check_cancel(st)?;
+    let fresh = fresh_destinations(&inv, edges);
 
-    // The source only matters for edges that are not already promoted.
+    // The source only matters for edges that are not already promoted, and for tagless
+    // ones that are (reported when staging lost them since, as Go does).
     let src_digests: BTreeSet<(RepoKey, Digest)> = edges
         .iter()
         .filter(|e| {
             let dst_has = inv.has_digest(RepoKey::destination_of(e), e.digest) == Some(true);
-            !already_promoted(e.tag.is_some(), inv.dst_tag(&st.edges, e), dst_has)
+            e.tag.is_none() || !already_promoted(e.tag.is_some(), inv.dst_tag(&st.edges, e), dst_has)
         })
         .map(|e| (RepoKey::source_of(e), e.digest))
         .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
@@ -324,7 +327,24 @@ async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
         })
         .collect();
     state.decisions = decisions;
+    state.fresh_destinations = fresh;
     Ok(())
+}
+
+/// Destination repositories the registry does not know and where none of the edges'
+/// digests were found (every edge into an unknown repository has its digest HEADed).
+fn fresh_destinations(inv: &Inventory, edges: &[Edge]) -> BTreeSet<RepoKey> {
+    let inhabited: HashSet<RepoKey> = inv
+        .digest_heads
+        .iter()
+        .filter(|(_, present)| **present)
+        .map(|((key, _), _)| *key)
+        .collect();
+    edges
+        .iter()
+        .map(RepoKey::destination_of)
+        .filter(|key| matches!(inv.listings.get(key), Some(Listing::Unknown)) && !inhabited.contains(key))
+        .collect()
 }
 
 async fn head_digest(st: &PlanState, key: RepoKey, digest: Digest) -> Result<((RepoKey, Digest), bool), anyhow::Error> {
@@ -349,7 +369,7 @@ pub fn counts(decisions: &[Decision]) -> Counts {
         match d {
             Decision::Copy => c.copy += 1,
             Decision::Retag => c.retag += 1,
-            Decision::Skip => c.skip += 1,
+            Decision::Skip | Decision::SkipStillLost => c.skip += 1,
             Decision::Lost => c.lost += 1,
             Decision::TagMove { .. } => c.tag_moves += 1,
         }
@@ -402,6 +422,15 @@ fn print_plan(state: &PlanState, c: &Counts, out: &mut impl Write) -> std::io::R
         let dst = edges.destination(edge);
         match decision {
             Decision::Skip => {}
+            Decision::SkipStillLost => {
+                error!(
+                    "{dst} is already promoted, but it is still _LOST_ (can't find {src} in src registry! please backfill it!)"
+                );
+                writeln!(
+                    out,
+                    "  skip     {src} -> {dst} (already promoted; still _LOST_ in the source)"
+                )?;
+            }
             Decision::Copy | Decision::Retag => writeln!(out, "  {:<8} {src} -> {dst}", decision.label())?,
             Decision::Lost => {
                 error!("cannot promote {src} to {dst} because it is _LOST_ (can't find it in src registry!)");

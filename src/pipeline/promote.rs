@@ -6,7 +6,9 @@
 //! 1. read each source manifest graph once (index children by digest);
 //! 2. HEAD child manifests at each destination repository; present children (and
 //!    everything under them) are not copied again;
-//! 3. HEAD the blobs the missing manifests need at each destination;
+//! 3. HEAD the blobs the missing manifests need at each destination, except in
+//!    repositories the plan found not to exist and where no child manifest turned up
+//!    (they hold nothing; on a new mirror this saves a third of its requests);
 //! 4. copy each missing blob once: a cross-repository mount when the destination is on
 //!    the source's registry, otherwise one source read streamed to every destination
 //!    that lacks it (then mounted into further repositories of the same registry);
@@ -165,7 +167,7 @@ async fn promote(state: &PlanState, work: &BTreeMap<SrcImage, BTreeMap<RepoKey, 
     let failed_blobs = copy_blobs(&ctx, jobs, &progress).await;
     stream::iter(by_dst.iter())
         .for_each_concurrent(GLOBAL_JOBS, |(dst, images)| {
-            let needed = needed.get(dst).cloned().unwrap_or_default();
+            let needed = needed.manifests.get(dst).cloned().unwrap_or_default();
             push_repo(&ctx, &nodes, *dst, images, needed, &failed_blobs, &progress)
         })
         .await;
@@ -244,13 +246,23 @@ fn descendants(nodes: &Nodes, src: RepoKey, top: Digest) -> BTreeSet<Digest> {
     seen
 }
 
+/// What step 2 found.
+#[derive(Debug, Default)]
+struct Needed {
+    /// Per destination repository, the manifests (by source repository and digest) to push.
+    manifests: BTreeMap<RepoKey, BTreeSet<SrcImage>>,
+    /// Destination repositories known to hold nothing (see `PlanState::fresh_destinations`),
+    /// less those where a child manifest turned up.
+    fresh: BTreeSet<RepoKey>,
+}
+
 /// Step 2: per destination repository, the manifests (by source repository and digest)
 /// that must be pushed: copied tops, plus their children the destination lacks.
 async fn missing_manifests(
     ctx: &Ctx<'_>,
     nodes: &Nodes,
     by_dst: &BTreeMap<RepoKey, Vec<(SrcImage, &Needs)>>,
-) -> BTreeMap<RepoKey, BTreeSet<SrcImage>> {
+) -> Needed {
     let mut to_head: BTreeSet<(RepoKey, RepoKey, Digest)> = BTreeSet::new();
     for (dst, images) in by_dst {
         for ((src, top), needs) in images {
@@ -276,13 +288,18 @@ async fn missing_manifests(
         .collect()
         .await;
 
-    let mut needed: BTreeMap<RepoKey, BTreeSet<SrcImage>> = BTreeMap::new();
+    // A repository holding a child is not fresh: an earlier run got that far.
+    let inhabited: BTreeSet<RepoKey> = present.iter().map(|(dst, _)| *dst).collect();
+    let mut needed = Needed {
+        fresh: ctx.state.fresh_destinations.difference(&inhabited).copied().collect(),
+        ..Needed::default()
+    };
     for (dst, images) in by_dst {
         for ((src, top), needs) in images {
             if !needs.push {
                 continue;
             }
-            let set = needed.entry(*dst).or_default();
+            let set = needed.manifests.entry(*dst).or_default();
             let mut todo = vec![*top];
             while let Some(d) = todo.pop() {
                 if !set.insert((*src, d)) {
@@ -309,13 +326,9 @@ struct BlobJob {
 
 /// Step 3: HEADs the blobs of the missing manifests at their destinations and returns
 /// the copies to make, with the number of bytes they will upload.
-async fn missing_blobs(
-    ctx: &Ctx<'_>,
-    nodes: &Nodes,
-    needed: &BTreeMap<RepoKey, BTreeSet<SrcImage>>,
-) -> (Vec<BlobJob>, u64) {
+async fn missing_blobs(ctx: &Ctx<'_>, nodes: &Nodes, needed: &Needed) -> (Vec<BlobJob>, u64) {
     let mut wanted: BTreeMap<(RepoKey, Digest), (u64, RepoKey)> = BTreeMap::new();
-    for (dst, manifests) in needed {
+    for (dst, manifests) in &needed.manifests {
         for (src, digest) in manifests {
             if let Some(node) = nodes.get(&(*src, *digest)) {
                 for blob in &node.refs.blobs {
@@ -324,7 +337,9 @@ async fn missing_blobs(
             }
         }
     }
-    let lacking: Vec<((RepoKey, Digest), (u64, RepoKey))> = stream::iter(wanted)
+    // A fresh repository lacks every blob: no HEADs there.
+    let (fresh, known): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|((dst, _), _)| needed.fresh.contains(dst));
+    let mut lacking: Vec<((RepoKey, Digest), (u64, RepoKey))> = stream::iter(known)
         .map(|((dst, digest), info)| async move {
             let (registry, repo) = ctx.repo(dst)?;
             match registry.blob_size(&repo, &digest).await {
@@ -343,6 +358,7 @@ async fn missing_blobs(
         .filter_map(|x| async move { x })
         .collect()
         .await;
+    lacking.extend(fresh);
 
     let mut jobs: BTreeMap<Digest, BlobJob> = BTreeMap::new();
     let mut total = 0;

@@ -2,7 +2,7 @@
 //!
 //! Later phases (Provenance, Sign, Attest) only need read access to the edges, their
 //! decisions and what Promote pushed, so all of it lives here instead of in locals.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -100,6 +100,12 @@ pub struct PlanState {
     pub roots: BTreeMap<NameId, RepoRoot>,
     /// One decision per edge, index-aligned with `edges.edges()`.
     pub decisions: Vec<Decision>,
+    /// Destination repositories the plan found not to exist: no tags, and none of the
+    /// digests the manifests send there. Unless a child manifest turns up there, Promote
+    /// treats them as holding no blobs and spends no blob HEADs on them (on a new mirror,
+    /// a third of its requests). The cost: blobs left in such a repository by an
+    /// interrupted run that pushed no manifest yet are uploaded again.
+    pub fresh_destinations: BTreeSet<RepoKey>,
     pub promote: PromoteReport,
     pub phases: Vec<PhaseTiming>,
 }
@@ -114,6 +120,7 @@ impl PlanState {
             edges: EdgeSet::default(),
             roots: BTreeMap::new(),
             decisions: Vec::new(),
+            fresh_destinations: BTreeSet::new(),
             promote: PromoteReport::default(),
             phases: Vec::new(),
         }

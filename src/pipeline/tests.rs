@@ -215,8 +215,9 @@ async fn rerun_plans_skips_and_writes_nothing() {
     assert_eq!(world.host("stage").count("GET blob"), 0);
     assert_eq!(
         world.host("stage").count("HEAD"),
-        0,
-        "already promoted edges need no source reads"
+        1,
+        "already promoted edges need no source reads, except one HEAD per tagless digest \
+         (to report it if staging lost it), whatever the number of mirrors"
     );
 }
 
@@ -290,6 +291,21 @@ async fn nop_when_source_lacks_the_digest_lost_is_reported_not_fatal() {
     world.clear_logs();
     let err = plan::plan_edges(&mut strict).await.expect_err("--fail-on-lost");
     assert_eq!(err.kind, ExitKind::Promotion);
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn promoted_tagless_image_lost_from_staging_is_reported_not_fatal() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("gone", &[b"g"]);
+    // Promoted earlier; staging has lost it since.
+    world.host("m1").seed("prod/foo", &img, &[]);
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", vec![(img.digest(), vec![])])]);
+    let mut state = world.state(&[m], true);
+    state.options.fail_on_lost = true;
+    plan_and_promote(&mut state).await;
+    assert_eq!(state.decisions, [Decision::SkipStillLost]);
+    assert_eq!(plan::counts(&state.decisions).skip, 1);
     assert_eq!(world.writes(), 0);
 }
 
@@ -374,7 +390,10 @@ async fn mirror_with_some_blobs_gets_only_the_missing_ones() {
     let world = World::new(&["stage", "m1"]);
     let img = TestImage::single("x", &[b"base", b"top"]);
     world.host("stage").seed("staging/foo", &img, &[]);
-    world.host("m1").seed_blob("prod/foo", b"base");
+    // The mirror's repository already serves an older image on the same base layer.
+    world
+        .host("m1")
+        .seed("prod/foo", &TestImage::single("old", &[b"base"]), &["0.9"]);
     let m = manifest(
         "stage/staging",
         &["m1/prod"],
@@ -391,6 +410,60 @@ async fn mirror_with_some_blobs_gets_only_the_missing_ones() {
             .iter()
             .all(|w| !w.contains(&Digest::of(b"base").to_string()))
     );
+}
+
+#[tokio::test]
+async fn a_repository_the_mirror_does_not_know_gets_its_blobs_without_heads() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    // m2 holds a blob in prod/foo but no manifest (a run interrupted mid-copy): like
+    // distribution, it answers NAME_UNKNOWN for the tags list.
+    let base = Digest::of(&img.children[0].blobs[0]);
+    world.host("m2").seed_blob("prod/foo", &img.children[0].blobs[0]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
+    for mirror in ["m1", "m2"] {
+        let host = world.host(mirror);
+        assert_eq!(host.count("HEAD blob"), 0, "{mirror}: {:?}", host.log());
+        assert_eq!(host.repo("prod/foo").tags.get("1.0"), Some(&img.digest()), "{mirror}");
+        assert_eq!(host.repo("prod/foo").blobs.len(), img.all_blobs().len(), "{mirror}");
+    }
+    // The price, documented on `PlanState::fresh_destinations`: that blob went again.
+    assert!(world.host("m2").writes().iter().any(|w| w.contains(&base.to_string())));
+}
+
+#[tokio::test]
+async fn a_repository_holding_a_child_still_gets_blob_heads() {
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    // An earlier run pushed the first child before it stopped.
+    world.host("m1").seed("prod/foo", &img.children[0], &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
+    let host = world.host("m1");
+    assert!(host.count("HEAD blob") > 0, "{:?}", host.log());
+    for blob in &img.children[0].blobs {
+        let digest = Digest::of(blob).to_string();
+        assert!(
+            !host.writes().iter().any(|w| w.contains("blob") && w.contains(&digest)),
+            "{digest} uploaded again"
+        );
+    }
+    assert_eq!(host.repo("prod/foo").tags.get("1.0"), Some(&img.digest()));
 }
 
 #[tokio::test]

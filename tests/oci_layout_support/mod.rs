@@ -120,7 +120,7 @@ pub fn chunked(bytes: &Bytes, parts: usize) -> BlobStream {
         .step_by(step)
         .map(|i| Ok(bytes.slice(i..(i + step).min(bytes.len()))))
         .collect();
-    Box::pin(futures_util::stream::iter(chunks))
+    BlobStream::new(futures_util::stream::iter(chunks))
 }
 
 pub async fn put(registry: &dyn Registry, repo: &str, blob: &Blob) {

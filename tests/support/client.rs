@@ -45,7 +45,7 @@ pub async fn read_blob(registry: &dyn Registry, repo: &str, digest: &Digest) -> 
 
 /// A blob stream over in-memory bytes, for `put_blob`.
 pub fn stream_of(bytes: Bytes) -> BlobStream {
-    Box::pin(futures_util::stream::iter([Ok(bytes)]))
+    BlobStream::new(futures_util::stream::iter([Ok(bytes)]))
 }
 
 /// Copies a blob between registries with the client: `get_blob` streamed into `put_blob`.

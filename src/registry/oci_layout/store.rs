@@ -158,7 +158,9 @@ pub async fn upload(
     let dir = parent(&target).map_err(|e| op.io(e))?.to_path_buf();
     let tmp = op.blocking(move || temp_file(&dir)).await?;
     let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(|e| op.io(e))?);
-    let mut hasher = DigestWriter::new();
+    // A body that vouches for this digest fails before its last byte on a mismatch;
+    // anything else is hashed here.
+    let mut hasher = (body.vouched_digest() != Some(digest)).then(DigestWriter::new);
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -166,15 +168,18 @@ pub async fn upload(
         if written > size {
             return Err(op.invalid(format!("blob is longer than the announced {size} bytes")));
         }
-        hasher.update(&chunk);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
         file.write_all(&chunk).await.map_err(|e| op.io(e))?;
         count(stats, "", 0, chunk.len() as u64);
     }
     if written != size {
         return Err(op.invalid(format!("blob is {written} bytes, expected {size}")));
     }
-    let actual = hasher.finish();
-    if actual != digest {
+    if let Some(actual) = hasher.map(DigestWriter::finish)
+        && actual != digest
+    {
         return Err(op.mismatch(digest, actual));
     }
     file.flush().await.map_err(|e| op.io(e))?;
@@ -184,12 +189,18 @@ pub async fn upload(
 }
 
 /// Opens a blob as a stream that hashes every chunk and ends with a digest-mismatch
-/// error instead of a clean end if the file's content is not `digest`.
+/// error if the file's content is not `digest`. The verdict is made when the file's last
+/// byte is read and replaces that chunk on a mismatch, so the stream vouches for its
+/// digest (an upload stopping at the blob's length never sends a corrupt whole).
 pub async fn read_verified(op: Op, path: PathBuf, digest: Digest, stats: Stats) -> Result<BlobStream, Error> {
     let file = tokio::fs::File::open(&path).await.map_err(|e| op.io(e))?;
+    let length = file.metadata().await.map_err(|e| op.io(e))?.len();
     struct State {
         file: tokio::fs::File,
+        /// Taken when the verdict is made; the stream ends after it.
         hasher: Option<DigestWriter>,
+        seen: u64,
+        length: u64,
         op: Op,
         digest: Digest,
         stats: Stats,
@@ -197,30 +208,35 @@ pub async fn read_verified(op: Op, path: PathBuf, digest: Digest, stats: Stats) 
     let state = State {
         file,
         hasher: Some(DigestWriter::new()),
+        seen: 0,
+        length,
         op,
         digest,
         stats,
     };
     let stream = futures_util::stream::try_unfold(state, |mut st| async move {
-        let Some(mut hasher) = st.hasher.take() else {
+        let Some(hasher) = st.hasher.as_mut() else {
             return Ok(None);
         };
         let mut buf = BytesMut::with_capacity(CHUNK);
         let n = st.file.read_buf(&mut buf).await.map_err(|e| st.op.io(e))?;
-        if n == 0 {
-            let actual = hasher.finish();
-            return if actual == st.digest {
-                Ok(None)
-            } else {
-                Err(st.op.mismatch(st.digest, actual))
-            };
-        }
         hasher.update(&buf);
+        st.seen += n as u64;
+        if (n == 0 || st.seen >= st.length)
+            && let Some(hasher) = st.hasher.take()
+        {
+            let actual = hasher.finish();
+            if actual != st.digest {
+                return Err(st.op.mismatch(st.digest, actual));
+            }
+        }
+        if n == 0 {
+            return Ok(None);
+        }
         count(&st.stats, "", n as u64, 0);
-        st.hasher = Some(hasher);
         Ok(Some((buf.freeze(), st)))
     });
-    Ok(Box::pin(stream))
+    Ok(BlobStream::vouched(stream, digest))
 }
 
 /// Links `from` to `to` (same inode, no copy). `Ok(false)` when the filesystem cannot

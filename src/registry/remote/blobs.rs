@@ -92,8 +92,9 @@ impl RemoteRegistry {
         if !reply.status().is_success() {
             return Err(self.failure(&op, reply).await);
         }
+        let length = reply.response.content_length();
         let state = VerifyState {
-            length: reply.response.content_length(),
+            length,
             seen: 0,
             inner: Box::pin(reply.response.bytes_stream()),
             hasher: Some(DigestWriter::new()),
@@ -107,7 +108,13 @@ impl RemoteRegistry {
         // The concurrency slot covers the exchange, not the body: a copy within one
         // registry holds a download open while it uploads, and must not wait on itself.
         drop(reply.permit);
-        Ok(Box::pin(stream::unfold(state, VerifyState::next).fuse()))
+        let chunks = stream::unfold(state, VerifyState::next).fuse();
+        // Without a length the verdict comes only at the end of the body, after the last
+        // chunk: an upload of this stream must then check the bytes itself.
+        Ok(match length {
+            Some(_) => BlobStream::vouched(chunks, *digest),
+            None => BlobStream::new(chunks),
+        })
     }
 
     /// POST an upload session, optionally asking to mount `digest` from `from`.
@@ -258,7 +265,7 @@ impl RemoteRegistry {
             if taken.is_some() {
                 touched.store(true, Ordering::Relaxed);
             }
-            taken.unwrap_or_else(|| Box::pin(stream::empty()))
+            taken.unwrap_or_else(|| BlobStream::new(stream::empty()))
         })
         .flatten()
         .map(move |item| {
@@ -373,6 +380,8 @@ async fn read_up_to(source: &mut BlobStream, limit: usize) -> Result<Bytes, Erro
 
 /// Wraps an upload source: fails (instead of ending) if it yields more or fewer than
 /// `size` bytes or bytes that do not hash to `digest`, so the registry never commits them.
+/// A source that already vouches for `digest` is not hashed a second time; its length is
+/// still checked.
 ///
 /// The digest is checked when the last expected byte arrives, and that last chunk is
 /// held back on a mismatch: an HTTP client stops reading a body at its `Content-Length`,
@@ -438,8 +447,8 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
         }
     }
     let state = State {
+        hasher: (source.vouched_digest() != Some(digest)).then(DigestWriter::new),
         source,
-        hasher: Some(DigestWriter::new()),
         seen: 0,
         done: false,
         size,
@@ -448,7 +457,7 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
         op,
     };
     // Fused: the upload may poll it again after its end.
-    Box::pin(stream::unfold(state, State::next).fuse())
+    BlobStream::new(stream::unfold(state, State::next).fuse())
 }
 
 /// State of a verified download stream.
@@ -532,7 +541,7 @@ mod tests {
 
     fn chunks(parts: &[&'static [u8]]) -> BlobStream {
         let items: Vec<Result<Bytes, Error>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
-        Box::pin(stream::iter(items))
+        BlobStream::new(stream::iter(items))
     }
 
     async fn drain(mut s: BlobStream) -> Result<Vec<u8>, Error> {
@@ -565,6 +574,31 @@ mod tests {
 
         let long = verified_source(chunks(&[b"hello world!"]), d, 11, "r".into(), "op".into());
         assert!(matches!(drain(long).await, Err(Error::Protocol { .. })));
+    }
+
+    #[tokio::test]
+    async fn only_a_vouch_for_the_same_digest_skips_the_second_hash() {
+        let d = Digest::of(b"hello world");
+        let vouched = |parts: &[&'static [u8]], digest| {
+            let items: Vec<Result<Bytes, Error>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+            BlobStream::vouched(stream::iter(items), digest)
+        };
+        // A stream vouching for `d` is trusted to have checked its bytes (this one lies, which
+        // shows that the upload side did not hash them again)...
+        let trusted = verified_source(vouched(&[b"hello World"], d), d, 11, "r".into(), "op".into());
+        assert_eq!(drain(trusted).await.unwrap(), b"hello World");
+        // ...but its length is still checked,
+        let short = verified_source(vouched(&[b"hello"], d), d, 11, "r".into(), "op".into());
+        assert!(matches!(drain(short).await, Err(Error::Protocol { .. })));
+        // and a vouch for another digest counts for nothing.
+        let other = verified_source(
+            vouched(&[b"hello World"], Digest::of(b"x")),
+            d,
+            11,
+            "r".into(),
+            "op".into(),
+        );
+        assert!(matches!(drain(other).await, Err(Error::DigestMismatch { .. })));
     }
 
     #[test]
