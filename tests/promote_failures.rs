@@ -199,7 +199,12 @@ async fn unreachable_mirror_fails_naming_it_and_leaves_nothing_dangling() {
     let run = world.confirm(180);
     run.expect_code(1);
     let error = final_error(&run);
-    for needle in [closed.as_str(), "connect", "Connection refused"] {
+    for needle in [
+        closed.as_str(),
+        "connect",
+        "Connection refused",
+        "nothing listens there",
+    ] {
         assert!(
             error.contains(needle),
             "the final error must mention {needle:?}: {error}"

@@ -228,10 +228,12 @@ impl RemoteRegistry {
                             operation: "connect".into(),
                             message: format!("{e} (a private CA can be trusted with --registry-ca-file)"),
                         }),
+                        // The probe names the https:// URL; say that plain HTTP would
+                        // not have helped either.
                         transport::ProbeFailure::Unreachable => Err(Error::Transport {
                             registry: self.name.clone(),
                             operation: "connect".into(),
-                            message: e.to_string(),
+                            message: format!("{e} (nothing listens there, for HTTPS or plain HTTP)"),
                         }),
                         transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", endpoint(&self.name)))
                             .map_err(|e| self.protocol("build URL", e.to_string())),
