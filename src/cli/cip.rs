@@ -14,6 +14,9 @@ use crate::snapshot::{self, OutputFormat};
 const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
 const DEFAULT_ISSUER: &str = "https://accounts.google.com";
 
+/// The `cip` arguments. Every `BOOL` flag takes Go's forms (`--flag`, `--flag=true`,
+/// `--flag=false`, never `--flag false`): [`go_bool_flags`] gives them that shape, so
+/// the command must be built through it.
 #[derive(Debug, Clone, Args)]
 pub struct CipArgs {
     // ---- Manifests ----
@@ -30,17 +33,7 @@ pub struct CipArgs {
     /// Promote only the digests that appear in the git diff of the current Prow job
     /// (base from the JOB_TYPE and PULL_BASE_SHA environment variables). Takes
     /// precedence over --manifest-diff-since.
-    #[arg(
-        long,
-        help_heading = "Manifests",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Manifests", value_name = "BOOL")]
     pub use_prow_manifest_diff: bool,
 
     /// Promote only the digests changed in git within this window, in git date syntax
@@ -51,46 +44,16 @@ pub struct CipArgs {
     // ---- Promotion ----
     /// Actually promote, sign and attest. Without it the run is a dry run that stops
     /// after the validate phase and writes nothing.
-    #[arg(
-        long,
-        help_heading = "Promotion",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Promotion", value_name = "BOOL")]
     pub confirm: bool,
 
     /// Stop after the plan phase (the registries have been read by then).
-    #[arg(
-        long,
-        help_heading = "Promotion",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Promotion", value_name = "BOOL")]
     pub parse_only: bool,
 
     /// Exit 1 when a source digest is missing from its staging registry (_LOST_). Go
     /// kpromo only logs lost images and exits 0. [kpromo addition]
-    #[arg(
-        long,
-        help_heading = "Promotion",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Promotion", value_name = "BOOL")]
     pub fail_on_lost: bool,
 
     /// Write the plan as JSON (every edge with its decision) to FILE. [kpromo addition]
@@ -131,17 +94,7 @@ pub struct CipArgs {
 
     /// With either snapshot mode: drop tagless digests that are children of a manifest
     /// list or index (reads those lists from the registry).
-    #[arg(
-        long,
-        help_heading = "Snapshots",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Snapshots", value_name = "BOOL")]
     pub minimal_snapshot: bool,
 
     /// Snapshot output format: yaml or csv (case-insensitive).
@@ -156,17 +109,7 @@ pub struct CipArgs {
     // ---- Signing ----
     /// Sign promoted images and attach promotion attestations. --sign=false also
     /// disables the attest phase.
-    #[arg(
-        long,
-        help_heading = "Signing",
-        value_name = "BOOL",
-        value_parser = go_bool,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "true",
-        action = ArgAction::Set
-    )]
+    #[arg(long, help_heading = "Signing", value_name = "BOOL", default_value = "true")]
     pub sign: bool,
 
     /// Service account whose OIDC identity signs images and attestations.
@@ -254,6 +197,27 @@ pub struct CipArgs {
         help_heading = "Compatibility"
     )]
     pub max_image_size: i64,
+}
+
+/// Shapes every `BOOL` flag of `cip` like a Go (pflag) boolean: bare `--flag` means true,
+/// a value must follow `=`, and spellings are `strconv.ParseBool`'s. Done here once rather
+/// than on each field; a field without a default is false.
+pub fn go_bool_flags(cip: clap::Command) -> clap::Command {
+    cip.mut_args(|arg| {
+        if arg.get_value_names().is_none_or(|names| names != ["BOOL"]) {
+            return arg;
+        }
+        let arg = if arg.get_default_values().is_empty() {
+            arg.default_value("false")
+        } else {
+            arg
+        };
+        arg.action(ArgAction::Set)
+            .value_parser(go_bool)
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    })
 }
 
 /// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
@@ -425,7 +389,10 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> CipArgs {
-        Harness::try_parse_from(std::iter::once("cip").chain(args.iter().copied()))
+        use clap::{CommandFactory, FromArgMatches};
+        go_bool_flags(Harness::command())
+            .try_get_matches_from(std::iter::once("cip").chain(args.iter().copied()))
+            .and_then(|m| Harness::from_arg_matches(&m))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
             .cip
     }

@@ -79,7 +79,7 @@ pub enum ManifestCommand {
 
 /// The full command, including the hidden removed flags that are refused with a message.
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommand("cip", removed::augment)
+    Cli::command().mut_subcommand("cip", |cip| removed::augment(cip::go_bool_flags(cip)))
 }
 
 /// Entry point of the `kpromo` binary.
