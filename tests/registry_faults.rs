@@ -1,12 +1,13 @@
 //! The remote client under injected faults, through the harness's fault proxy in front of
 //! real distribution: corrupted bodies are refused (digest mismatch), transient failures
 //! (5xx, 429, resets, truncated bodies) are retried until they pass, permanent answers
-//! (404) are not retried, and tags lists are followed across `Link` pages (distribution
-//! 2.8 cannot paginate tags itself; the proxy pages them like GCR or distribution 3 do).
+//! (404) are not retried, a burst of 5xx lowers the host's concurrency limit once (not
+//! once per answer), and tags lists are followed across `Link` pages (distribution 2.8
+//! cannot paginate tags itself; the proxy pages them like GCR or distribution 3 do).
 mod support;
 
 use futures_util::StreamExt;
-use kpromo::registry::{Error, ManifestRef};
+use kpromo::registry::{ClientOptions, Error, ManifestRef};
 use support::client::{copy_blob, digest, open, options_for, read_blob};
 use support::images::{Blob, Format, Image};
 use support::{Action, FaultProxy, RegistryOptions, Rule, TestRegistry, Times, within};
@@ -301,4 +302,53 @@ async fn stalled_answers_time_out_instead_of_hanging() {
     )]);
     let outcome = within(60, "read a stalled blob", read_blob(reg, "app", &digest(&layer.digest))).await;
     assert!(outcome.is_err(), "a stalled body must end in an error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_server_errors_lowers_the_limit_once_and_requests_still_succeed() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let blobs: Vec<Blob> = (0..8).map(|i| Blob::random(950 + i, 1_000)).collect();
+    for blob in &blobs {
+        registry.pusher().push_blob("flaky", blob).await;
+    }
+    let proxy = FaultProxy::start(registry.port());
+    // The first attempt of each blob's HEAD answers 500; its retry goes through.
+    proxy.set_rules(vec![Rule::new(
+        Some("HEAD"),
+        "/blobs/",
+        Action::Status {
+            status: 500,
+            retry_after: None,
+        },
+        Times::FirstPerRequest(1),
+    )]);
+    let options = ClientOptions {
+        rate_limit: 100_000,
+        burst: 100_000,
+        ..options_for(&registry)
+    };
+    let (_registries, root) = open(&proxy.host(), options);
+    // Eight HEADs at once: all admitted under the starting limit of 8, all answered 500.
+    let results = within(60, "HEADs through a failing proxy", async {
+        let tasks = blobs.iter().map(|blob| {
+            let (registry, d) = (root.registry.clone(), digest(&blob.digest));
+            tokio::spawn(async move { registry.blob_size("flaky", &d).await })
+        });
+        futures_util::future::join_all(tasks).await
+    })
+    .await;
+    for (result, blob) in results.into_iter().zip(&blobs) {
+        assert_eq!(result.expect("task").expect("retried past the 500"), Some(blob.size));
+    }
+    assert_eq!(proxy.faults(), blobs.len(), "every planned 500 was served");
+    let concurrency = root.registry.stats().concurrency.expect("remote registry");
+    println!("after a burst of 8 answers of 500: concurrency {concurrency:?}");
+    assert!(concurrency.lowest < 8, "5xx lowered the limit: {concurrency:?}");
+    // Cutting by 0.75 for each of the 8 answers would end at 1 (8, 6, 4, 3, 2, 1, ...).
+    // Answers to requests sent under the old limit count once; requests admitted while the
+    // first answers came back (a busy machine spreads them out) may add a decrease or two.
+    assert!(
+        concurrency.lowest >= 2,
+        "one burst is not eight decreases: {concurrency:?}"
+    );
 }
