@@ -24,6 +24,9 @@ use super::http_server::{Body, BoxError, Conn, Server, full, json};
 pub enum Action {
     /// Answer this status without forwarding; 429 and 503 carry `Retry-After` when given.
     Status { status: u16, retry_after: Option<u32> },
+    /// Wait, then answer this status without forwarding: a burst of requests is all in
+    /// flight before the first answer comes back, however loaded the machine.
+    StatusAfter { status: u16, after: Duration },
     /// Close the connection with a TCP RST before any response byte.
     Reset,
     /// Forward, then send only the first half of the response body and reset.
@@ -206,22 +209,28 @@ async fn handle(
             fault: fault.map(|a| format!("{a:?}")),
         });
     };
-    match &action {
-        Some(Action::Status { status, retry_after }) => {
-            // Read the body first so the client gets the answer, not a broken pipe.
-            let _ = req.into_body().collect().await;
-            record(Some(*status), action.as_ref());
-            let mut response = json(
-                *status,
-                &serde_json::json!({"errors": [{"code": "INJECTED", "message": "injected by the test fault proxy"}]}),
-            )?;
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from(*seconds));
-            }
-            return Ok(response);
+    let answer = match &action {
+        Some(Action::Status { status, retry_after }) => Some((*status, *retry_after)),
+        Some(Action::StatusAfter { status, after }) => {
+            tokio::time::sleep(*after).await;
+            Some((*status, None))
         }
+        _ => None,
+    };
+    if let Some((status, retry_after)) = answer {
+        // Read the body first so the client gets the answer, not a broken pipe.
+        let _ = req.into_body().collect().await;
+        record(Some(status), action.as_ref());
+        let mut response = json(
+            status,
+            &serde_json::json!({"errors": [{"code": "INJECTED", "message": "injected by the test fault proxy"}]}),
+        )?;
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+        }
+        return Ok(response);
+    }
+    match &action {
         Some(Action::Reset) => {
             record(None, action.as_ref());
             conn.arm_reset();
