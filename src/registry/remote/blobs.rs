@@ -97,8 +97,7 @@ impl RemoteRegistry {
             length,
             seen: 0,
             inner: Box::pin(reply.response.bytes_stream()),
-            hasher: Some(DigestWriter::new()),
-            expected: *digest,
+            check: DigestCheck::new(*digest),
             idle: self.idle,
             read: self.counters.bytes_read.clone(),
             registry: self.name.clone(),
@@ -389,11 +388,10 @@ async fn read_up_to(source: &mut BlobStream, limit: usize) -> Result<Bytes, Erro
 fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: String, op: String) -> BlobStream {
     struct State {
         source: BlobStream,
-        hasher: Option<DigestWriter>,
+        check: DigestCheck,
         seen: u64,
         done: bool,
         size: u64,
-        digest: Digest,
         registry: String,
         op: String,
     }
@@ -406,15 +404,8 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
             }
         }
 
-        /// The mismatch, if the bytes seen so far do not hash to the digest.
         fn verdict(&mut self) -> Option<Error> {
-            let actual = self.hasher.take()?.finish();
-            (actual != self.digest).then(|| Error::DigestMismatch {
-                registry: self.registry.clone(),
-                operation: self.op.clone(),
-                expected: self.digest,
-                actual,
-            })
+            self.check.verdict(&self.registry, &self.op)
         }
 
         async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
@@ -428,9 +419,7 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
                     if self.seen > size {
                         Some(self.fail(format!("source has more than the expected {size} bytes")))
                     } else {
-                        if let Some(h) = self.hasher.as_mut() {
-                            h.update(&chunk);
-                        }
+                        self.check.update(&chunk);
                         match if self.seen == size { self.verdict() } else { None } {
                             Some(mismatch) => Some(mismatch),
                             None => return Some((Ok(chunk), self)),
@@ -446,13 +435,17 @@ fn verified_source(source: BlobStream, digest: Digest, size: u64, registry: Stri
             error.map(|e| (Err(e), self))
         }
     }
+    let check = if source.vouched_digest() == Some(digest) {
+        DigestCheck::vouched()
+    } else {
+        DigestCheck::new(digest)
+    };
     let state = State {
-        hasher: (source.vouched_digest() != Some(digest)).then(DigestWriter::new),
         source,
+        check,
         seen: 0,
         done: false,
         size,
-        digest,
         registry,
         op,
     };
@@ -468,9 +461,7 @@ struct VerifyState {
     /// expected size never holds the whole corrupt blob.
     length: Option<u64>,
     seen: u64,
-    /// Taken when the verdict is made.
-    hasher: Option<DigestWriter>,
-    expected: Digest,
+    check: DigestCheck,
     idle: std::time::Duration,
     read: Arc<std::sync::atomic::AtomicU64>,
     registry: String,
@@ -500,9 +491,7 @@ impl VerifyState {
             Some(Ok(chunk)) => {
                 self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 self.seen += chunk.len() as u64;
-                if let Some(h) = self.hasher.as_mut() {
-                    h.update(&chunk);
-                }
+                self.check.update(&chunk);
                 if self.length == Some(self.seen)
                     && let Some(mismatch) = self.verdict()
                 {
@@ -523,13 +512,45 @@ impl VerifyState {
         }
     }
 
-    /// The mismatch, if the bytes so far do not hash to the expected digest (once).
     fn verdict(&mut self) -> Option<Error> {
-        let actual = self.hasher.take()?.finish();
-        (actual != self.expected).then(|| Error::DigestMismatch {
-            registry: self.registry.clone(),
-            operation: self.op.clone(),
-            expected: self.expected,
+        self.check.verdict(&self.registry, &self.op)
+    }
+}
+
+/// A digest check over a blob's bytes as they pass, made once: at its last expected byte
+/// or at its end, whichever the stream sees first.
+struct DigestCheck {
+    /// `None` once the verdict is made, or from the start for a vouched source.
+    pending: Option<(DigestWriter, Digest)>,
+}
+
+impl DigestCheck {
+    fn new(expected: Digest) -> Self {
+        Self {
+            pending: Some((DigestWriter::new(), expected)),
+        }
+    }
+
+    /// For bytes whose source already checks this digest: nothing to hash.
+    fn vouched() -> Self {
+        Self { pending: None }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        if let Some((hasher, _)) = self.pending.as_mut() {
+            hasher.update(chunk);
+        }
+    }
+
+    /// The mismatch, if the bytes so far do not hash to the expected digest. Only the
+    /// first call checks.
+    fn verdict(&mut self, registry: &str, operation: &str) -> Option<Error> {
+        let (hasher, expected) = self.pending.take()?;
+        let actual = hasher.finish();
+        (actual != expected).then(|| Error::DigestMismatch {
+            registry: registry.to_string(),
+            operation: operation.to_string(),
+            expected,
             actual,
         })
     }
