@@ -283,36 +283,26 @@ async fn decide_edges(state: &mut PlanState) -> Result<(), KpromoError> {
     }
     check_cancel(st)?;
 
-    let dst_digests: BTreeSet<(RepoKey, Digest)> = edges
+    let dst_digests: Vec<(RepoKey, Digest)> = edges
         .iter()
         .filter(|e| !(e.tag.is_some() && inv.dst_tag(&st.edges, e) == DstTag::Here))
         .map(|e| (RepoKey::destination_of(e), e.digest))
-        .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
         .collect();
-    let heads = each(dst_digests, "reading destination digests", |(key, digest)| {
-        head_digest(st, key, digest)
-    })
-    .await?;
-    inv.digest_heads.extend(heads);
+    head_digests(st, &mut inv, dst_digests, "reading destination digests").await?;
     check_cancel(st)?;
     let fresh = fresh_destinations(&inv, edges);
 
     // The source only matters for edges that are not already promoted, and for tagless
     // ones that are (reported when staging lost them since, as Go does).
-    let src_digests: BTreeSet<(RepoKey, Digest)> = edges
+    let src_digests: Vec<(RepoKey, Digest)> = edges
         .iter()
         .filter(|e| {
             let dst_has = inv.has_digest(RepoKey::destination_of(e), e.digest) == Some(true);
             e.tag.is_none() || !already_promoted(e.tag.is_some(), inv.dst_tag(&st.edges, e), dst_has)
         })
         .map(|e| (RepoKey::source_of(e), e.digest))
-        .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
         .collect();
-    let heads = each(src_digests, "reading source digests", |(key, digest)| {
-        head_digest(st, key, digest)
-    })
-    .await?;
-    inv.digest_heads.extend(heads);
+    head_digests(st, &mut inv, src_digests, "reading source digests").await?;
 
     let decisions = edges
         .iter()
@@ -345,6 +335,23 @@ fn fresh_destinations(inv: &Inventory, edges: &[Edge]) -> BTreeSet<RepoKey> {
         .map(RepoKey::destination_of)
         .filter(|key| matches!(inv.listings.get(key), Some(Listing::Unknown)) && !inhabited.contains(key))
         .collect()
+}
+
+/// HEADs every (repository, digest) the inventory cannot answer yet, once each, and
+/// records the answers.
+async fn head_digests(
+    st: &PlanState,
+    inv: &mut Inventory,
+    wanted: Vec<(RepoKey, Digest)>,
+    context: &str,
+) -> Result<(), KpromoError> {
+    let unknown: BTreeSet<(RepoKey, Digest)> = wanted
+        .into_iter()
+        .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
+        .collect();
+    let heads = each(unknown, context, |(key, digest)| head_digest(st, key, digest)).await?;
+    inv.digest_heads.extend(heads);
+    Ok(())
 }
 
 async fn head_digest(st: &PlanState, key: RepoKey, digest: Digest) -> Result<((RepoKey, Digest), bool), anyhow::Error> {
