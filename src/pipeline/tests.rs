@@ -110,6 +110,11 @@ impl World {
     }
 }
 
+/// The most common manifest here: staging's `foo` at `digest`, tagged 1.0, to `dsts`.
+fn foo_1_0(dsts: &[&str], digest: Digest) -> Manifest {
+    manifest("stage/staging", dsts, &[("foo", vec![(digest, vec!["1.0"])])])
+}
+
 async fn plan_and_promote(state: &mut PlanState) {
     plan::plan_edges(state).await.expect("plan");
     promote::run(state).await.expect("promote");
@@ -167,11 +172,7 @@ async fn fan_out_reads_each_source_blob_once_for_three_mirrors() {
     let world = World::new(&["stage", "m1", "m2", "m3"]);
     let img = multi_arch();
     world.host("stage").seed("staging/foo", &img, &["1.0"]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod", "m2/prod", "m3/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod", "m2/prod", "m3/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
 
@@ -247,11 +248,7 @@ async fn tag_move_is_refused_and_nothing_is_written() {
     let old = TestImage::single("old", &[b"old layer"]);
     world.host("stage").seed("staging/foo", &img, &[]);
     world.host("m1").seed("prod/foo", &old, &["1.0"]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod", "m2/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod", "m2/prod"], img.digest());
     let mut state = world.state(&[m], true);
     let err = plan::plan_edges(&mut state).await.expect_err("tag move must be fatal");
     assert_eq!(err.kind, ExitKind::Promotion);
@@ -339,11 +336,7 @@ async fn promote_1_tag_as_a_rebase_under_the_destination_prefix() {
     let world = World::new(&["stage", "m1"]);
     let img = TestImage::single("x", &[b"layer"]);
     world.host("stage").seed("staging/foo", &img, &[]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod/rebased"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod/rebased"], img.digest());
     plan_and_promote(&mut world.state(&[m], true)).await;
     assert_eq!(world.host("m1").repo("prod/rebased/foo").tags["1.0"], img.digest());
 }
@@ -353,11 +346,7 @@ async fn same_registry_destination_mounts_instead_of_copying() {
     let world = World::new(&["stage", "m1"]);
     let img = multi_arch();
     world.host("stage").seed("staging/foo", &img, &[]);
-    let m = manifest(
-        "stage/staging",
-        &["stage/prod", "m1/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["stage/prod", "m1/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
     let blobs = img.all_blobs().len();
@@ -373,11 +362,7 @@ async fn second_repository_on_a_mirror_mounts_from_the_first_upload() {
     let world = World::new(&["stage", "m1"]);
     let img = TestImage::single("x", &[b"layer one", b"layer two"]);
     world.host("stage").seed("staging/foo", &img, &[]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/eu", "m1/us"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/eu", "m1/us"], img.digest());
     plan_and_promote(&mut world.state(&[m], true)).await;
     let m1 = world.host("m1");
     assert_eq!(m1.count("PUT blob eu/foo"), 3);
@@ -394,11 +379,7 @@ async fn mirror_with_some_blobs_gets_only_the_missing_ones() {
     world
         .host("m1")
         .seed("prod/foo", &TestImage::single("old", &[b"base"]), &["0.9"]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
     assert_eq!(state.promote.counters.blobs_present, 1);
@@ -421,11 +402,7 @@ async fn a_repository_the_mirror_does_not_know_gets_its_blobs_without_heads() {
     // distribution, it answers NAME_UNKNOWN for the tags list.
     let base = Digest::of(&img.children[0].blobs[0]);
     world.host("m2").seed_blob("prod/foo", &img.children[0].blobs[0]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod", "m2/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod", "m2/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
     assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
@@ -446,11 +423,7 @@ async fn a_repository_holding_a_child_still_gets_blob_heads() {
     world.host("stage").seed("staging/foo", &img, &["1.0"]);
     // An earlier run pushed the first child before it stopped.
     world.host("m1").seed("prod/foo", &img.children[0], &[]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
     assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
@@ -474,11 +447,7 @@ async fn corrupt_source_blob_is_refused_and_no_manifest_or_tag_written() {
     world
         .host("stage")
         .seed_corrupt_blob("staging/foo", Digest::of(b"good layer"), b"evil layer");
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod", "m2/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod", "m2/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan::plan_edges(&mut state).await.expect("plan");
     let err = promote::run(&mut state).await.expect_err("digest mismatch");
@@ -496,11 +465,7 @@ async fn dry_run_stops_after_validate_without_writing() {
     let world = World::new(&["stage", "m1"]);
     let img = TestImage::single("x", &[b"layer"]);
     world.host("stage").seed("staging/foo", &img, &[]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod"], img.digest());
     let mut state = world.state(&[m], false);
     plan::plan_edges(&mut state).await.expect("plan");
     run_phases(
@@ -525,11 +490,7 @@ async fn cancelled_run_stops_before_the_next_phase() {
     let world = World::new(&["stage", "m1"]);
     let img = TestImage::single("x", &[b"layer"]);
     world.host("stage").seed("staging/foo", &img, &[]);
-    let m = manifest(
-        "stage/staging",
-        &["m1/prod"],
-        &[("foo", vec![(img.digest(), vec!["1.0"])])],
-    );
+    let m = foo_1_0(&["m1/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan::plan_edges(&mut state).await.expect("plan");
     state.cancel.cancel();
