@@ -243,17 +243,21 @@ async fn mirror_refusing_anonymous_access_fails_with_an_auth_error_and_gets_noth
     assert_nothing_dangling(&world.mirrors[0]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_blobs_not_matching_their_digest_are_refused() {
+/// Two mirrors, the small fixtures staged, and staging's proxy flipping a byte in the
+/// body of every GET whose path matches `path`.
+async fn staged_with_corrupt_gets(path: &str) -> (World, Fixtures) {
     let world = world(2);
     let f = Fixtures::small();
     f.stage(&world, &world.dsts()).await;
-    world.staging_proxy.set_rules(vec![Rule::new(
-        Some("GET"),
-        "/blobs/sha256:",
-        Action::FlipByte,
-        Times::Always,
-    )]);
+    world
+        .staging_proxy
+        .set_rules(vec![Rule::new(Some("GET"), path, Action::FlipByte, Times::Always)]);
+    (world, f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_blobs_not_matching_their_digest_are_refused() {
+    let (world, f) = staged_with_corrupt_gets("/blobs/sha256:").await;
 
     let run = world.confirm(180);
     run.expect_code(1);
@@ -276,15 +280,7 @@ async fn source_blobs_not_matching_their_digest_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_manifests_not_matching_their_digest_are_refused() {
-    let world = world(2);
-    let f = Fixtures::small();
-    f.stage(&world, &world.dsts()).await;
-    world.staging_proxy.set_rules(vec![Rule::new(
-        Some("GET"),
-        "/manifests/",
-        Action::FlipByte,
-        Times::Always,
-    )]);
+    let (world, f) = staged_with_corrupt_gets("/manifests/").await;
 
     let run = world.confirm(180);
     run.expect_code(1);
