@@ -367,16 +367,18 @@ async fn persistent_server_errors_end_in_a_transient_error() {
     assert_eq!(remote.stats().requests.get("GET 502"), Some(&3));
 }
 
+/// A tags-list page of repository `r`, with a `Link` to `next` when given.
+fn page(tags: &[&str], next: Option<&str>) -> ResponseTemplate {
+    let t = ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "r", "tags": tags}));
+    match next {
+        Some(n) => t.insert_header("Link", format!(r#"<{n}>; rel="next""#).as_str()),
+        None => t,
+    }
+}
+
 #[tokio::test]
 async fn tags_follow_link_pagination() {
     let server = MockServer::start().await;
-    let page = |tags: &[&str], next: Option<&str>| {
-        let t = ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "r", "tags": tags}));
-        match next {
-            Some(n) => t.insert_header("Link", format!(r#"<{n}>; rel="next""#).as_str()),
-            None => t,
-        }
-    };
     Mock::given(path("/v2/r/tags/list"))
         .and(query_param_is_missing("last"))
         .respond_with(page(&["a", "b"], Some("/v2/r/tags/list?n=2&last=b")))
@@ -406,20 +408,12 @@ async fn looping_pagination_is_an_error_not_a_hang() {
     let server = MockServer::start().await;
     Mock::given(path("/v2/r/tags/list"))
         .and(query_param_is_missing("last"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"tags": ["a"]}))
-                .insert_header("Link", r#"</v2/r/tags/list?last=a>; rel="next""#),
-        )
+        .respond_with(page(&["a"], Some("/v2/r/tags/list?last=a")))
         .mount(&server)
         .await;
     Mock::given(path("/v2/r/tags/list"))
         .and(query_param("last", "a"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"tags": ["b"]}))
-                .insert_header("Link", r#"</v2/r/tags/list?last=a>; rel="next""#),
-        )
+        .respond_with(page(&["b"], Some("/v2/r/tags/list?last=a")))
         .mount(&server)
         .await;
     let (_r, remote) = open(&server, options());
@@ -984,11 +978,7 @@ async fn a_manifest_body_cut_off_mid_way_is_fetched_again() {
 async fn pagination_never_follows_a_link_to_another_server() {
     let server = MockServer::start().await;
     Mock::given(path("/v2/r/tags/list"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"tags": ["a"]}))
-                .insert_header("Link", r#"<http://127.0.0.2:1/v2/r/tags/list?last=a>; rel="next""#),
-        )
+        .respond_with(page(&["a"], Some("http://127.0.0.2:1/v2/r/tags/list?last=a")))
         .mount(&server)
         .await;
     let (_r, remote) = open(&server, options());
