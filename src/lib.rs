@@ -15,3 +15,4 @@ pub mod manifest;
 pub mod pipeline;
 pub mod registry;
 pub mod snapshot;
+pub mod sync;

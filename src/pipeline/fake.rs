@@ -5,6 +5,7 @@
 //! Like distribution, it refuses a manifest whose blobs or children are missing, so an
 //! ordering bug in Promote fails the push instead of passing silently. It logs every
 //! request so tests can check order and count writes.
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -63,7 +64,7 @@ impl FakeRegistry {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     fn record(&self, inner: &mut Inner, method: &str, status: u16, what: String) {

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 use tracing::{error, info, warn};
 
+use crate::sync::lock;
+
 use crate::digest::Digest;
 use crate::edges::NameId;
 use crate::error::KpromoError;
@@ -125,8 +127,7 @@ impl Ctx<'_> {
 
     fn with(&self, f: impl FnOnce(&mut PromoteReport)) {
         // A poisoned lock only means another task panicked mid-update; counters stay usable.
-        let mut guard = self.report.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard);
+        f(&mut lock(&self.report));
     }
 
     fn repo(&self, key: RepoKey) -> Option<(Arc<dyn Registry>, String)> {

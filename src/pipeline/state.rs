@@ -4,12 +4,12 @@
 //! decisions and what Promote pushed, so all of it lives here instead of in locals.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
 use crate::registry::{Registries, Registry, RepoRoot};
+pub use crate::sync::Cancel;
 
 use super::Options;
 use super::decide::Decision;
@@ -34,21 +34,6 @@ impl RepoKey {
             registry: edge.dst_registry,
             image: edge.image,
         }
-    }
-}
-
-/// A cooperative stop flag: set by Ctrl-C, checked between units of work so that no
-/// manifest push or blob upload is ever cut in half.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }
 

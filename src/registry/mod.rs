@@ -5,6 +5,7 @@
 //! directories ([`oci_layout`]) are interchangeable. Repository names passed to the trait
 //! are full paths inside the registry host (`k8s-artifacts-prod/images/kubernetes/pause`),
 //! already including any path prefix from a manifest's registry name.
+use crate::sync::lock;
 use std::fmt;
 use std::pin::Pin;
 
@@ -136,7 +137,7 @@ impl Registries {
 
     /// One layout backend per directory name, like one remote backend per host.
     fn layout(&self, path: &std::path::Path) -> Result<Arc<dyn Registry>, Error> {
-        let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut layouts = lock(&self.layouts);
         if let Some(l) = layouts.get(path) {
             return Ok(l.clone());
         }
@@ -148,7 +149,7 @@ impl Registries {
     /// The remote backend for `host` (`host[:port]`), with the operations that are not on
     /// the [`Registry`] trait (ping, referrers).
     pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
-        let mut remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut remotes = lock(&self.remotes);
         if let Some(r) = remotes.get(host) {
             return Ok(r.clone());
         }
@@ -169,8 +170,8 @@ impl Registries {
 
     /// Counters of every backend opened so far, by registry name.
     pub fn stats(&self) -> Vec<(String, RegistryStats)> {
-        let remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
-        let layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        let remotes = lock(&self.remotes);
+        let layouts = lock(&self.layouts);
         let mut out: Vec<(String, RegistryStats)> = remotes
             .iter()
             .map(|(k, r)| (k.clone(), r.stats()))

@@ -18,6 +18,7 @@
 mod index;
 mod store;
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -105,7 +106,7 @@ impl OciLayout {
     }
 
     fn lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = lock(&INDEX_LOCKS);
         locks.entry(dir.to_path_buf()).or_default().clone()
     }
 

@@ -5,6 +5,7 @@
 //! request needs (a cross-repository mount needs `pull` on the source and `pull,push` on the
 //! destination in one token). Tokens are cached per scope set until shortly before they
 //! expire. Secrets live in [`Secret`], whose `Debug` redacts.
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -142,7 +143,7 @@ impl Auth {
     }
 
     fn challenge(&self) -> Option<Challenge> {
-        self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.challenge).clone()
     }
 
     /// Records the challenge of a 401 and returns the scopes to ask for on the retry: ours
@@ -158,8 +159,8 @@ impl Auth {
                 }
             }
         }
-        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge);
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        *lock(&self.challenge) = Some(challenge);
+        let mut tokens = lock(&self.tokens);
         tokens.remove(&scope_key(scopes));
         tokens.remove(&scope_key(&wanted));
         Some(wanted)
@@ -195,7 +196,7 @@ impl Auth {
             },
             Challenge::Bearer { realm, service, .. } => {
                 let key = scope_key(scopes);
-                if let Some(cached) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+                if let Some(cached) = lock(&self.tokens).get(&key)
                     && cached.expires > Instant::now()
                 {
                     return Ok(Some(Authorization::Bearer(cached.token.clone())));
@@ -212,7 +213,7 @@ impl Auth {
                     )
                     .await?;
                 let expires = Instant::now() + ttl.saturating_sub(EXPIRY_MARGIN).max(Duration::from_secs(1));
-                self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                lock(&self.tokens).insert(
                     key,
                     CachedToken {
                         token: token.clone(),

@@ -5,6 +5,7 @@
 //! small layers) can be re-sent on a transient failure, and if the registry refuses the
 //! monolithic PUT before reading past them, the upload falls back to chunked PATCHes of
 //! [`CHUNK`] bytes without losing the source stream. Larger bodies are never buffered.
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,17 +33,11 @@ pub(crate) struct PendingSessions(Mutex<HashMap<(String, Digest), Url>>);
 
 impl PendingSessions {
     fn put(&self, repo: &str, digest: Digest, url: Url) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((repo.to_string(), digest), url);
+        lock(&self.0).insert((repo.to_string(), digest), url);
     }
 
     fn take(&self, repo: &str, digest: Digest) -> Option<Url> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(repo.to_string(), digest))
+        lock(&self.0).remove(&(repo.to_string(), digest))
     }
 }
 
@@ -219,7 +214,7 @@ impl RemoteRegistry {
             if refuses_monolithic(&error) {
                 tracing::debug!(registry = %self.name, %op, %error, "monolithic upload refused; uploading in chunks");
                 let session = self.session(repo, digest).await?;
-                let rest = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let rest = lock(&rest).take();
                 return self.put_chunked(&op, repo, session, digest, first, rest).await;
             }
             return Err(error);
@@ -260,7 +255,7 @@ impl RemoteRegistry {
         let source_error: Arc<Mutex<Option<Error>>> = Arc::default();
         let keep = source_error.clone();
         let tail = stream::once(async move {
-            let taken = rest.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let taken = lock(&rest).take();
             if taken.is_some() {
                 touched.store(true, Ordering::Relaxed);
             }
@@ -270,7 +265,7 @@ impl RemoteRegistry {
         .map(move |item| {
             item.map_err(|e| {
                 let stand_in = std::io::Error::other(e.to_string());
-                *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                *lock(&keep) = Some(e);
                 stand_in
             })
         });
@@ -288,7 +283,7 @@ impl RemoteRegistry {
             .header(header::CONTENT_LENGTH, &size.to_string())
             .body(Payload::Once(Some((body, progress))));
         let outcome = self.finish_upload(op, call, digest).await;
-        if let Some(e) = source_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(e) = lock(&source_error).take() {
             return Err(e);
         }
         if outcome.is_ok() && sent.bytes() != size {

@@ -20,6 +20,7 @@
 //! Lowering it while requests are out forgets the free permits at once and the rest
 //! ("debt") as [`Permit`]s come back, so requests in flight never exceed a lowered limit
 //! once its debt is paid.
+use crate::sync::lock;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -143,7 +144,7 @@ impl Concurrency {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a few numbers; a panic elsewhere cannot leave it inconsistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Waits for a slot.

@@ -14,6 +14,7 @@
 //! rate again: quickly up to just under the ceiling, then slowly past it, so the client
 //! settles just below what the registry tolerates instead of oscillating around it (each
 //! overshoot costs a whole `Retry-After` pause).
+use crate::sync::lock;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,7 +99,7 @@ impl Gate {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a few numbers; a panic elsewhere cannot leave it inconsistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Waits for this registry's pause to end, a concurrency slot, and rate cells.

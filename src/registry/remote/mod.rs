@@ -4,6 +4,7 @@
 //! Every request goes through [`RemoteRegistry::send`], which applies the registry's gate
 //! (pause, concurrency, rate), credentials, one re-authentication on 401, and retries with
 //! backoff for transient failures. Operations then map statuses to typed results.
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,7 +77,7 @@ struct Counters {
 
 impl Counters {
     fn count(&self, method: &Method, outcome: &str) {
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.requests);
         *map.entry(format!("{method} {outcome}")).or_default() += 1;
     }
 }
@@ -653,7 +654,7 @@ impl RemoteRegistry {
     /// Counters for this registry.
     pub fn stats(&self) -> RegistryStats {
         RegistryStats {
-            requests: self.counters.requests.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            requests: lock(&self.counters.requests).clone(),
             bytes_read: self.counters.bytes_read.load(Ordering::Relaxed),
             bytes_written: self.counters.bytes_written.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),

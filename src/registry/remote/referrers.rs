@@ -2,6 +2,7 @@
 //! fallback (an OCI index tagged `sha256-<hex>` listing the referrers) for registries
 //! without it, such as distribution 2.8. Both reading and writing use the fallback when
 //! the registry shows no support.
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -155,7 +156,7 @@ type IndexLock = Arc<tokio::sync::Mutex<()>>;
 
 impl IndexLocks {
     fn lock(&self, repo: &str, subject: Digest) -> IndexLock {
-        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = lock(&self.0);
         locks.entry((repo.to_string(), subject)).or_default().clone()
     }
 }
