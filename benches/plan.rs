@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::Criterion;
+use kpromo::check;
 use kpromo::edges::EdgeSet;
-use kpromo::manifest::check;
 use kpromo::manifest::load::{self, Loaded};
 use kpromo::manifest::{Manifest, ManifestSource};
 

@@ -42,6 +42,13 @@ impl Digest {
     }
 }
 
+/// Lets a digest be interned by reference, like a name (`Interner::intern(&digest)`).
+impl From<&Digest> for Digest {
+    fn from(digest: &Digest) -> Self {
+        *digest
+    }
+}
+
 impl FromStr for Digest {
     type Err = InvalidDigest;
 

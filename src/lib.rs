@@ -1,16 +1,20 @@
 //! kpromo: the Kubernetes image promoter, rewritten in Rust.
 //!
 //! Layering (each layer only knows the ones below it):
-//! - [`cli`]: the clap front end; turns flags into [`pipeline::Options`] and errors into exit codes.
-//! - [`pipeline`]: the seven promotion phases over one shared plan state.
-//! - [`edges`] and [`snapshot`]: pure planning data (promotion edges, inventories, writers).
-//! - [`manifest`]: manifest schema, strict loading and validation.
-//! - [`registry`]: one rate-limited OCI distribution client; remote registries and OCI
-//!   layout directories behind one trait.
+//! - [`cli`]: the clap front end; the only place that knows flags, stdout and exit codes.
+//! - Use cases: [`pipeline`] (the seven promotion phases over one shared run state),
+//!   [`snapshot`] (registry and manifest inventories in Go's formats), [`check`]
+//!   (`kpromo manifest validate`, offline).
+//! - Domains: [`copy`] (the copy engine: image graphs, blobs and tags into destination
+//!   repositories), [`edges`] (promotion edges, overlaps), [`manifest`] (schema, strict
+//!   loading, validation).
+//! - [`registry`]: one `Registry` trait; remote registries and OCI layout directories
+//!   behind it.
+pub mod check;
 pub mod cli;
+pub mod copy;
 pub mod digest;
 pub mod edges;
-pub mod error;
 pub mod manifest;
 pub mod pipeline;
 pub mod registry;

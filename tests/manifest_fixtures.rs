@@ -2,7 +2,7 @@
 //! the plain-manifest fixture, checked through the public API the CLI uses.
 use std::path::{Path, PathBuf};
 
-use kpromo::manifest::check::{CheckReport, check_path};
+use kpromo::check::{CheckReport, check_path};
 use kpromo::manifest::load::{load, load_plain};
 use kpromo::manifest::{ManifestSource, Problem};
 

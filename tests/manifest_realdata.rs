@@ -8,7 +8,7 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use kpromo::manifest::check::check_path;
+use kpromo::check::check_path;
 use kpromo::manifest::load::load;
 use kpromo::manifest::{ManifestSource, Problem};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kpromo::manifest::check::{CheckReport, check_path};
+use kpromo::check::{CheckReport, check_path};
 use kpromo::manifest::load::{load, load_plain};
 use kpromo::manifest::{ManifestSource, Problem};
 

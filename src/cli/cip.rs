@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 
-use crate::error::KpromoError;
+use super::exit::Failure;
+use super::plan::PlanPrinter;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::pipeline;
 use crate::registry::ClientOptions;
@@ -275,11 +276,9 @@ impl CipArgs {
     }
 
     /// The promotion options, or Go's `Options.Validate()` error.
-    pub fn pipeline_options(&self) -> Result<pipeline::Options, KpromoError> {
+    pub fn pipeline_options(&self) -> Result<pipeline::Options, Failure> {
         let manifests = self.manifest_source().ok_or_else(|| {
-            KpromoError::usage(anyhow::anyhow!(
-                "at least a manifest file or thin manifest directory have to be specified"
-            ))
+            Failure::Usage("at least a manifest file or thin manifest directory have to be specified".into())
         })?;
         Ok(pipeline::Options {
             manifests,
@@ -287,23 +286,18 @@ impl CipArgs {
             confirm: self.confirm,
             parse_only: self.parse_only,
             fail_on_lost: self.fail_on_lost,
-            plan_out: self.plan_out.clone(),
-            summary_json: self.summary_json.clone(),
             sign: self.sign,
-            max_signature_ops: self.max_signature_ops as usize,
             registry: self.client_options(),
         })
     }
 
     /// The snapshot request when a snapshot flag is set (Go's first mode).
-    pub fn snapshot_request(&self) -> Result<Option<(snapshot::Request, OutputFormat)>, KpromoError> {
+    pub fn snapshot_request(&self) -> Result<Option<(snapshot::Request, OutputFormat)>, Failure> {
         let source = if let Some(registry) = set(&self.snapshot) {
             snapshot::Source::Registry(registry.to_string())
         } else if let Some(registry) = set(&self.manifest_based_snapshot_of) {
             let manifests = self.manifest_source().ok_or_else(|| {
-                KpromoError::usage(anyhow::anyhow!(
-                    "--manifest-based-snapshot-of needs --manifest or --thin-manifest-dir"
-                ))
+                Failure::Usage("--manifest-based-snapshot-of needs --manifest or --thin-manifest-dir".into())
             })?;
             snapshot::Source::Manifests {
                 registry: registry.to_string(),
@@ -312,7 +306,10 @@ impl CipArgs {
         } else {
             return Ok(None);
         };
-        let format = self.output.parse::<OutputFormat>().map_err(KpromoError::usage)?;
+        let format = self
+            .output
+            .parse::<OutputFormat>()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         let request = snapshot::Request {
             source,
             tag: set(&self.snapshot_tag).map(str::to_string),
@@ -330,12 +327,12 @@ enum Mode {
 
 impl CipArgs {
     /// Go's precedence: snapshot, then security scan (refused here), then promotion.
-    fn mode(&self) -> Result<Mode, KpromoError> {
+    fn mode(&self) -> Result<Mode, Failure> {
         if let Some((request, format)) = self.snapshot_request()? {
             return Ok(Mode::Snapshot(request, format));
         }
         if self.vuln_severity_threshold >= 0 {
-            return Err(KpromoError::usage(anyhow::anyhow!(
+            return Err(Failure::Usage(format!(
                 "security scan mode (--vuln-severity-threshold {}) is not supported by kpromo: it relied on GCP \
                  Container Analysis, which is not available here; run your vulnerability scanner separately and \
                  promote with the default --vuln-severity-threshold=-1",
@@ -347,7 +344,7 @@ impl CipArgs {
 }
 
 /// Runs `kpromo cip` in the mode its flags select.
-pub fn run(args: &CipArgs) -> Result<(), KpromoError> {
+pub fn run(args: &CipArgs) -> Result<(), Failure> {
     let mode = args.mode()?;
     // Go logs this first on every cip run; kept so log scrapers find it.
     tracing::info!(
@@ -363,15 +360,34 @@ pub fn run(args: &CipArgs) -> Result<(), KpromoError> {
             let inventory = runtime()?.block_on(snapshot::take(&request, &args.client_options()))?;
             super::print(&inventory.render(format))
         }
-        Mode::Promote(options) => runtime()?.block_on(pipeline::run(&options)),
+        Mode::Promote(options) => {
+            let printer = Box::new(PlanPrinter::new(args.plan_out.clone()));
+            let outcome = runtime()?.block_on(pipeline::run(&options, printer));
+            // Also after a failure: a refused plan still reports what it read.
+            outcome.report.log();
+            if let Some(path) = &args.summary_json {
+                write_summary(path, &outcome.report)?;
+            }
+            Ok(outcome.result?)
+        }
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, KpromoError> {
+/// `--summary-json`: the run report as pretty JSON.
+fn write_summary(path: &std::path::Path, report: &pipeline::RunReport) -> Result<(), Failure> {
+    let output = |source| Failure::Output {
+        what: format!("writing the summary to {}", path.display()),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(report).map_err(|e| output(e.into()))?;
+    std::fs::write(path, json).map_err(output)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| KpromoError::promotion(anyhow::Error::new(e).context("starting the async runtime")))
+        .map_err(Failure::Runtime)
 }
 
 #[cfg(test)]
@@ -399,7 +415,7 @@ mod tests {
 
     #[test]
     fn flags_map_into_pipeline_options() {
-        let options = parse(&[
+        let args = parse(&[
             "--manifest=m.yaml",
             "--thin-manifest-dir=dir",
             "--confirm",
@@ -416,9 +432,12 @@ mod tests {
             "--registry-ca-file=ca.pem",
             "--insecure-registry=a:5000,b",
             "--insecure-registry=c",
-        ])
-        .pipeline_options()
-        .unwrap();
+        ]);
+        // The reporting and signing flags stay with the CLI, which does that work.
+        assert_eq!(args.max_signature_ops, 7);
+        assert_eq!(args.plan_out.as_deref(), Some(Path::new("plan.json")));
+        assert_eq!(args.summary_json.as_deref(), Some(Path::new("sum.json")));
+        let options = args.pipeline_options().unwrap();
         assert_eq!(
             options.manifests,
             ManifestSource::Plain("m.yaml".into()),
@@ -426,9 +445,6 @@ mod tests {
         );
         assert_eq!(options.diff, Some(DiffFilter::Since("7 days".into())));
         assert!(options.confirm && options.parse_only && options.fail_on_lost && !options.sign);
-        assert_eq!(options.max_signature_ops, 7);
-        assert_eq!(options.plan_out.as_deref(), Some(Path::new("plan.json")));
-        assert_eq!(options.summary_json.as_deref(), Some(Path::new("sum.json")));
         assert_eq!(options.registry.rate_limit, 5);
         assert_eq!(options.registry.burst, 2);
         assert_eq!(options.registry.max_concurrency, 3);
@@ -443,7 +459,7 @@ mod tests {
         assert_eq!(options.manifests, ManifestSource::ThinDir("dir".into()));
         assert_eq!(options.diff, None);
         assert!(!options.confirm && !options.parse_only && !options.fail_on_lost && options.sign);
-        assert_eq!(options.max_signature_ops, 50);
+        assert_eq!(args.max_signature_ops, 50);
         assert_eq!(options.registry, ClientOptions::default());
         assert_eq!(args.vuln_severity_threshold, -1);
         assert_eq!(args.output, "yaml");

@@ -1,8 +1,11 @@
-//! The clap front end: parses flags, sets up logging, runs a command and turns its
-//! error into the documented exit code (`docs/exit-codes.md`): 0 success or dry run,
-//! 1 promotion or registry error, 2 usage or manifest error.
+//! The clap front end: parses flags, sets up logging, runs a command, prints what it
+//! produced, and turns its error into the documented exit code (`docs/exit-codes.md`,
+//! [`exit`]): 0 success or dry run, 1 promotion or registry error, 2 usage or manifest
+//! error. The only layer that knows about flags, stdout and exit codes.
 pub mod cip;
+pub mod exit;
 pub mod logging;
+mod plan;
 mod removed;
 
 use std::io::Write as _;
@@ -12,7 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::level_filters::LevelFilter;
 
-use crate::error::{ExitKind, KpromoError};
+use exit::{ExitKind, Failure};
 use logging::LogFormat;
 
 /// Version, git commit and compiler, as recorded by build.rs.
@@ -106,18 +109,18 @@ pub fn main() -> ExitCode {
                 LogFormat::Text => eprintln!("Error: {e}"),
                 // Log collectors expect every stderr line to be JSON; Go also sends the
                 // final error through the logger (logrus.Fatal).
-                LogFormat::Json => tracing::error!(exit_code = e.kind.code(), "{e}"),
+                LogFormat::Json => tracing::error!(exit_code = e.exit_kind().code(), "{e}"),
             }
-            exit(e.kind)
+            exit(e.exit_kind())
         }
     }
 }
 
-fn run(cmd: &Command) -> Result<ExitKind, KpromoError> {
+fn run(cmd: &Command) -> Result<ExitKind, Failure> {
     match cmd {
         Command::Cip(args) => cip::run(args).map(|()| ExitKind::Success),
         Command::Manifest(ManifestCommand::Validate { path }) => {
-            let report = crate::manifest::check::check_path(path);
+            let report = crate::check::check_path(path);
             print(&format!("{report}\n"))?;
             Ok(if report.is_clean() {
                 ExitKind::Success
@@ -142,12 +145,18 @@ fn run(cmd: &Command) -> Result<ExitKind, KpromoError> {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn print(text: &str) -> Result<(), KpromoError> {
+fn print(text: &str) -> Result<(), Failure> {
+    write_stdout(|out| out.write_all(text.as_bytes())).map_err(|source| Failure::Output {
+        what: "writing to stdout".into(),
+        source,
+    })
+}
+
+/// Runs `write` on locked stdout and flushes; a closed pipe (`| head`) is not an error.
+fn write_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(KpromoError::promotion(
-            anyhow::Error::new(e).context("writing to stdout"),
-        )),
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
         _ => Ok(()),
     }
 }

@@ -8,13 +8,16 @@
 //! Everything here is pure and deterministic: ids are renumbered so that id order is
 //! string order, and edges are sorted, so output never depends on hash-map order
 //! (a Go kpromo quirk when picking among redundant edges).
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::manifest::Manifest;
+use intern::Interner;
+
+mod intern;
+pub mod report;
 
 /// Index into [`EdgeSet`]'s name table.
 pub type NameId = u32;
@@ -101,69 +104,6 @@ impl RawEdge {
     }
 }
 
-#[derive(Default)]
-struct DigestInterner {
-    ids: HashMap<Digest, u32>,
-    digests: Vec<Digest>,
-}
-
-impl DigestInterner {
-    fn intern(&mut self, digest: Digest) -> u32 {
-        let next = u32::try_from(self.digests.len()).expect("fewer than 2^32 digests");
-        *self.ids.entry(digest).or_insert_with(|| {
-            self.digests.push(digest);
-            next
-        })
-    }
-
-    /// Renumbers ids so that id order is digest order (see [`Interner::into_sorted`]).
-    fn into_sorted(self) -> (Vec<Digest>, Vec<u32>) {
-        let mut order: Vec<u32> = (0..self.digests.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| self.digests[i as usize]);
-        let mut remap = vec![0; self.digests.len()];
-        for (new, &old) in order.iter().enumerate() {
-            remap[old as usize] = new as u32;
-        }
-        let sorted = order.iter().map(|&old| self.digests[old as usize]).collect();
-        (sorted, remap)
-    }
-}
-
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<Box<str>, NameId>,
-    names: Vec<Box<str>>,
-}
-
-impl Interner {
-    fn intern(&mut self, name: &str) -> NameId {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = NameId::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
-        id
-    }
-
-    /// Renumbers ids so that id order equals string order; returns the sorted names
-    /// and the old-id -> new-id map.
-    fn into_sorted(self) -> (Vec<Box<str>>, Vec<NameId>) {
-        let mut order: Vec<NameId> = (0..self.names.len() as NameId).collect();
-        order.sort_unstable_by(|&a, &b| self.names[a as usize].cmp(&self.names[b as usize]));
-        let mut remap = vec![0; self.names.len()];
-        for (new, &old) in order.iter().enumerate() {
-            remap[old as usize] = new as NameId;
-        }
-        let mut names: Vec<Option<Box<str>>> = self.names.into_iter().map(Some).collect();
-        let sorted = order
-            .iter()
-            .map(|&old| names[old as usize].take().expect("each id once"))
-            .collect();
-        (sorted, remap)
-    }
-}
-
 impl EdgeSet {
     /// Expands manifests into edges. Entries whose digest does not parse are skipped:
     /// validation reports them with their position, and they can never be promoted.
@@ -180,8 +120,8 @@ impl EdgeSet {
             rank[i] = u32::try_from(r).expect("fewer than 2^32 manifests");
         }
 
-        let mut names = Interner::default();
-        let mut digests = DigestInterner::default();
+        let mut names: Interner<Box<str>> = Interner::default();
+        let mut digests: Interner<Digest> = Interner::default();
         let mut raw: Vec<RawEdge> = Vec::with_capacity(estimated_edges(manifests));
         for (origin, manifest) in manifests.iter().enumerate() {
             let Some(src) = manifest.source() else {
@@ -196,7 +136,7 @@ impl EdgeSet {
                     let Ok(digest) = entry.digest.parse::<Digest>() else {
                         continue;
                     };
-                    let digest_id = digests.intern(digest);
+                    let digest_id = digests.intern(&digest);
                     tags.clear();
                     if entry.tags.is_empty() {
                         tags.push(NO_TAG);
@@ -370,45 +310,22 @@ fn estimated_edges(manifests: &[Manifest]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{DigestEntry, Image, Position, RegistryContext};
-
-    fn reg(name: &str, src: bool) -> RegistryContext {
-        RegistryContext {
-            name: name.into(),
-            service_account: None,
-            src,
-            pos: Position::default(),
-        }
-    }
 
     /// (image name, [(digest fill character, tags)])
     type ImageSpec<'a> = (&'a str, &'a [(char, &'a [&'a str])]);
 
     fn manifest(path: &str, src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
-        let mut registries = vec![reg(src, true)];
-        registries.extend(dsts.iter().map(|d| reg(d, false)));
-        let images = images
+        let images: Vec<_> = images
             .iter()
-            .map(|(name, dmap)| Image {
-                name: name.to_string(),
-                dmap: dmap
+            .map(|(name, dmap)| {
+                let entries = dmap
                     .iter()
-                    .map(|(c, tags)| DigestEntry {
-                        digest: format!("sha256:{}", c.to_string().repeat(64)),
-                        tags: tags.iter().map(|t| t.to_string()).collect(),
-                        pos: Position::default(),
-                    })
-                    .collect(),
-                pos: Position::default(),
+                    .map(|(c, tags)| (format!("sha256:{}", c.to_string().repeat(64)), tags.to_vec()))
+                    .collect();
+                (*name, entries)
             })
             .collect();
-        let path = Arc::new(PathBuf::from(path));
-        Manifest {
-            path: path.clone(),
-            images_path: path,
-            registries,
-            images,
-        }
+        Manifest::for_test(path, src, dsts, &images)
     }
 
     #[test]
@@ -579,23 +496,20 @@ mod tests {
 
         fn build(i: usize, (src, dsts, images): &Spec) -> Manifest {
             let dst_names: Vec<&str> = dsts.iter().map(|&d| DSTS[d]).collect();
-            let mut m = manifest(&format!("m{i}.yaml"), SRCS[*src], &dst_names, &[]);
-            m.images = images
+            let images: Vec<_> = images
                 .iter()
-                .map(|(image, dmap)| Image {
-                    name: IMAGES[*image].to_string(),
-                    dmap: dmap
+                .map(|(image, dmap)| {
+                    let entries = dmap
                         .iter()
-                        .map(|(d, tags)| DigestEntry {
-                            digest: format!("sha256:{}", DIGESTS[*d].to_string().repeat(64)),
-                            tags: tags.iter().map(|&t| TAGS[t].to_string()).collect(),
-                            pos: Position::default(),
+                        .map(|(d, tags)| {
+                            let digest = format!("sha256:{}", DIGESTS[*d].to_string().repeat(64));
+                            (digest, tags.iter().map(|&t| TAGS[t]).collect())
                         })
-                        .collect(),
-                    pos: Position::default(),
+                        .collect();
+                    (IMAGES[*image], entries)
                 })
                 .collect();
-            m
+            Manifest::for_test(&format!("m{i}.yaml"), SRCS[*src], &dst_names, &images)
         }
 
         /// (edges, overlaps with their sources, redundancies), as strings.

@@ -3,7 +3,6 @@
 //!
 //! Loading never touches the network; everything here is usable from
 //! `kpromo manifest validate` in a CI check.
-pub mod check;
 pub mod diff;
 pub mod load;
 pub mod problem;

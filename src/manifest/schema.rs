@@ -66,3 +66,45 @@ impl Manifest {
         self.registries.iter().filter(|r| !r.src)
     }
 }
+
+/// One image of a [`Manifest::for_test`]: its name and `(digest, tags)` entries.
+#[cfg(test)]
+pub(crate) type TestImageSpec<'a> = (&'a str, Vec<(String, Vec<&'a str>)>);
+
+#[cfg(test)]
+impl Manifest {
+    /// A manifest built in code for unit tests: `src` and `dsts` registries (no
+    /// positions), `images` with their digests and tags, read from `path`.
+    pub(crate) fn for_test(path: &str, src: &str, dsts: &[&str], images: &[TestImageSpec]) -> Self {
+        let registry = |name: &str, src: bool| RegistryContext {
+            name: name.into(),
+            service_account: None,
+            src,
+            pos: Position::default(),
+        };
+        let mut registries = vec![registry(src, true)];
+        registries.extend(dsts.iter().map(|d| registry(d, false)));
+        let images = images
+            .iter()
+            .map(|(name, dmap)| Image {
+                name: name.to_string(),
+                dmap: dmap
+                    .iter()
+                    .map(|(digest, tags)| DigestEntry {
+                        digest: digest.clone(),
+                        tags: tags.iter().map(|t| t.to_string()).collect(),
+                        pos: Position::default(),
+                    })
+                    .collect(),
+                pos: Position::default(),
+            })
+            .collect();
+        let path = Arc::new(PathBuf::from(path));
+        Manifest {
+            path: path.clone(),
+            images_path: path,
+            registries,
+            images,
+        }
+    }
+}

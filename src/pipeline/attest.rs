@@ -4,19 +4,17 @@
 //! plan state filled by Promote. Like Go, `--sign=false` also disables it.
 use tracing::info;
 
-use crate::error::KpromoError;
+use super::state::RunState;
+use super::{Error, Flow};
 
-use super::Flow;
-use super::state::PlanState;
-
-pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
+pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     if !state.options.sign {
         info!("attestation disabled (--sign=false)");
         return Ok(Flow::Continue);
     }
     info!(
         "attestation is not implemented yet: skipped for {} promoted images",
-        state.promote.promoted.len()
+        state.promote.subjects.len()
     );
     Ok(Flow::Continue)
 }

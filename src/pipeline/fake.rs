@@ -19,7 +19,7 @@ use crate::registry::{
     TagList,
 };
 
-use super::graph;
+use crate::registry::media::ManifestLinks;
 
 #[derive(Debug, Default, Clone)]
 pub struct Repo {
@@ -194,20 +194,20 @@ impl Registry for FakeRegistry {
 
     async fn put_manifest(&self, repo: &str, reference: &ManifestRef, manifest: &RawManifest) -> Result<(), Error> {
         let mut inner = self.lock();
-        let refs = graph::refs(manifest, repo).map_err(|e| Error::Protocol {
+        let links = ManifestLinks::parse(&manifest.bytes).map_err(|e| Error::Protocol {
             registry: self.name.clone(),
             operation: "put manifest".into(),
             message: e.to_string(),
         })?;
         let r = inner.repos.entry(repo.to_string()).or_default();
-        let missing = refs
-            .children
+        let missing = links
+            .manifests
             .iter()
-            .find(|c| !r.manifests.contains_key(c))
-            .map(|c| format!("MANIFEST_UNKNOWN {c}"))
+            .find(|c| !r.manifests.contains_key(&c.digest))
+            .map(|c| format!("MANIFEST_UNKNOWN {}", c.digest))
             .or_else(|| {
-                refs.blobs
-                    .iter()
+                links
+                    .blobs()
                     .find(|b| !r.blobs.contains_key(&b.digest))
                     .map(|b| format!("MANIFEST_BLOB_UNKNOWN {}", b.digest))
             });

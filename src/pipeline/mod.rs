@@ -1,38 +1,44 @@
 //! The promotion pipeline: Setup, Plan, Provenance, Validate, Promote, Sign, Attest.
 //!
-//! Each phase is its own module over one shared, typed plan state ([`state::PlanState`]).
+//! Each phase is its own module over one shared, typed run state ([`state::RunState`]).
 //! Phases run strictly in order, as in Go kpromo; a phase either continues, asks for a
-//! clean stop (dry run, `--parse-only`, nothing to do) or fails. Nothing here knows
-//! about clap: the CLI builds [`Options`] and maps returned errors to exit codes.
-use std::path::PathBuf;
+//! clean stop (dry run, `--parse-only`, nothing to do) or fails with an [`Error`] that
+//! says what went wrong. Phases orchestrate; the domain modules below (`edges`, `copy`,
+//! `manifest`) decide and the registry backends do the I/O. Nothing here knows about
+//! clap, stdout or exit codes: the CLI builds [`Options`], receives the plan through a
+//! [`PlanSink`], and maps an [`Error`] to an exit code.
 use std::time::Instant;
 
 use tracing::info;
 
-use crate::error::KpromoError;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::registry::ClientOptions;
 
-pub mod attest;
-pub mod decide;
-mod fanout;
-mod graph;
-pub mod plan;
-mod progress;
-pub mod promote;
-pub mod provenance;
-pub mod setup;
-pub mod sign;
-pub mod state;
-pub mod summary;
-pub mod validate;
+mod attest;
+mod decide;
+mod error;
+mod inventory;
+mod plan;
+mod promote;
+mod provenance;
+mod report;
+mod setup;
+mod sign;
+mod state;
+mod validate;
 
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
 
-use state::PlanState;
+pub use decide::Decision;
+pub use error::Error;
+pub use plan::{Counts, Plan, PlanSink, SinkError};
+pub use report::RunReport;
+pub use state::Subject;
+
+use state::RunState;
 
 /// Everything the promotion pipeline needs, independent of the CLI.
 #[derive(Debug, Clone)]
@@ -45,18 +51,13 @@ pub struct Options {
     pub parse_only: bool,
     /// Exit 1 when any source digest is `_LOST_` (Go only logs them).
     pub fail_on_lost: bool,
-    /// Write the plan as JSON here.
-    pub plan_out: Option<PathBuf>,
-    /// Write the run summary as JSON here.
-    pub summary_json: Option<PathBuf>,
     pub sign: bool,
-    pub max_signature_ops: usize,
     pub registry: ClientOptions,
 }
 
 /// How a phase ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+enum Flow {
     Continue,
     /// A clean early stop (exit 0), with the reason logged.
     Stop(&'static str),
@@ -97,7 +98,7 @@ impl Phase {
         }
     }
 
-    async fn run(self, state: &mut PlanState) -> Result<Flow, KpromoError> {
+    async fn run(self, state: &mut RunState) -> Result<Flow, Error> {
         match self {
             Phase::Setup => setup::run(state).await,
             Phase::Plan => plan::run(state).await,
@@ -110,24 +111,31 @@ impl Phase {
     }
 }
 
-/// Runs the promotion pipeline and writes the summary (also after a failure, so a
-/// refused plan still reports what it read).
-pub async fn run(options: &Options) -> Result<(), KpromoError> {
-    let mut state = PlanState::new(options.clone());
+/// A finished run: what it did (reported also after a failure, so a refused plan still
+/// says what it read) and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: RunReport,
+    pub result: Result<(), Error>,
+}
+
+/// Runs the promotion pipeline; the plan goes to `sink` as soon as it is decided.
+pub async fn run(options: &Options, sink: Box<dyn PlanSink>) -> Outcome {
+    let mut state = RunState::new(options.clone(), sink);
     let started = Instant::now();
     let result = run_phases(&mut state, &PHASES).await;
-    summary::finish(&state, started.elapsed(), result.as_ref().err())?;
-    result
+    let report = RunReport::of(&state, started.elapsed(), result.as_ref().err());
+    Outcome { report, result }
 }
 
 /// Runs `phases` in order over `state`. Split from [`run`] so tests can start from an
-/// injected state (fake registries) and skip Setup.
-async fn run_phases(state: &mut PlanState, phases: &[Phase]) -> Result<(), KpromoError> {
+/// injected state (in-memory registries) and skip Setup.
+async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error> {
     let total = PHASES.len();
     info!("pipeline starting with {total} phases");
     for &phase in phases {
         if state.cancel.is_cancelled() {
-            return Err(interrupted());
+            return Err(Error::Interrupted);
         }
         let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0) + 1;
         let name = phase.name();
@@ -151,11 +159,4 @@ async fn run_phases(state: &mut PlanState, phases: &[Phase]) -> Result<(), Kprom
         }
     }
     Ok(())
-}
-
-/// The error for a run stopped by Ctrl-C between units of work.
-pub(crate) fn interrupted() -> KpromoError {
-    KpromoError::promotion(anyhow::anyhow!(
-        "interrupted: stopped between units of work; nothing is half-written, rerun to finish"
-    ))
 }

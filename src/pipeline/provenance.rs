@@ -4,12 +4,10 @@
 //! plan state, so the log says exactly what it would have covered.
 use tracing::info;
 
-use crate::error::KpromoError;
+use super::state::RunState;
+use super::{Error, Flow};
 
-use super::Flow;
-use super::state::PlanState;
-
-pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
+pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let pending = state.decided().filter(|(_, d)| d.writes()).count();
     info!("provenance verification is not implemented yet: skipped for {pending} edges to promote");
     Ok(Flow::Continue)

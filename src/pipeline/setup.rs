@@ -4,15 +4,14 @@
 //! prepares what every later phase shares.
 use tracing::warn;
 
-use crate::error::KpromoError;
 use crate::registry::Registries;
+use crate::sync::Cancel;
 
-use super::Flow;
-use super::state::{Cancel, PlanState};
+use super::state::RunState;
+use super::{Error, Flow};
 
-pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
-    let registries = Registries::new(state.options.registry.clone())
-        .map_err(|e| KpromoError::usage(anyhow::Error::new(e).context("setting up registry clients")))?;
+pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
+    let registries = Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?;
     state.registries = Some(registries);
     arm_interrupt(state.cancel.clone());
     Ok(Flow::Continue)

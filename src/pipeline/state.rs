@@ -1,18 +1,20 @@
 //! The one typed state every phase reads and fills in, in phase order.
 //!
 //! Later phases (Provenance, Sign, Attest) only need read access to the edges, their
-//! decisions and what Promote pushed, so all of it lives here instead of in locals.
+//! decisions and what Promote delivered, so all of it lives here instead of in locals.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::copy::{self, Repo};
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
 use crate::registry::{Registries, Registry, RepoRoot};
-pub use crate::sync::Cancel;
+use crate::sync::Cancel;
 
-use super::Options;
 use super::decide::Decision;
+use super::plan::PlanSink;
+use super::{Error, Options};
 
 /// A repository as (registry name id, image name id) in the [`EdgeSet`] name table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,32 +39,27 @@ impl RepoKey {
     }
 }
 
-/// What the Promote phase counted; written as is into the run summary.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct PromoteCounters {
-    /// Manifests written by digest (children and tops).
-    pub manifests_pushed: u64,
-    pub tags_pushed: u64,
-    /// Blob uploads, counted once per destination repository.
-    pub blobs_uploaded: u64,
-    pub blobs_mounted: u64,
-    /// Blobs a destination already had (HEAD said so).
-    pub blobs_present: u64,
-    /// Bytes read from sources: each missing blob once, whatever the number of mirrors.
-    pub source_bytes_read: u64,
-    /// Bytes sent to destinations (source bytes times the destinations that needed them).
-    pub bytes_uploaded: u64,
+/// An image Promote left complete in a destination repository: what Sign signs and
+/// Attest attests, typed, so those phases never re-parse references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The destination registry (as the manifests name it) and image.
+    pub destination: RepoKey,
+    pub digest: Digest,
+    pub media_type: String,
+    /// The tags this run asked for there (empty for a tagless promotion).
+    pub tags: Vec<String>,
+    /// Copied by this run, as opposed to already there (a retag).
+    pub copied: bool,
 }
 
 /// What the Promote phase did, for the summary and for Sign/Attest.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PromoteReport {
-    pub counters: PromoteCounters,
-    /// `registry/image@digest` of every top manifest now present at a destination
-    /// because of this run, for signing and attestation.
-    pub promoted: Vec<String>,
-    /// Every failure, each naming the registry and the operation.
-    pub errors: Vec<String>,
+    pub counters: copy::Counters,
+    pub subjects: Vec<Subject>,
+    /// Every failure, each naming where and why.
+    pub failures: Vec<copy::Failure>,
 }
 
 /// Wall time of one finished phase.
@@ -72,12 +69,13 @@ pub struct PhaseTiming {
     pub took: Duration,
 }
 
-/// The shared plan state.
-#[derive(Debug)]
-pub struct PlanState {
+/// The shared run state.
+pub struct RunState {
     pub options: Options,
     pub cancel: Cancel,
-    /// Opened by Setup; `None` when a test injects [`PlanState::roots`] directly.
+    /// Where the plan goes once decided (the CLI prints it).
+    pub sink: Box<dyn PlanSink>,
+    /// Opened by Setup; `None` when a test injects [`RunState::roots`] directly.
     pub registries: Option<Registries>,
     pub manifests: usize,
     pub edges: EdgeSet,
@@ -86,20 +84,28 @@ pub struct PlanState {
     /// One decision per edge, index-aligned with `edges.edges()`.
     pub decisions: Vec<Decision>,
     /// Destination repositories the plan found not to exist: no tags, and none of the
-    /// digests the manifests send there. Unless a child manifest turns up there, Promote
-    /// treats them as holding no blobs and spends no blob HEADs on them (on a new mirror,
-    /// a third of its requests). The cost: blobs left in such a repository by an
-    /// interrupted run that pushed no manifest yet are uploaded again.
+    /// digests the manifests send there (see `copy::Request::fresh`).
     pub fresh_destinations: BTreeSet<RepoKey>,
     pub promote: PromoteReport,
     pub phases: Vec<PhaseTiming>,
 }
 
-impl PlanState {
-    pub fn new(options: Options) -> Self {
+impl std::fmt::Debug for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunState")
+            .field("options", &self.options)
+            .field("edges", &self.edges.len())
+            .field("phases", &self.phases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunState {
+    pub fn new(options: Options, sink: Box<dyn PlanSink>) -> Self {
         Self {
             options,
             cancel: Cancel::default(),
+            sink,
             registries: None,
             manifests: 0,
             edges: EdgeSet::default(),
@@ -114,25 +120,19 @@ impl PlanState {
     /// The backend and repository path of `key`.
     ///
     /// Roots are opened for every registry an edge names before anything asks, so a
-    /// missing root is a programming error reported as one, not a panic.
-    pub fn repo(&self, key: RepoKey) -> Result<(Arc<dyn Registry>, String), anyhow::Error> {
-        let root = self.roots.get(&key.registry).ok_or_else(|| {
-            anyhow::anyhow!(
-                "internal error: registry {} was not opened",
-                self.edges.name(key.registry)
-            )
-        })?;
-        Ok((root.registry.clone(), root.repo(self.edges.name(key.image))))
-    }
-
-    /// `registry/image` as written in the manifests, for messages.
-    pub fn repo_display(&self, key: RepoKey) -> String {
-        format!("{}/{}", self.edges.name(key.registry), self.edges.name(key.image))
-    }
-
-    /// `registry/image@digest`, for messages.
-    pub fn reference(&self, key: RepoKey, digest: &Digest) -> String {
-        format!("{}@{digest}", self.repo_display(key))
+    /// missing root is a programming error, reported as one rather than a panic.
+    pub fn repo(&self, key: RepoKey) -> Result<Repo, Error> {
+        let registry = self.edges.name(key.registry);
+        let root = self
+            .roots
+            .get(&key.registry)
+            .ok_or_else(|| Error::Unopened(registry.to_string()))?;
+        let image = self.edges.name(key.image);
+        Ok(Repo {
+            registry: root.registry.clone(),
+            path: root.repo(image),
+            display: format!("{registry}/{image}"),
+        })
     }
 
     /// Edges paired with their decisions (empty before Plan).

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use super::decide::Decision;
 use super::fake::{FakeRegistry, TestImage};
-use super::state::PlanState;
-use super::{Options, Phase, plan, promote, run_phases};
+use super::plan::{Counts, Plan, PlanSink, SinkError};
+use super::state::RunState;
+use super::{Error, Options, Phase, plan, promote, run_phases};
 use crate::digest::Digest;
 use crate::edges::EdgeSet;
-use crate::error::ExitKind;
-use crate::manifest::{DigestEntry, Image, Manifest, ManifestSource, Position, RegistryContext};
+use crate::manifest::{Manifest, ManifestSource};
 use crate::registry::{ClientOptions, RepoRoot};
 
 fn options(confirm: bool) -> Options {
@@ -21,11 +21,19 @@ fn options(confirm: bool) -> Options {
         confirm,
         parse_only: false,
         fail_on_lost: false,
-        plan_out: None,
-        summary_json: None,
         sign: false,
-        max_signature_ops: 1,
         registry: ClientOptions::default(),
+    }
+}
+
+/// Keeps the counts of every plan it is handed.
+#[derive(Default, Clone)]
+struct Plans(Arc<std::sync::Mutex<Vec<Counts>>>);
+
+impl PlanSink for Plans {
+    fn plan(&mut self, plan: &Plan<'_>) -> Result<(), SinkError> {
+        crate::sync::lock(&self.0).push(plan.counts);
+        Ok(())
     }
 }
 
@@ -33,35 +41,16 @@ fn options(confirm: bool) -> Options {
 type ImageSpec<'a> = (&'a str, Vec<(Digest, Vec<&'a str>)>);
 
 fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
-    let reg = |name: &str, src: bool| RegistryContext {
-        name: name.into(),
-        service_account: None,
-        src,
-        pos: Position::default(),
-    };
-    let mut registries = vec![reg(src, true)];
-    registries.extend(dsts.iter().map(|d| reg(d, false)));
-    let path = Arc::new(PathBuf::from("promoter-manifest.yaml"));
-    Manifest {
-        path: path.clone(),
-        images_path: path,
-        registries,
-        images: images
-            .iter()
-            .map(|(name, dmap)| Image {
-                name: name.to_string(),
-                dmap: dmap
-                    .iter()
-                    .map(|(d, tags)| DigestEntry {
-                        digest: d.to_string(),
-                        tags: tags.iter().map(|t| t.to_string()).collect(),
-                        pos: Position::default(),
-                    })
-                    .collect(),
-                pos: Position::default(),
-            })
-            .collect(),
-    }
+    let images: Vec<_> = images
+        .iter()
+        .map(|(name, dmap)| {
+            (
+                *name,
+                dmap.iter().map(|(d, tags)| (d.to_string(), tags.clone())).collect(),
+            )
+        })
+        .collect();
+    Manifest::for_test("promoter-manifest.yaml", src, dsts, &images)
 }
 
 /// Fake registries by host; manifest registry names are `host/prefix`.
@@ -80,9 +69,9 @@ impl World {
         self.hosts[host].clone()
     }
 
-    fn state(&self, manifests: &[Manifest], confirm: bool) -> PlanState {
+    fn state(&self, manifests: &[Manifest], confirm: bool) -> RunState {
         let edges = EdgeSet::from_manifests(manifests);
-        let mut state = PlanState::new(options(confirm));
+        let mut state = RunState::new(options(confirm), Box::new(Plans::default()));
         state.manifests = manifests.len();
         for e in edges.edges() {
             for id in [e.src_registry, e.dst_registry] {
@@ -115,7 +104,7 @@ fn foo_1_0(dsts: &[&str], digest: Digest) -> Manifest {
     manifest("stage/staging", dsts, &[("foo", vec![(digest, vec!["1.0"])])])
 }
 
-async fn plan_and_promote(state: &mut PlanState) {
+async fn plan_and_promote(state: &mut RunState) {
     plan::plan_edges(state).await.expect("plan");
     promote::run(state).await.expect("promote");
 }
@@ -251,7 +240,7 @@ async fn tag_move_is_refused_and_nothing_is_written() {
     let m = foo_1_0(&["m1/prod", "m2/prod"], img.digest());
     let mut state = world.state(&[m], true);
     let err = plan::plan_edges(&mut state).await.expect_err("tag move must be fatal");
-    assert_eq!(err.kind, ExitKind::Promotion);
+    assert!(matches!(err, Error::TagMoves(1)), "{err}");
     assert!(err.to_string().contains("tag move"), "{err}");
     assert!(state.decisions.contains(&Decision::TagMove {
         current: old.digest(),
@@ -278,7 +267,7 @@ async fn nop_when_source_lacks_the_digest_lost_is_reported_not_fatal() {
     );
     let mut state = world.state(std::slice::from_ref(&m), true);
     plan_and_promote(&mut state).await;
-    assert_eq!(plan::counts(&state.decisions).lost, 1);
+    assert_eq!(Counts::of(&state.decisions).lost, 1);
     let repo = world.host("m1").repo("prod/foo");
     assert_eq!(repo.tags.get("1.0"), Some(&present.digest()));
     assert_eq!(repo.tags.get("2.0"), None);
@@ -287,7 +276,7 @@ async fn nop_when_source_lacks_the_digest_lost_is_reported_not_fatal() {
     strict.options.fail_on_lost = true;
     world.clear_logs();
     let err = plan::plan_edges(&mut strict).await.expect_err("--fail-on-lost");
-    assert_eq!(err.kind, ExitKind::Promotion);
+    assert!(matches!(err, Error::Lost(1)), "{err}");
     assert_eq!(world.writes(), 0);
 }
 
@@ -302,7 +291,7 @@ async fn promoted_tagless_image_lost_from_staging_is_reported_not_fatal() {
     state.options.fail_on_lost = true;
     plan_and_promote(&mut state).await;
     assert_eq!(state.decisions, [Decision::SkipStillLost]);
-    assert_eq!(plan::counts(&state.decisions).skip, 1);
+    assert_eq!(Counts::of(&state.decisions).skip, 1);
     assert_eq!(world.writes(), 0);
 }
 
@@ -320,7 +309,7 @@ async fn add_1_tag_for_2_registries_writes_only_tags() {
     );
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
-    assert_eq!(plan::counts(&state.decisions).retag, 2);
+    assert_eq!(Counts::of(&state.decisions).retag, 2);
     for mirror in ["m1", "m2"] {
         assert_eq!(
             world.host(mirror).writes(),
@@ -405,14 +394,14 @@ async fn a_repository_the_mirror_does_not_know_gets_its_blobs_without_heads() {
     let m = foo_1_0(&["m1/prod", "m2/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
-    assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
+    assert!(state.promote.failures.is_empty(), "{:?}", state.promote.failures);
     for mirror in ["m1", "m2"] {
         let host = world.host(mirror);
         assert_eq!(host.count("HEAD blob"), 0, "{mirror}: {:?}", host.log());
         assert_eq!(host.repo("prod/foo").tags.get("1.0"), Some(&img.digest()), "{mirror}");
         assert_eq!(host.repo("prod/foo").blobs.len(), img.all_blobs().len(), "{mirror}");
     }
-    // The price, documented on `PlanState::fresh_destinations`: that blob went again.
+    // The price, documented on `copy::Request::fresh`: that blob went again.
     assert!(world.host("m2").writes().iter().any(|w| w.contains(&base.to_string())));
 }
 
@@ -426,7 +415,7 @@ async fn a_repository_holding_a_child_still_gets_blob_heads() {
     let m = foo_1_0(&["m1/prod"], img.digest());
     let mut state = world.state(&[m], true);
     plan_and_promote(&mut state).await;
-    assert!(state.promote.errors.is_empty(), "{:?}", state.promote.errors);
+    assert!(state.promote.failures.is_empty(), "{:?}", state.promote.failures);
     let host = world.host("m1");
     assert!(host.count("HEAD blob") > 0, "{:?}", host.log());
     for blob in &img.children[0].blobs {
@@ -451,7 +440,7 @@ async fn corrupt_source_blob_is_refused_and_no_manifest_or_tag_written() {
     let mut state = world.state(&[m], true);
     plan::plan_edges(&mut state).await.expect("plan");
     let err = promote::run(&mut state).await.expect_err("digest mismatch");
-    assert_eq!(err.kind, ExitKind::Promotion);
+    assert!(matches!(err, Error::Failed { .. }), "{err}");
     assert!(err.to_string().contains("digest mismatch"), "{err}");
     for mirror in ["m1", "m2"] {
         let repo = world.host(mirror).repo("prod/foo");
@@ -514,22 +503,11 @@ async fn google_extended_listing_plans_with_one_request_per_repository() {
     let m = manifest("gcr/staging", &["ar/prod", "m1/prod"], &[("foo", dmap)]);
     let mut state = world.state(&[m], true);
     plan::plan_edges(&mut state).await.expect("plan");
-    assert_eq!(plan::counts(&state.decisions).copy, 4);
+    assert_eq!(Counts::of(&state.decisions).copy, 4);
     assert_eq!(world.host("gcr").log(), ["GET tags staging/foo"]);
     assert_eq!(world.host("ar").log(), ["GET tags prod/foo"]);
     // The standard registry lists, then HEADs only the digests the manifests name.
     assert_eq!(world.host("m1").count("GET tags prod/foo"), 1);
     assert_eq!(world.host("m1").count("HEAD manifest prod/foo@"), 2);
     assert_eq!(world.host("m1").log().len(), 3);
-}
-
-#[test]
-fn overlap_is_a_usage_error() {
-    let a = TestImage::single("a", &[b"a"]);
-    let b = TestImage::single("b", &[b"b"]);
-    let m1 = manifest("stage/a", &["m1/prod"], &[("foo", vec![(a.digest(), vec!["1.0"])])]);
-    let m2 = manifest("stage/b", &["m1/prod"], &[("foo", vec![(b.digest(), vec!["1.0"])])]);
-    let err = plan::check_overlaps(&EdgeSet::from_manifests(&[m1, m2])).expect_err("overlap");
-    assert_eq!(err.kind, ExitKind::Usage);
-    assert!(err.to_string().contains("m1/prod/foo:1.0"), "{err}");
 }

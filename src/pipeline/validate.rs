@@ -4,12 +4,10 @@
 //! dry-run stop is.
 use tracing::info;
 
-use crate::error::KpromoError;
+use super::state::RunState;
+use super::{Error, Flow};
 
-use super::Flow;
-use super::state::PlanState;
-
-pub async fn run(state: &mut PlanState) -> Result<Flow, KpromoError> {
+pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let sources: std::collections::BTreeSet<_> = state
         .decided()
         .filter(|(_, d)| d.writes())

@@ -1,10 +1,12 @@
-//! Inventory snapshots: what a registry holds (`--snapshot REG`) or should hold according
-//! to the manifests (`--manifest-based-snapshot-of REG`), printed in Go kpromo's
-//! `images.yaml` YAML format or its CSV format.
+//! Inventory snapshots, a use case beside the promotion pipeline: what a registry holds
+//! (`--snapshot REG`, a registry walk) or should hold according to the manifests
+//! (`--manifest-based-snapshot-of REG`, offline), rendered in Go kpromo's `images.yaml`
+//! YAML format or its CSV format.
 //!
 //! The printed bytes must equal Go's: snapshots are diffed against checked-in
 //! `images.yaml` files and fed to scripts that grew around the Go output. The model is
 //! therefore kept in sorted maps, so the writers never depend on insertion order.
+mod error;
 #[cfg(test)]
 mod fake;
 pub mod from_manifests;
@@ -19,6 +21,7 @@ use std::str::FromStr;
 
 use crate::digest::Digest;
 
+pub use error::Error;
 pub use quote::go_quote;
 pub use take::{Request, Source, take};
 

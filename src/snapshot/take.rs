@@ -1,11 +1,11 @@
 //! Runs a snapshot request end to end: load or walk, filter, trim.
 use crate::edges::EdgeSet;
-use crate::error::KpromoError;
+use crate::edges::report::overlap_problems;
 use crate::manifest::ManifestSource;
 use crate::manifest::load::load;
-use crate::registry::{self, ClientOptions, Registries, RepoRoot};
+use crate::registry::{ClientOptions, Registries, RepoRoot};
 
-use super::{RegInvImage, from_manifests, minimal, walk};
+use super::{Error, RegInvImage, from_manifests, minimal, walk};
 
 /// What to snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,16 +28,15 @@ pub struct Request {
     pub minimal: bool,
 }
 
-/// Takes the snapshot. Manifest problems are usage errors (exit 2); registry failures
-/// are exit 1, except an unusable registry name, which is a usage error.
-pub async fn take(request: &Request, client: &ClientOptions) -> Result<RegInvImage, KpromoError> {
+/// Takes the snapshot.
+pub async fn take(request: &Request, client: &ClientOptions) -> Result<RegInvImage, Error> {
     let concurrency = client.max_concurrency;
     match &request.source {
         Source::Registry(name) => {
             let root = open(name, client)?;
             let walked = walk::walk(&root, request.tag.as_deref(), concurrency)
                 .await
-                .map_err(|e| registry_error(name, e))?;
+                .map_err(|e| Error::registry(name, e))?;
             if walked.inventory.is_empty() {
                 // Legitimate for a new mirror, but also what a typo in the name looks like.
                 match &request.tag {
@@ -55,15 +54,11 @@ pub async fn take(request: &Request, client: &ClientOptions) -> Result<RegInvIma
             if request.tag.is_some() {
                 tracing::warn!("--snapshot-tag only applies to --snapshot; ignored for --manifest-based-snapshot-of");
             }
-            let loaded =
-                load(manifests, None).map_err(|e| KpromoError::usage(anyhow::anyhow!("loading manifests: {e}")))?;
+            let loaded = load(manifests, None).map_err(Error::Manifests)?;
             let edges = EdgeSet::from_manifests(&loaded);
-            if !edges.overlaps().is_empty() {
-                let list: Vec<String> = edges.overlaps().iter().map(|o| format!("  {o}")).collect();
-                return Err(KpromoError::usage(anyhow::anyhow!(
-                    "overlapping edges detected:\n{}",
-                    list.join("\n")
-                )));
+            let overlaps = overlap_problems(&edges, &loaded);
+            if !overlaps.is_empty() {
+                return Err(Error::Overlaps(overlaps));
             }
             let inventory = from_manifests::inventory_of(&edges, registry);
             if !request.minimal {
@@ -76,18 +71,8 @@ pub async fn take(request: &Request, client: &ClientOptions) -> Result<RegInvIma
     }
 }
 
-fn open(name: &str, client: &ClientOptions) -> Result<RepoRoot, KpromoError> {
+fn open(name: &str, client: &ClientOptions) -> Result<RepoRoot, Error> {
     Registries::new(client.clone())
         .and_then(|r| r.open(name))
-        .map_err(|e| registry_error(name, e))
-}
-
-fn registry_error(name: &str, e: registry::Error) -> KpromoError {
-    let kind_usage = matches!(e, registry::Error::InvalidReference { .. });
-    let err = anyhow::Error::new(e).context(format!("snapshot of {name}"));
-    if kind_usage {
-        KpromoError::usage(err)
-    } else {
-        KpromoError::promotion(err)
-    }
+        .map_err(|e| Error::registry(name, e))
 }

@@ -6,29 +6,22 @@
 //! (backpressure) instead of the source racing ahead. The source stream verifies the
 //! digest as it goes and ends with an error on a mismatch; that error is forwarded into
 //! every upload body, so no destination can commit bad bytes.
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use crate::digest::Digest;
-use crate::registry::{BlobStream, Error, Registry};
+use crate::registry::{BlobStream, Error};
+
+use super::Repo;
 
 /// Chunks buffered per destination.
 const CHANNEL_CHUNKS: usize = 8;
 
-/// Where one copy of the blob goes.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub registry: Arc<dyn Registry>,
-    pub repo: String,
-}
-
 /// The outcome of one fan-out.
 #[derive(Debug)]
-pub struct FanOut {
+pub(super) struct FanOut {
     /// Bytes read from the source, or why reading failed.
     pub read: Result<u64, Error>,
     /// One result per target, in target order.
@@ -37,12 +30,12 @@ pub struct FanOut {
 
 /// Streams `source` (already opened on `source_name`) into every target concurrently.
 /// `on_chunk` is called with the size of each chunk read from the source.
-pub async fn fan_out(
+pub(super) async fn fan_out(
     source: BlobStream,
     source_name: &str,
     digest: Digest,
     size: u64,
-    targets: &[Target],
+    targets: &[Repo],
     on_chunk: impl Fn(u64),
 ) -> FanOut {
     let mut senders = Vec::with_capacity(targets.len());
@@ -55,7 +48,7 @@ pub async fn fan_out(
         let body = source.relay(stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }));
-        uploads.push(target.registry.put_blob(&target.repo, &digest, size, body));
+        uploads.push(target.registry.put_blob(&target.path, &digest, size, body));
     }
 
     let driver = async move {
@@ -98,15 +91,18 @@ pub async fn fan_out(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::registry::oci_layout;
 
-    fn targets(dir: &std::path::Path) -> Vec<Target> {
+    fn targets(dir: &std::path::Path) -> Vec<Repo> {
         ["a", "b"]
             .iter()
-            .map(|name| Target {
+            .map(|name| Repo {
                 registry: Arc::new(oci_layout::open(&dir.join(name)).expect("layout")),
-                repo: "app".into(),
+                path: "app".into(),
+                display: format!("{name}/app"),
             })
             .collect()
     }

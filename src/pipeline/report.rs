@@ -1,19 +1,22 @@
-//! The end-of-run summary: logged for humans, written with `--summary-json` for CI and
-//! benchmarks (request counts per registry make "a rerun writes nothing" checkable).
+//! The end-of-run report: logged for humans, written by the CLI with `--summary-json` for
+//! CI and benchmarks (request counts per registry make "a rerun writes nothing"
+//! checkable).
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use tracing::info;
 
-use crate::error::KpromoError;
+use crate::copy::Counters;
 use crate::registry::RegistryStats;
 
-use super::plan::{Counts, counts};
-use super::state::{PlanState, PromoteCounters};
+use super::Error;
+use super::plan::Counts;
+use super::state::RunState;
 
+/// What a run did, including a failed one.
 #[derive(Debug, Serialize)]
-pub struct Summary {
+pub struct RunReport {
     /// `ok`, or the error that ended the run.
     pub outcome: String,
     pub dry_run: bool,
@@ -22,7 +25,7 @@ pub struct Summary {
     /// Edge decisions.
     pub decisions: Counts,
     #[serde(flatten)]
-    pub promote: PromoteCounters,
+    pub promote: Counters,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
     pub write_requests: u64,
     pub retries: u64,
@@ -31,8 +34,8 @@ pub struct Summary {
     pub total_ms: u128,
 }
 
-impl Summary {
-    pub fn of(state: &PlanState, total: Duration, error: Option<&KpromoError>) -> Self {
+impl RunReport {
+    pub(super) fn of(state: &RunState, total: Duration, error: Option<&Error>) -> Self {
         let registries: BTreeMap<String, RegistryStats> = state
             .backends()
             .into_iter()
@@ -52,7 +55,7 @@ impl Summary {
             dry_run: !state.options.confirm,
             manifests: state.manifests,
             edges: state.edges.len(),
-            decisions: counts(&state.decisions),
+            decisions: Counts::of(&state.decisions),
             promote: state.promote.counters.clone(),
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),
@@ -66,7 +69,8 @@ impl Summary {
         }
     }
 
-    fn log(&self) {
+    /// Logs the report, a few lines for the whole run and one per registry.
+    pub fn log(&self) {
         let d = &self.decisions;
         info!(
             "summary: {} edges: {} copied, {} retagged, {} already promoted, {} lost, {} tag moves",
@@ -98,17 +102,4 @@ impl Summary {
         let phases: Vec<String> = self.phases_ms.iter().map(|(n, ms)| format!("{n} {ms} ms")).collect();
         info!("summary: phases: {}; total {} ms", phases.join(", "), self.total_ms);
     }
-}
-
-/// Logs the summary and writes `--summary-json` if asked.
-pub fn finish(state: &PlanState, total: Duration, error: Option<&KpromoError>) -> Result<(), KpromoError> {
-    let summary = Summary::of(state, total, error);
-    summary.log();
-    if let Some(path) = &state.options.summary_json {
-        let json = serde_json::to_vec_pretty(&summary).map_err(|e| KpromoError::promotion(anyhow::Error::new(e)))?;
-        std::fs::write(path, json).map_err(|e| {
-            KpromoError::promotion(anyhow::Error::new(e).context(format!("writing the summary to {}", path.display())))
-        })?;
-    }
-    Ok(())
 }

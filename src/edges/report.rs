@@ -1,85 +1,12 @@
-//! `kpromo manifest validate`: the offline check for CI on manifest PRs.
-//!
-//! Loads everything it can, applies every rule, then expands the manifests into
-//! promotion edges to find cross-manifest overlaps. Nothing here touches the network.
+//! Overlaps and redundancies reported as manifest problems, with the file and position
+//! of the `dmap` entries behind them. One renderer for every command that refuses
+//! overlaps: `kpromo manifest validate`, `kpromo cip` and the manifest-based snapshot.
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::load::{self, Loaded};
-use super::{Manifest, ManifestSource, Position, Problem};
-use crate::edges::{EdgeSet, Overlap};
+use crate::manifest::{Manifest, Position, Problem};
 
-/// What `kpromo manifest validate` prints: every problem, then the summary line
-/// `N manifests, N images, N digests, N tags, N edges`.
-#[derive(Debug, Clone, Default)]
-pub struct CheckReport {
-    pub problems: Vec<Problem>,
-    /// Findings that do not fail the check: skipped directories, ignored files and
-    /// redundant promotions (the same digest asked for twice), printed as `note:`.
-    pub notes: Vec<Problem>,
-    pub manifests: usize,
-    pub images: usize,
-    pub digests: usize,
-    pub tags: usize,
-    pub edges: usize,
-}
-
-impl CheckReport {
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-impl fmt::Display for CheckReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.problems {
-            writeln!(f, "{p}")?;
-        }
-        for n in &self.notes {
-            writeln!(f, "note: {n}")?;
-        }
-        write!(
-            f,
-            "{} manifests, {} images, {} digests, {} tags, {} edges",
-            self.manifests, self.images, self.digests, self.tags, self.edges
-        )
-    }
-}
-
-/// Checks a thin-manifest directory or a plain manifest file, offline.
-pub fn check_path(path: &Path) -> CheckReport {
-    let source = if path.is_dir() {
-        ManifestSource::ThinDir(path.to_path_buf())
-    } else {
-        ManifestSource::Plain(path.to_path_buf())
-    };
-    report(load::collect(&source, None))
-}
-
-/// Counts, cross-checks and reports what was loaded.
-pub fn report(loaded: Loaded) -> CheckReport {
-    let Loaded {
-        manifests,
-        mut problems,
-        warnings,
-    } = loaded;
-    let edges = EdgeSet::from_manifests(&manifests);
-    problems.extend(overlap_problems(&edges, &manifests));
-    let mut notes = warnings;
-    notes.extend(redundant_notes(&edges));
-
-    let all_images = || manifests.iter().flat_map(|m| &m.images);
-    CheckReport {
-        manifests: manifests.len(),
-        images: all_images().count(),
-        digests: all_images().map(|i| i.dmap.len()).sum(),
-        tags: all_images().flat_map(|i| &i.dmap).map(|e| e.tags.len()).sum(),
-        edges: edges.len(),
-        problems,
-        notes,
-    }
-}
+use super::{EdgeSet, Overlap};
 
 /// A `dmap` entry behind an overlapping edge: its file, position and source reference.
 type WantedBy = (PathBuf, Option<Position>, String);
@@ -87,7 +14,7 @@ type WantedBy = (PathBuf, Option<Position>, String);
 /// One problem per conflicting set of `dmap` entries, however many destination
 /// registries they collide in (a tag clash between two projects with 22 regions is
 /// one mistake, not 22). It points at the first entry and names all of them.
-fn overlap_problems(edges: &EdgeSet, manifests: &[Manifest]) -> Vec<Problem> {
+pub fn overlap_problems(edges: &EdgeSet, manifests: &[Manifest]) -> Vec<Problem> {
     let mut grouped: BTreeMap<Vec<WantedBy>, Vec<&Overlap>> = BTreeMap::new();
     for overlap in edges.overlaps() {
         let mut entries: Vec<WantedBy> = overlap
@@ -137,7 +64,7 @@ fn overlap_problems(edges: &EdgeSet, manifests: &[Manifest]) -> Vec<Problem> {
 }
 
 /// One note per digest asked for by the same set of manifests.
-fn redundant_notes(edges: &EdgeSet) -> Vec<Problem> {
+pub fn redundant_notes(edges: &EdgeSet) -> Vec<Problem> {
     let mut grouped: BTreeMap<(Vec<PathBuf>, String), (String, usize)> = BTreeMap::new();
     for r in edges.redundant() {
         let key = (
@@ -164,4 +91,38 @@ fn redundant_notes(edges: &EdgeSet) -> Vec<Problem> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_problem_per_clash_naming_the_destination_every_source_and_where_it_is_asked() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let mut a = Manifest::for_test(
+            "a/images.yaml",
+            "stage/a",
+            &["m1/prod", "m2/prod"],
+            &[("foo", vec![(digest('a'), vec!["1.0"])])],
+        );
+        a.images[0].dmap[0].pos = Position { line: 3, column: 5 };
+        let b = Manifest::for_test(
+            "b/images.yaml",
+            "stage/b",
+            &["m1/prod", "m2/prod"],
+            &[("foo", vec![(digest('b'), vec!["1.0"])])],
+        );
+        let manifests = [a, b];
+        let problems = overlap_problems(&EdgeSet::from_manifests(&manifests), &manifests);
+        assert_eq!(problems.len(), 1, "one mistake, however many mirrors: {problems:?}");
+        let text = problems[0].to_string();
+        assert!(
+            text.starts_with("a/images.yaml:3:5: overlapping edges detected: m1/prod/foo:1.0"),
+            "{text}"
+        );
+        assert!(text.contains("(and 1 more destinations)"), "{text}");
+        assert!(text.contains(&format!("stage/a/foo@{}", digest('a'))), "{text}");
+        assert!(text.contains(&format!("stage/b/foo@{}", digest('b'))), "{text}");
+    }
 }

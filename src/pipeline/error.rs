@@ -1,0 +1,75 @@
+//! What can end a promotion run. The CLI maps each kind to an exit code
+//! (`docs/exit-codes.md`); phases only say what went wrong.
+use crate::copy;
+use crate::manifest::Problem;
+use crate::manifest::load::LoadError;
+use crate::registry;
+
+/// Why a promotion run stopped before finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // Registry errors are boxed: they are large, and every phase returns this type.
+    /// The registry client set could not be built (an unreadable CA file, say).
+    #[error("setting up registry clients: {0}")]
+    Setup(#[source] Box<registry::Error>),
+    /// Manifests that cannot be read or break the rules; every problem is logged.
+    #[error("{}", manifests_message(.0))]
+    Manifests(LoadError),
+    /// Destinations claimed by different digests; every problem is logged.
+    #[error("{}", overlaps_message(.0))]
+    Overlaps(Vec<Problem>),
+    /// A registry named in the manifests that kpromo cannot address.
+    #[error("manifest registry {name}: {source}")]
+    RegistryName {
+        name: String,
+        #[source]
+        source: Box<registry::Error>,
+    },
+    /// Reading the registries for the plan failed (every failure is logged).
+    #[error("{during}: {source}")]
+    Read {
+        during: &'static str,
+        #[source]
+        source: Box<registry::Error>,
+    },
+    /// A registry the edges name was not opened before use: a bug, reported as one.
+    #[error("internal error: registry {0} was not opened")]
+    Unopened(String),
+    /// Destination tags that point at other digests; nothing was written.
+    #[error("{0} tag moves detected; tag moves are not supported, nothing was promoted")]
+    TagMoves(usize),
+    /// `_LOST_` edges with `--fail-on-lost`; nothing was written.
+    #[error("{0} edges are _LOST_ (not in their source registry) and --fail-on-lost is set; nothing was promoted")]
+    Lost(usize),
+    /// The plan could not be handed to its sink (printing it, writing `--plan-out`).
+    #[error("{0}")]
+    Report(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Ctrl-C.
+    #[error("interrupted: stopped between units of work; nothing is half-written, rerun to finish")]
+    Interrupted,
+    /// Some copies failed; each failure is logged and blocked only what depends on it.
+    #[error("running image promotion: {count} operations failed (rerun converges); first: {first}")]
+    Failed { count: usize, first: copy::Failure },
+}
+
+fn manifests_message(e: &LoadError) -> String {
+    match e.problems.as_slice() {
+        [] => "parsing manifests: no manifests could be loaded".to_string(),
+        [one] => format!("parsing manifests: {one}"),
+        [first, rest @ ..] => format!(
+            "parsing manifests: {} problems (each logged above); first: {first}",
+            rest.len() + 1
+        ),
+    }
+}
+
+fn overlaps_message(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!(
+            "{} overlapping promotions (each logged above); first: {first}",
+            rest.len() + 1
+        ),
+        [] => "overlapping edges detected".to_string(),
+    }
+}
