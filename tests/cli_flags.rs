@@ -23,7 +23,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Every `kpromo cip` flag of Go kpromo (anchor §1.2) with its default as shown in help.
+/// Every `kpromo cip` flag of Go kpromo (its `cip` command's persistent flags) with its default as shown in help.
 const GO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--confirm", Some("false")),
     ("--manifest", None),

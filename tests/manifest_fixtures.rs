@@ -1,4 +1,4 @@
-//! The legacy Go fixture cases (anchor §2.7), written afresh under `testdata/thin/`, and
+//! The legacy Go fixture cases (promo-tools' `image/manifest/testdata` and legacy `TestValidateThinManifest` cases), written afresh under `testdata/thin/`, and
 //! the plain-manifest fixture, checked through the public API the CLI uses.
 use std::path::{Path, PathBuf};
 

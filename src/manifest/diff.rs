@@ -1,5 +1,6 @@
-//! Diff-scoped loading (anchor §2.6): the digests touched in git, found by running
-//! `git diff --unified=0 <base>` in the repository holding the manifests.
+//! Diff-scoped loading (Go kpromo's `--use-prow-manifest-diff` and `--manifest-diff-since`):
+//! the digests touched in git, found by running `git diff --unified=0 <base>` in the
+//! repository holding the manifests.
 //!
 //! Like Go kpromo, the diff covers the whole repository and the working tree, and a
 //! line counts only when it holds exactly one quoted `"sha256:<64 hex>"`; added and

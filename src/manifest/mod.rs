@@ -26,7 +26,7 @@ pub enum ManifestSource {
     ThinDir(PathBuf),
 }
 
-/// Restricts promotion to digests touched in git (anchor §2.6).
+/// Restricts promotion to digests touched in git (Go kpromo's `--use-prow-manifest-diff` and `--manifest-diff-since`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiffFilter {
     /// `--use-prow-manifest-diff`: base from `JOB_TYPE` / `PULL_BASE_SHA`.

@@ -1,5 +1,5 @@
-//! The thin-manifest directory layout (anchor §2.2–2.3):
-//! `<root>/manifests/<project>/promoter-manifest.yaml` with its images in
+//! The thin-manifest directory layout, as Go kpromo's `ParseThinManifestsFromDir` reads
+//! it: `<root>/manifests/<project>/promoter-manifest.yaml` with its images in
 //! `<root>/images/<project>/images.yaml`.
 //!
 //! Differences from Go: every structure problem is collected (Go stops at the first),

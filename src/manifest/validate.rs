@@ -1,4 +1,4 @@
-//! Per-manifest validation rules (anchor §2.4), with Go's exact messages.
+//! Per-manifest validation rules (Go kpromo's `Manifest.Validate`), with Go's exact messages.
 //!
 //! Differences from Go, on purpose: the rules apply to thin manifests too (Go only
 //! validates plain ones), and every problem is collected instead of stopping at the

@@ -1,4 +1,4 @@
-//! The decision table of Go kpromo's `GetPromotionCandidates` (anchor §3.5), as a pure
+//! The decision table of Go kpromo's `GetPromotionCandidates` (promoter/image/promotion), as a pure
 //! function of what the plan learned about one edge's source and destination.
 //!
 //! Kept free of I/O so every legacy table-test case can be checked directly, and so the
@@ -122,7 +122,7 @@ mod tests {
         }
     }
 
-    // The case names are Go kpromo's legacy promotion table tests (anchor §2.7).
+    // The case names are Go kpromo's legacy promotion table tests (`TestPromotion` in promo-tools' legacy/dockerregistry).
 
     #[test]
     fn no_promotion_tag_is_already_promoted() {
