@@ -45,7 +45,14 @@ async fn repo(
     failed_blobs: &BTreeSet<(RepoId, Digest)>,
     progress: &Progress,
 ) {
-    let to = ctx.repo(dst);
+    let push = RepoPush {
+        ctx,
+        graphs,
+        dst,
+        to: ctx.repo(dst),
+        needed,
+        failed_blobs,
+    };
     let children = |(repo, digest): Source| {
         graphs
             .get(&(repo, digest))
@@ -56,8 +63,8 @@ async fn repo(
     for level in levels(needed, children) {
         let results: Vec<(Source, Result<(), Failure>)> = stream::iter(level)
             .map(|m| {
-                let failed = &failed;
-                async move { (m, manifest(ctx, graphs, dst, to, m, needed, failed, failed_blobs).await) }
+                let (push, failed) = (&push, &failed);
+                async move { (m, push.manifest(m, failed).await) }
             })
             .buffer_unordered(PUSHES_PER_REPO)
             .collect()
@@ -75,9 +82,9 @@ async fn repo(
 
     stream::iter(images)
         .for_each_concurrent(PUSHES_PER_REPO, |(source, want)| {
-            let failed = &failed;
+            let (push, failed) = (&push, &failed);
             async move {
-                if let Some(delivered) = tags(ctx, graphs, dst, to, *source, want, failed).await {
+                if let Some(delivered) = push.tags(*source, want, failed).await {
                     ctx.with(|r| r.delivered.push(delivered));
                     progress.image_done();
                 }
@@ -86,90 +93,95 @@ async fn repo(
         .await;
 }
 
-/// Pushes one manifest by digest, unless something it needs is missing.
-#[allow(clippy::too_many_arguments)]
-async fn manifest(
-    ctx: &Ctx<'_>,
-    graphs: &Graphs,
+/// What pushing into one destination repository needs to know.
+struct RepoPush<'a> {
+    ctx: &'a Ctx<'a>,
+    graphs: &'a Graphs,
     dst: RepoId,
-    to: &Repo,
-    m: Source,
-    needed: &BTreeSet<Source>,
-    failed: &BTreeSet<Source>,
-    failed_blobs: &BTreeSet<(RepoId, Digest)>,
-) -> Result<(), Failure> {
-    let at = format!("{}@{}", to.display, m.1);
-    let blocked = |by| {
-        Failure::new(
-            at.clone(),
-            Cause::Blocked {
-                write: Write::Manifest,
-                by,
-            },
-        )
-    };
-    if ctx.cancel.is_cancelled() {
-        return Err(Failure::new(at, Cause::Interrupted));
-    }
-    let node = graphs.get(&m).ok_or_else(|| blocked(Missing::SourceManifest))?;
-    let child_failed =
-        |c: &Digest| failed.contains(&(m.0, *c)) || (needed.contains(&(m.0, *c)) && !graphs.contains_key(&(m.0, *c)));
-    if let Some(child) = node.refs.children.iter().find(|c| child_failed(c)) {
-        return Err(blocked(Missing::Child(*child)));
-    }
-    if let Some(blob) = node.refs.blobs.iter().find(|b| failed_blobs.contains(&(dst, b.digest))) {
-        return Err(blocked(Missing::Blob(blob.digest)));
-    }
-    to.registry
-        .put_manifest(&to.path, &ManifestRef::Digest(m.1), &node.raw)
-        .await
-        .map_err(|e| Failure::new(at, Cause::Registry(Arc::new(e))))
+    to: &'a Repo,
+    /// The manifests this repository gets (by source repository and digest).
+    needed: &'a BTreeSet<Source>,
+    failed_blobs: &'a BTreeSet<(RepoId, Digest)>,
 }
 
-/// Writes the tags of one image once the image is complete; returns what was delivered.
-async fn tags(
-    ctx: &Ctx<'_>,
-    graphs: &Graphs,
-    dst: RepoId,
-    to: &Repo,
-    source: Source,
-    want: &Want,
-    failed: &BTreeSet<Source>,
-) -> Option<Delivered> {
-    let at = format!("{}@{}", to.display, source.1);
-    let blocked = |by| Failure::new(at.clone(), Cause::Blocked { write: Write::Tags, by });
-    if failed.contains(&source) {
-        ctx.fail(blocked(Missing::Image));
-        return None;
+impl RepoPush<'_> {
+    /// Pushes one manifest by digest, unless something it needs is missing (`failed`:
+    /// the manifests of earlier levels that could not be pushed).
+    async fn manifest(&self, m: Source, failed: &BTreeSet<Source>) -> Result<(), Failure> {
+        let at = format!("{}@{}", self.to.display, m.1);
+        let blocked = |by| {
+            Failure::new(
+                at.clone(),
+                Cause::Blocked {
+                    write: Write::Manifest,
+                    by,
+                },
+            )
+        };
+        if self.ctx.cancel.is_cancelled() {
+            return Err(Failure::new(at, Cause::Interrupted));
+        }
+        let node = self.graphs.get(&m).ok_or_else(|| blocked(Missing::SourceManifest))?;
+        let unavailable = |child: &&Digest| {
+            let child = (m.0, **child);
+            failed.contains(&child) || (self.needed.contains(&child) && !self.graphs.contains_key(&child))
+        };
+        if let Some(child) = node.refs.children.iter().find(unavailable) {
+            return Err(blocked(Missing::Child(*child)));
+        }
+        if let Some(blob) = node
+            .refs
+            .blobs
+            .iter()
+            .find(|b| self.failed_blobs.contains(&(self.dst, b.digest)))
+        {
+            return Err(blocked(Missing::Blob(blob.digest)));
+        }
+        self.to
+            .registry
+            .put_manifest(&self.to.path, &ManifestRef::Digest(m.1), &node.raw)
+            .await
+            .map_err(|e| Failure::new(at, Cause::Registry(Arc::new(e))))
     }
-    let Some(node) = graphs.get(&source) else {
-        ctx.fail(blocked(Missing::SourceManifest));
-        return None;
-    };
-    for tag in &want.tags {
-        if ctx.cancel.is_cancelled() {
+
+    /// Writes the tags of one image once the image is complete; returns what was
+    /// delivered.
+    async fn tags(&self, source: Source, want: &Want, failed: &BTreeSet<Source>) -> Option<Delivered> {
+        let at = format!("{}@{}", self.to.display, source.1);
+        let blocked = |by| Failure::new(at.clone(), Cause::Blocked { write: Write::Tags, by });
+        if failed.contains(&source) {
+            self.ctx.fail(blocked(Missing::Image));
             return None;
         }
-        match to
-            .registry
-            .put_manifest(&to.path, &ManifestRef::Tag(tag.clone()), &node.raw)
-            .await
-        {
-            Ok(()) => ctx.count(|c| c.tags_pushed += 1),
-            Err(e) => {
-                ctx.fail(Failure::new(
-                    format!("{}:{tag}", to.display),
-                    Cause::Registry(Arc::new(e)),
-                ));
+        let Some(node) = self.graphs.get(&source) else {
+            self.ctx.fail(blocked(Missing::SourceManifest));
+            return None;
+        };
+        for tag in &want.tags {
+            if self.ctx.cancel.is_cancelled() {
                 return None;
             }
+            let reference = ManifestRef::Tag(tag.clone());
+            match self
+                .to
+                .registry
+                .put_manifest(&self.to.path, &reference, &node.raw)
+                .await
+            {
+                Ok(()) => self.ctx.count(|c| c.tags_pushed += 1),
+                Err(e) => {
+                    let at = format!("{}:{tag}", self.to.display);
+                    self.ctx.fail(Failure::new(at, Cause::Registry(Arc::new(e))));
+                    return None;
+                }
+            }
         }
+        Some(Delivered {
+            source,
+            destination: self.dst,
+            media_type: node.raw.media_type.clone(),
+            tags: want.tags.iter().cloned().collect(),
+            copied: want.push,
+        })
     }
-    Some(Delivered {
-        source,
-        destination: dst,
-        media_type: node.raw.media_type.clone(),
-        tags: want.tags.iter().cloned().collect(),
-        copied: want.push,
-    })
 }
