@@ -6,8 +6,8 @@
 #
 # Everything comes from Debian packages, fetched with `apt-get download` through a private apt
 # configuration: the system's sources, package lists and dpkg state are never touched, and no
-# root (or sudo) is needed. Bookworm gives the Go 1.19 toolchain, trixie the go-containerregistry
-# source package (bookworm has none recent enough to serve referrers). Both are only unpacked.
+# root is needed (sudo only installs debian-archive-keyring where it is missing). Bookworm gives the Go 1.19 toolchain, trixie the go-containerregistry
+# source package (bookworm does not package it). Both are only unpacked.
 #
 # The binary is cached and rebuilt only when this script changes; a rerun prints its path at once.
 #
@@ -65,6 +65,8 @@ if is_built; then
 fi
 
 started=$SECONDS
+# Build directories left by a run that was killed (only the lock holder builds).
+rm -rf "$cache"/.ggcr-build.*
 work=$(mktemp -d "$cache/.ggcr-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -119,13 +121,13 @@ mkdir -p "$work/debs" "$work/root"
 # Only what `go build` of one program needs: the go command, compile/asm/link, the standard
 # library's source and its precompiled archives (reused for every package without cgo), and the
 # go-containerregistry tree. That is 190 MB of the 480 MB the packages hold.
-go=./usr/lib/go-1.19
-skip=(--exclude="$go/pkg/linux_amd64/cmd" --exclude="$go/pkg/linux_amd64_race"
+toolchain=./usr/lib/go-1.19
+skip=(--exclude="$toolchain/pkg/linux_amd64/cmd" --exclude="$toolchain/pkg/linux_amd64_race"
   --exclude=./usr/share/go-1.19/src/cmd --exclude=./usr/share/go-1.19/test
   --exclude=./usr/share/go-1.19/misc --exclude=./usr/share/go-1.19/api
   --exclude='*/testdata' --exclude='*_test.go' --exclude=./usr/share/doc --exclude=./usr/share/man)
 for tool in addr2line api buildid cgo cover dist doc fix nm objdump pack pprof test2json trace vet; do
-  skip+=(--exclude="$go/pkg/tool/linux_amd64/$tool")
+  skip+=(--exclude="$toolchain/pkg/tool/linux_amd64/$tool")
 done
 for deb in "$work"/debs/*.deb; do
   log "unpacking $(basename "$deb")"
@@ -134,8 +136,9 @@ done
 versions=$(cd "$work/debs" && ls -1 -- *.deb)
 
 # Our main: pkg/registry is a library, and the packaged cmd/registry takes only a port and leaves
-# the referrers API off. This one enables the referrers API, refuses any address but loopback, binds before it reports, and prints the port
-# it got, so a test harness can ask for port 0 and never race another process for a free port.
+# the referrers API off. This one enables the referrers API, refuses any address but loopback,
+# binds before it reports, and prints the port it got, so a test harness can ask for port 0 and
+# never race another process for a free port.
 src="$work/gopath/src/kpromo-ggcr-registry"
 mkdir -p "$src"
 cat >"$src/main.go" <<'EOF'
