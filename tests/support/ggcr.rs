@@ -77,7 +77,7 @@ impl GgcrRegistry {
 
 /// Where scripts/ggcr-registry.sh leaves the binary: `$KPROMO_TEST_CACHE`, else
 /// `$XDG_CACHE_HOME/kpromo-test`, else `$HOME/.cache/kpromo-test` (the script's own rule).
-pub fn binary() -> PathBuf {
+fn binary() -> PathBuf {
     let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     let cache = set("KPROMO_TEST_CACHE")
         .map(PathBuf::from)
