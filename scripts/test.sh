@@ -19,6 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# The registry with the OCI 1.1 referrers API (go-containerregistry's, from Debian packages):
+# built once into a cache, so this returns at once when the binary is already there.
+bash scripts/ggcr-registry.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
