@@ -1,12 +1,11 @@
 //! Many concurrent writers (through two backends) into one repository of one layout: every upload lands,
 //! `index.json` stays valid and complete, and no temp file is left behind.
-mod oci_layout_support;
-
 use std::sync::Arc;
 
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
-use oci_layout_support::*;
+
+use crate::oci_layout_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pushes_keep_index_json_complete() {

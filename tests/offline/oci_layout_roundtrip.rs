@@ -1,13 +1,12 @@
 //! The OCI-layout backend through the `Registry` trait: round trips, verification,
 //! missing repositories, and what is (not) left on disk after failures.
-mod oci_layout_support;
-
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use kpromo::digest::Digest;
 use kpromo::registry::oci_layout::{self, OciLayout};
 use kpromo::registry::{Error, ManifestRef, MountOutcome, RawManifest, Registry};
-use oci_layout_support::*;
+
+use crate::oci_layout_support::*;
 
 fn layout() -> (tempfile::TempDir, OciLayout) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,14 +1,13 @@
 //! Interoperability with skopeo (an independent client, Debian package `skopeo`,
 //! installed by scripts/test.sh): skopeo reads and copies what kpromo wrote, and kpromo
 //! reads what skopeo wrote.
-mod oci_layout_support;
-
 use std::path::Path;
 use std::process::Command;
 
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
-use oci_layout_support::*;
+
+use crate::oci_layout_support::*;
 
 fn skopeo(args: &[&str]) -> Vec<u8> {
     let out = Command::new("skopeo")
