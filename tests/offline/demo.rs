@@ -11,7 +11,7 @@ use kpromo::digest::Digest;
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
 
-use crate::oci_layout_support::{files, tag};
+use crate::layout::{files, tag};
 
 /// Every file below `dir` with its inode: the layout backend writes only through new
 /// files renamed into place, so an unchanged map means nothing was written.

@@ -5,8 +5,18 @@
 //! One test binary per kind of test, with a module per subject, so the library is linked a
 //! few times per build rather than once per subject (the shape of ripgrep's tests/tests.rs).
 
-#[path = "../oci_layout_support/mod.rs"]
-mod oci_layout_support;
+/// The part of the shared harness (tests/support) that needs no server.
+#[path = "../support"]
+#[allow(
+    dead_code,
+    reason = "offline tests build small OCI layout images only; synthetic big blobs, Docker formats and \
+              pretty-printed manifests are for the e2e binary"
+)]
+mod support {
+    pub mod images;
+}
+// Harness images through kpromo's `Registry` trait, and the files a layout leaves on disk.
+mod layout;
 
 // The `kpromo` command line: help, removed flags, usage errors and exit codes.
 mod cli_flags;
