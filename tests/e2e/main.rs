@@ -3,8 +3,8 @@
 //! the fault proxy, driven by kpromo's client or by the built `kpromo` binary. Results are
 //! checked with clients independent of kpromo (the harness's pusher, skopeo).
 //!
-//! One test binary per kind of test, with a module per subject, so the library is linked a
-//! few times per build rather than once per subject (the shape of ripgrep's tests/tests.rs).
+//! One test binary per kind of test (e2e, mocked, offline), with a module per subject, so a
+//! build links the library once per kind rather than once per subject.
 
 #[path = "../support/mod.rs"]
 mod support;

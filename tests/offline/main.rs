@@ -2,8 +2,8 @@
 //! layouts (kpromo's layout backend, skopeo reading and writing them), snapshots computed
 //! from manifests or layouts, and the bundled demo, all run in temporary directories.
 //!
-//! One test binary per kind of test, with a module per subject, so the library is linked a
-//! few times per build rather than once per subject (the shape of ripgrep's tests/tests.rs).
+//! One test binary per kind of test (e2e, mocked, offline), with a module per subject, so a
+//! build links the library once per kind rather than once per subject.
 
 /// The part of the shared harness (tests/support) that needs no server.
 #[path = "../support"]
