@@ -6,6 +6,11 @@
 //!
 //! Usage: bench_client [BLOBS [MIB_PER_BLOB [BIG_MIB]]] (defaults 8 64 1024).
 #[path = "../tests/support/mod.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the benchmark needs the harness's registries, pusher and client glue, not its fault fronts"
+)]
 mod support;
 
 use std::time::Instant;

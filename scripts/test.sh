@@ -26,3 +26,6 @@ bash scripts/ggcr-registry.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --all-targets
+# Tests that need the machine to themselves (peak RSS, adaptive limits) are ignored above
+# and run here, one at a time, from the same build (tests/e2e/solo/mod.rs).
+cargo test --locked --test e2e solo:: -- --ignored --test-threads=1

@@ -48,8 +48,6 @@ pub enum Times {
     FirstPerRequest(u32),
     /// The first N matching requests in total.
     First(u32),
-    /// Every Nth matching request (the Nth, 2Nth, …).
-    EveryNth(u32),
 }
 
 /// A fault: requests whose method matches (if set) and whose path matches `path`.
@@ -173,7 +171,6 @@ fn choose(state: &mut State, method: &str, path: &str) -> Option<Action> {
         let fires = match rule.times {
             Times::Always => true,
             Times::First(n) => *total <= n,
-            Times::EveryNth(n) => n > 0 && (*total).is_multiple_of(n),
             Times::FirstPerRequest(n) => {
                 let attempts = state.per_request.entry((i, key.clone())).or_insert(0);
                 *attempts += 1;

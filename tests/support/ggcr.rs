@@ -3,7 +3,7 @@
 //! referrers API, which distribution 2.8 lacks. It keeps manifests and blobs in memory, so an
 //! instance lives and dies with its process. How it departs from the spec (and from
 //! distribution) is pinned down by `ggcr_registry_serves_referrers_with_its_quirks` in
-//! tests/registry_harness.rs and docs/decisions/0002-referrers-test-registry.md.
+//! tests/e2e/registry_harness.rs and docs/decisions/0002-referrers-test-registry.md.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,12 +13,13 @@ use super::process::ChildGuard;
 /// What `ggcr-registry` logs once its socket is bound, followed by the port it got.
 const LISTENING: &str = "ggcr-registry listening on 127.0.0.1:";
 
-/// One running `ggcr-registry`. Field order matters: the process stops before its log goes.
+/// One running `ggcr-registry`, stopped on drop. Field order matters: the process stops
+/// before its log directory goes.
 #[derive(Debug)]
 pub struct GgcrRegistry {
-    child: ChildGuard,
+    _process: ChildGuard,
     port: u16,
-    dir: tempfile::TempDir,
+    _log_dir: tempfile::TempDir,
 }
 
 impl GgcrRegistry {
@@ -41,7 +42,11 @@ impl GgcrRegistry {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(port) = reported_port(&log) {
-                return GgcrRegistry { child, port, dir };
+                return GgcrRegistry {
+                    _process: child,
+                    port,
+                    _log_dir: dir,
+                };
             }
             if let Some(exit) = child.exited() {
                 panic!("ggcr-registry did not start: {exit}");
@@ -53,10 +58,6 @@ impl GgcrRegistry {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// `127.0.0.1:PORT`: the registry name to hand to the client under test.

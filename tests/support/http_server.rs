@@ -26,7 +26,6 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
     fd: RawFd,
-    pub peer: SocketAddr,
 }
 
 impl Conn {
@@ -74,16 +73,13 @@ impl Server {
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("register listener");
             loop {
-                let Ok((stream, peer)) = listener.accept().await else {
+                let Ok((stream, _)) = listener.accept().await else {
                     // e.g. out of file descriptors: back off instead of spinning.
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Conn {
-                    fd: stream.as_raw_fd(),
-                    peer,
-                };
+                let conn = Conn { fd: stream.as_raw_fd() };
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handler(req, conn));

@@ -1,6 +1,11 @@
-//! Deterministic synthetic images. Registries never look inside layers, so layer bytes are
-//! pseudo-random from a seed: the same seed always gives the same digests. Big layers are
-//! generated on the fly in 1 MiB chunks and never held in memory whole.
+//! Deterministic synthetic images, the one image generator of the tests. Registries never
+//! look inside layers, so layer bytes are pseudo-random from a seed: the same seed always
+//! gives the same digests. Big layers are generated on the fly in 1 MiB chunks and never
+//! held in memory whole. Where a real unpacker may look (skopeo, the committed demo),
+//! layers are small uncompressed tar archives instead ([`Blob::tar`], [`Image::for_layout`]).
+//!
+//! Digests are computed here with `sha2`, never with kpromo's code, so a test never lets the
+//! client under test grade its own work.
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::json;
@@ -10,6 +15,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+#[allow(dead_code, reason = "only the offline binary builds layout images")]
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -72,6 +79,33 @@ impl Blob {
             size,
             content: Content::Synthetic { seed },
         }
+    }
+
+    /// A one-file ustar archive (uncompressed, mtime 0, root-owned): a layer that tools which
+    /// unpack layers accept, with bytes that never change.
+    #[allow(dead_code, reason = "only the offline binary builds layout images")]
+    pub fn tar(path: &str, content: &[u8]) -> Blob {
+        fn octal(field: &mut [u8], value: u64) {
+            let text = format!("{value:0width$o}\0", width = field.len() - 1);
+            field.copy_from_slice(text.as_bytes());
+        }
+        let mut header = [0u8; 512];
+        header[..path.len()].copy_from_slice(path.as_bytes());
+        octal(&mut header[100..108], 0o644);
+        octal(&mut header[108..116], 0);
+        octal(&mut header[116..124], 0);
+        octal(&mut header[124..136], content.len() as u64);
+        octal(&mut header[136..148], 0);
+        header[148..156].fill(b' ');
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
+        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut out = header.to_vec();
+        out.extend_from_slice(content);
+        out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+        Blob::from_bytes(out)
     }
 
     /// The bytes of a small blob. Panics for synthetic big blobs (use [`Blob::stream`]).
@@ -148,6 +182,26 @@ impl SplitMix {
     }
 }
 
+/// How manifest JSON is written. The e2e worlds are pretty-printed, as registries' own
+/// fixtures often are, so a client that re-serialised manifests would change their digests;
+/// the demo's layouts are compact, and their committed digests depend on those bytes.
+#[derive(Debug, Clone, Copy)]
+enum Json {
+    Pretty,
+    #[allow(dead_code, reason = "only the offline binary builds layout images")]
+    Compact,
+}
+
+impl Json {
+    fn bytes(self, value: &serde_json::Value) -> Bytes {
+        let bytes = match self {
+            Json::Pretty => serde_json::to_vec_pretty(value),
+            Json::Compact => serde_json::to_vec(value),
+        };
+        Bytes::from(bytes.expect("serialise manifest"))
+    }
+}
+
 /// Docker schema 2 or OCI media types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -197,6 +251,27 @@ impl Image {
     /// An image for `arch` (`amd64`, `arm64/v8`, …) with the given layers; `seed` makes
     /// the config (and so the digest) distinct between otherwise equal images.
     pub fn new(format: Format, seed: u64, arch: &str, layers: Vec<Blob>) -> Image {
+        let label = ("kpromo.test/seed", seed.to_string());
+        Image::build(format, arch, label, layers, format.layer_type(), Json::Pretty)
+    }
+
+    /// An OCI image as the demo's layouts hold it: uncompressed tar layers ([`Blob::tar`]),
+    /// `label` as `org.example.demo` (it tells otherwise equal images apart), compact JSON.
+    /// The committed demo's digests depend on these exact bytes.
+    #[allow(dead_code, reason = "only the offline binary builds layout images")]
+    pub fn for_layout(arch: &str, layers: Vec<Blob>, label: &str) -> Image {
+        let label = ("org.example.demo", label.to_string());
+        Image::build(Format::Oci, arch, label, layers, OCI_LAYER_TAR, Json::Compact)
+    }
+
+    fn build(
+        format: Format,
+        arch: &str,
+        (label_key, label): (&str, String),
+        layers: Vec<Blob>,
+        layer_type: &str,
+        json: Json,
+    ) -> Image {
         let (architecture, variant) = match arch.split_once('/') {
             Some((a, v)) => (a.to_string(), Some(v.to_string())),
             None => (arch.to_string(), None),
@@ -204,7 +279,7 @@ impl Image {
         let config = Blob::from_bytes(
             json!({
                 "architecture": architecture, "os": "linux",
-                "config": {"Labels": {"kpromo.test/seed": seed.to_string()}},
+                "config": {"Labels": {label_key: label}},
                 "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| &l.digest).collect::<Vec<_>>()},
             })
             .to_string(),
@@ -215,9 +290,9 @@ impl Image {
             "schemaVersion": 2,
             "mediaType": format.manifest_type(),
             "config": descriptor(format.config_type(), &config),
-            "layers": layers.iter().map(|l| descriptor(format.layer_type(), l)).collect::<Vec<_>>(),
+            "layers": layers.iter().map(|l| descriptor(layer_type, l)).collect::<Vec<_>>(),
         });
-        let manifest = Bytes::from(serde_json::to_vec_pretty(&manifest).expect("serialise manifest"));
+        let manifest = json.bytes(&manifest);
         Image {
             format,
             platform: (architecture, variant),
@@ -259,6 +334,16 @@ pub struct Index {
 
 impl Index {
     pub fn new(format: Format, children: Vec<Image>) -> Index {
+        Index::build(format, children, Json::Pretty)
+    }
+
+    /// An OCI index over [`Image::for_layout`] images, as compact as they are.
+    #[allow(dead_code, reason = "only the offline binary builds layout images")]
+    pub fn for_layout(children: Vec<Image>) -> Index {
+        Index::build(Format::Oci, children, Json::Compact)
+    }
+
+    fn build(format: Format, children: Vec<Image>, json: Json) -> Index {
         let manifests: Vec<_> = children
             .iter()
             .map(|child| {
@@ -270,7 +355,7 @@ impl Index {
             })
             .collect();
         let manifest = json!({"schemaVersion": 2, "mediaType": format.index_type(), "manifests": manifests});
-        let manifest = Bytes::from(serde_json::to_vec_pretty(&manifest).expect("serialise index"));
+        let manifest = json.bytes(&manifest);
         Index {
             format,
             digest: sha256_digest(&manifest),

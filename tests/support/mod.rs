@@ -1,9 +1,10 @@
-//! Test support shared by the `tests/registry_*.rs` (and pipeline end-to-end) test crates:
-//! real CNCF distribution instances, a token server, fault fronts, and an image generator
-//! that pushes with its own minimal HTTP calls, so results never depend on the client under
-//! test. Checks go through `skopeo`, an independent client.
+//! The test harness: real CNCF distribution instances, a token server, fault fronts, and
+//! an image generator that pushes with its own minimal HTTP calls, so results never depend
+//! on the client under test. Checks go through `skopeo`, an independent client.
 //!
-//! Each test crate includes this with `mod support;` and uses only part of it.
+//! The e2e test binary includes all of it (`tests/e2e/main.rs`); the offline binary only
+//! the image generator, `images.rs` (`tests/offline/main.rs`); `examples/bench_client.rs`
+//! the registries, pusher and client glue.
 //!
 //! ```ignore
 //! let staging = TestRegistry::start(RegistryOptions::plain());     // or basic(), token(), tls()
@@ -16,7 +17,6 @@
 //! assert_eq!(mirror.skopeo_raw("proj/img:v1").map(|b| images::sha256_digest(&b)), Some(index.digest.clone()));
 //! assert_eq!(proxy.count("GET", "^/v2/proj/img/blobs/"), 0);
 //! ```
-#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod fault_proxy;
@@ -37,10 +37,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use fault_proxy::{Action, FaultProxy, Rule, Times};
-pub use images::{Blob, Format, Image, Index};
+pub use images::{Format, Image, Index};
 pub use nginx::RateLimitFront;
 pub use push::Pusher;
-pub use registry::{Auth, RegistryOptions, TestRegistry};
+pub use registry::{RegistryOptions, TestRegistry};
 
 /// Fails the test (never skips it) when a system tool the end-to-end tests need is absent.
 pub fn require_tool(name: &str) {

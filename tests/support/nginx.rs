@@ -57,10 +57,6 @@ impl RateLimitFront {
         panic!("nginx did not start: {last_error}");
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `127.0.0.1:PORT`: the registry name to hand to the client under test.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -46,12 +46,12 @@ pub fn make_tls(dir: &Path) -> TlsFiles {
 }
 
 /// The token issuer's signing key (P-256, PKCS#8 DER for ring) and its self-signed
-/// certificate (PEM for distribution's `rootcertbundle`, DER for the JWT `x5c` header).
+/// certificate (DER for the JWT `x5c` header; the PEM `token.crt` stays in the directory
+/// for distribution's `rootcertbundle`).
 #[derive(Debug, Clone)]
 pub struct TokenKey {
     pub pkcs8_der: Vec<u8>,
     pub cert_der: Vec<u8>,
-    pub cert_pem: PathBuf,
 }
 
 pub fn make_token_key(dir: &Path) -> TokenKey {
@@ -91,6 +91,5 @@ pub fn make_token_key(dir: &Path) -> TokenKey {
     TokenKey {
         pkcs8_der: read("token.p8"),
         cert_der: read("token.der"),
-        cert_pem: dir.join("token.crt"),
     }
 }

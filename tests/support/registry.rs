@@ -217,10 +217,6 @@ impl TestRegistry {
         format!("{scheme}://{}", self.host())
     }
 
-    pub fn options(&self) -> RegistryOptions {
-        self.options
-    }
-
     /// The CA that signed the TLS certificate, for `--registry-ca-file`.
     pub fn ca_cert(&self) -> Option<&Path> {
         self.tls.as_ref().map(|files| files.ca_cert.as_path())

@@ -31,7 +31,6 @@ struct State {
     ttl_secs: u64,
     refresh_tokens: Mutex<HashMap<String, String>>,
     issued: AtomicU64,
-    refused: AtomicU64,
     /// Token requests still to be answered 503 (a flaky auth service).
     fail_next: AtomicU64,
     /// Every token handed out, so tests can prove none of them reached a log line.
@@ -64,7 +63,6 @@ impl TokenServer {
             ttl_secs,
             refresh_tokens: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
             fail_next: AtomicU64::new(0),
             tokens: Mutex::new(Vec::new()),
         });
@@ -85,18 +83,9 @@ impl TokenServer {
         self.state.issued.load(Ordering::Relaxed)
     }
 
-    pub fn refused(&self) -> u64 {
-        self.state.refused.load(Ordering::Relaxed)
-    }
-
     /// Answers the next `n` token requests with 503, like an auth service having a bad moment.
     pub fn fail_next(&self, n: u64) {
         self.state.fail_next.store(n, Ordering::Relaxed);
-    }
-
-    /// Injected failures not yet served.
-    pub fn failures_pending(&self) -> u64 {
-        self.state.fail_next.load(Ordering::Relaxed)
     }
 
     /// Every token (and refresh token) issued so far.
@@ -126,7 +115,7 @@ async fn handle(
             let query: HashMap<String, Vec<String>> = pairs(req.uri().query().unwrap_or(""));
             let user = match basic_user(state, &req) {
                 Ok(user) => user,
-                Err(()) => return refuse(state, 401, "bad credentials"),
+                Err(()) => return refuse(401, "bad credentials"),
             };
             let service = first(&query, "service");
             let scopes = query.get("scope").cloned().unwrap_or_default();
@@ -139,7 +128,7 @@ async fn handle(
                 "password" => {
                     let user = first(&form, "username");
                     if state.users.get(&user) != Some(&first(&form, "password")) {
-                        return refuse(state, 401, "invalid_grant");
+                        return refuse(401, "invalid_grant");
                     }
                     user
                 }
@@ -152,10 +141,10 @@ async fn handle(
                         .cloned();
                     match known {
                         Some(user) => user,
-                        None => return refuse(state, 401, "invalid_grant"),
+                        None => return refuse(401, "invalid_grant"),
                     }
                 }
-                _ => return refuse(state, 400, "unsupported_grant_type"),
+                _ => return refuse(400, "unsupported_grant_type"),
             };
             let refresh = random_hex(state, 16);
             state
@@ -178,7 +167,7 @@ fn issue(
     refresh: Option<String>,
 ) -> Result<hyper::Response<super::http_server::Body>, super::http_server::BoxError> {
     if service != SERVICE {
-        return refuse(state, 400, "unknown service");
+        return refuse(400, "unknown service");
     }
     let access: Vec<serde_json::Value> = scopes
         .iter()
@@ -230,12 +219,7 @@ fn issue(
     json(200, &body)
 }
 
-fn refuse(
-    state: &State,
-    status: u16,
-    why: &str,
-) -> Result<hyper::Response<super::http_server::Body>, super::http_server::BoxError> {
-    state.refused.fetch_add(1, Ordering::Relaxed);
+fn refuse(status: u16, why: &str) -> Result<hyper::Response<super::http_server::Body>, super::http_server::BoxError> {
     json(status, &json!({"errors": [{"code": "UNAUTHORIZED", "message": why}]}))
 }
 

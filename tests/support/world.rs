@@ -164,11 +164,6 @@ impl Running {
         assert!(status.success(), "kill -INT {} failed", self.pid());
     }
 
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
     /// Waits at most `seconds` for the process to end; a hang fails the test (after
     /// killing the process) with its output so far.
     pub fn wait(mut self, seconds: u64) -> Run {

@@ -1,20 +1,20 @@
 //! A 429 storm from a real rate limiter (nginx `limit_req` with `Retry-After`) in front of
 //! real distribution: the client must finish every request, at a pace close to what the
-//! limiter allows, without hammering it with rejected requests. Alone in its own test
-//! binary so no other test competes for the limiter or the CPU while it is timed.
-mod support;
-
+//! limiter allows, without hammering it with rejected requests. Run alone (see `solo`) so
+//! no other test competes for the limiter or the CPU while it is timed.
 use std::time::Instant;
 
 use kpromo::registry::ManifestRef;
-use support::client::{open, options_for};
-use support::images::{Format, Image};
-use support::{RateLimitFront, RegistryOptions, TestRegistry, within};
+
+use crate::support::client::{open, options_for};
+use crate::support::images::{Format, Image};
+use crate::support::{RateLimitFront, RegistryOptions, TestRegistry, within};
 
 const ALLOWED_PER_SEC: u32 = 20;
 const REQUESTS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run alone by scripts/test.sh"]
 async fn storm_of_429_is_absorbed_at_the_allowed_rate() {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let image = Image::simple(Format::Oci, 71);

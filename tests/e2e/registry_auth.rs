@@ -1,18 +1,20 @@
 //! Credentials come from a docker config file (`$DOCKER_CONFIG/config.json`), as after
 //! `docker login`, for Basic-auth and token-auth registries; and no password, token or
 //! Authorization value ever reaches a log line or an error message. Every log event of
-//! the client (TRACE and up) is captured by a test subscriber and scanned.
-mod support;
-
+//! the client (TRACE and up) is captured by a test subscriber and scanned. The subscriber
+//! is process-wide, so in the e2e binary the scan also covers what the clients of tests
+//! running alongside logged: stricter, never weaker, than a binary of its own.
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use kpromo::registry::{Error, ManifestRef, Registry};
-use support::client::{DockerConfig, digest, login_options, open, options_for, read_blob, stream_of};
-use support::images::{Blob, Format, Image};
-use support::registry::{PASSWORD, USER};
-use support::{RegistryOptions, TestRegistry, within};
+
+use crate::support;
+use crate::support::client::{DockerConfig, digest, login_options, open, options_for, read_blob, stream_of};
+use crate::support::images::{Blob, Format, Image};
+use crate::support::registry::{PASSWORD, USER};
+use crate::support::{RegistryOptions, TestRegistry, within};
 
 const WRONG_PASSWORD: &str = "wrong-pw-must-not-leak";
 

@@ -1,11 +1,10 @@
 //! `kpromo cip --snapshot` run as a binary against a real CNCF distribution registry
 //! (started by the harness on 127.0.0.1, storage in /dev/shm), with images pushed by the
 //! harness's own client. Output must be Go's images.yaml / CSV format exactly.
-mod support;
-
 use std::process::Output;
 
-use support::{Format, Image, Index, RegistryOptions, TestRegistry, within};
+use crate::support;
+use crate::support::{Format, Image, Index, RegistryOptions, TestRegistry, within};
 
 async fn kpromo(args: &[&str]) -> Output {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_kpromo"))

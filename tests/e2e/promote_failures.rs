@@ -4,13 +4,12 @@
 //! interrupted with SIGINT. After every failure the mirrors are read with the harness's
 //! own client: no tag may point at a manifest, child or blob that is missing. After
 //! recovery a rerun must converge (checked with skopeo) and a further rerun write nothing.
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::images::{Blob, Format, Image, Index};
-use support::world::{ImageSpec, Run, World, assert_complete, is_write, tags};
-use support::{Action, RegistryOptions, Rule, TestRegistry, Times, within};
+use crate::support;
+use crate::support::images::{Blob, Format, Image, Index};
+use crate::support::world::{ImageSpec, Run, World, assert_complete, is_write, tags};
+use crate::support::{Action, RegistryOptions, Rule, TestRegistry, Times, within};
 
 /// Images promoted by every test: an OCI index (children tagless in the manifest), a
 /// Docker manifest list and a single image, as staging/{foo,bar,baz}.

@@ -1,14 +1,14 @@
 //! Interoperability with skopeo (an independent client, Debian package `skopeo`,
 //! installed by scripts/test.sh): skopeo reads and copies what kpromo wrote, and kpromo
 //! reads what skopeo wrote.
-mod oci_layout_support;
-
 use std::path::Path;
 use std::process::Command;
 
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
-use oci_layout_support::*;
+
+use crate::layout::{ToRaw, digest, push_image, push_manifest, read_all, tag};
+use crate::support::images::{Blob, Image, Index};
 
 fn skopeo(args: &[&str]) -> Vec<u8> {
     let out = Command::new("skopeo")
@@ -33,19 +33,19 @@ struct World {
     single: Image,
     amd: Image,
     arm: Image,
-    multi: kpromo::registry::RawManifest,
+    multi: Index,
 }
 
 async fn write_world(reg: &dyn Registry) -> World {
-    let base = tar_layer("etc/os-release", b"ID=demo\n");
-    let single = image("amd64", vec![base.clone(), tar_layer("app", b"app v1\n")], "single");
-    let amd = image("amd64", vec![base.clone()], "multi");
-    let arm = image("arm64", vec![base, tar_layer("arm", b"arm only\n")], "multi");
-    let multi = index(&[("amd64", &amd), ("arm64", &arm)]);
+    let base = Blob::tar("etc/os-release", b"ID=demo\n");
+    let single = Image::for_layout("amd64", vec![base.clone(), Blob::tar("app", b"app v1\n")], "single");
+    let amd = Image::for_layout("amd64", vec![base.clone()], "multi");
+    let arm = Image::for_layout("arm64", vec![base, Blob::tar("arm", b"arm only\n")], "multi");
+    let multi = Index::for_layout(vec![amd.clone(), arm.clone()]);
     push_image(reg, "team/single", &single, &["v1", "latest"]).await;
     push_image(reg, "team/multi", &amd, &[]).await;
     push_image(reg, "team/multi", &arm, &[]).await;
-    push_manifest(reg, "team/multi", &multi, &["v2"]).await;
+    push_manifest(reg, "team/multi", &multi.raw(), &["v2"]).await;
     World {
         single,
         amd,
@@ -63,15 +63,15 @@ async fn skopeo_reads_and_copies_what_we_wrote_and_we_read_its_copy() {
 
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(root, "team/single", "v1")]),
-        world.single.manifest.bytes
+        world.single.manifest
     );
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(root, "team/single", "latest")]),
-        world.single.manifest.bytes
+        world.single.manifest
     );
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(root, "team/multi", "v2")]),
-        world.multi.bytes
+        world.multi.manifest
     );
     let config: serde_json::Value =
         serde_json::from_slice(&skopeo(&["inspect", "--config", &oci(root, "team/single", "v1")])).unwrap();
@@ -91,7 +91,7 @@ async fn skopeo_reads_and_copies_what_we_wrote_and_we_read_its_copy() {
     }
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(&theirs_root, "team/multi", "v2")]),
-        world.multi.bytes
+        world.multi.manifest
     );
 
     // And we read skopeo's layout: tags, manifests, children found by digest although
@@ -101,23 +101,23 @@ async fn skopeo_reads_and_copies_what_we_wrote_and_we_read_its_copy() {
     assert_eq!(theirs.list_tags("team/multi").await.unwrap().unwrap().tags, ["v2"]);
     assert_eq!(
         theirs.get_manifest("team/single", &tag("v1")).await.unwrap(),
-        Some(world.single.manifest.clone())
+        Some(world.single.raw())
     );
     assert_eq!(
         theirs.get_manifest("team/multi", &tag("v2")).await.unwrap(),
-        Some(world.multi.clone())
+        Some(world.multi.raw())
     );
     for child in [&world.amd, &world.arm] {
         let got = theirs
-            .get_manifest("team/multi", &ManifestRef::Digest(child.manifest.digest))
+            .get_manifest("team/multi", &ManifestRef::Digest(child.raw().digest))
             .await
             .unwrap();
-        assert_eq!(got.as_ref(), Some(&child.manifest));
+        assert_eq!(got.as_ref(), Some(&child.raw()));
         for layer in &child.layers {
-            let bytes = read_all(theirs.get_blob("team/multi", &layer.digest).await.unwrap())
+            let bytes = read_all(theirs.get_blob("team/multi", &digest(layer)).await.unwrap())
                 .await
                 .unwrap();
-            assert_eq!(bytes, layer.bytes);
+            assert_eq!(bytes, layer.bytes());
         }
     }
 }
@@ -135,7 +135,7 @@ async fn skopeo_can_write_into_a_layout_we_then_extend() {
         &oci(root, "team/single", "v1"),
         &oci(root, "team/single", "from-skopeo"),
     ]);
-    ours.put_manifest("team/single", &tag("v3"), &world.single.manifest)
+    ours.put_manifest("team/single", &tag("v3"), &world.single.raw())
         .await
         .unwrap();
     assert_eq!(
@@ -144,10 +144,10 @@ async fn skopeo_can_write_into_a_layout_we_then_extend() {
     );
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(root, "team/single", "from-skopeo")]),
-        world.single.manifest.bytes
+        world.single.manifest
     );
     assert_eq!(
         skopeo(&["inspect", "--raw", &oci(root, "team/single", "v3")]),
-        world.single.manifest.bytes
+        world.single.manifest
     );
 }

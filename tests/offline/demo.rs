@@ -2,8 +2,6 @@
 //! `examples/demo/staging` into three OCI-layout mirrors; the mirrors are then checked
 //! with kpromo's own layout reader and with skopeo (independent client), and one more
 //! rerun must not write a single file.
-mod oci_layout_support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -12,7 +10,8 @@ use std::process::Command;
 use kpromo::digest::Digest;
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
-use oci_layout_support::{files, tag};
+
+use crate::layout::{files, tag};
 
 /// Every file below `dir` with its inode: the layout backend writes only through new
 /// files renamed into place, so an unchanged map means nothing was written.

@@ -2,14 +2,14 @@
 //! the fixture pusher writes what skopeo (an independent client) reads back, and every
 //! fault the proxy and nginx front inject is observable. Tests of kpromo's client rely on
 //! these behaving.
-mod support;
-
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::ggcr::GgcrRegistry;
-use support::images::{Blob, Format, Image, Index, OCI_INDEX, OCI_MANIFEST, sha256_digest};
-use support::{Action, FaultProxy, RateLimitFront, RegistryOptions, Rule, TestRegistry, Times, within};
+
+use crate::support;
+use crate::support::ggcr::GgcrRegistry;
+use crate::support::images::{Blob, Format, Image, Index, OCI_INDEX, OCI_MANIFEST, sha256_digest};
+use crate::support::{Action, FaultProxy, RateLimitFront, RegistryOptions, Rule, TestRegistry, Times, within};
 
 async fn push_and_read_back(options: RegistryOptions) {
     let registry = TestRegistry::start(options);

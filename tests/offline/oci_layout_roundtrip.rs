@@ -1,13 +1,15 @@
 //! The OCI-layout backend through the `Registry` trait: round trips, verification,
 //! missing repositories, and what is (not) left on disk after failures.
-mod oci_layout_support;
-
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use kpromo::digest::Digest;
 use kpromo::registry::oci_layout::{self, OciLayout};
 use kpromo::registry::{Error, ManifestRef, MountOutcome, RawManifest, Registry};
-use oci_layout_support::*;
+
+use crate::layout::{ToRaw, chunked, digest, files, push_image, push_manifest, put, read_all, tag};
+use crate::support::images::{
+    Blob, DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, Image, Index, OCI_INDEX, OCI_MANIFEST,
+};
 
 fn layout() -> (tempfile::TempDir, OciLayout) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -18,20 +20,15 @@ fn layout() -> (tempfile::TempDir, OciLayout) {
 #[tokio::test]
 async fn blob_round_trip_streams_and_counts() {
     let (_dir, reg) = layout();
-    let blob = Blob::new((0..700_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    reg.put_blob(
-        "team/app",
-        &blob.digest,
-        blob.bytes.len() as u64,
-        chunked(&blob.bytes, 7),
-    )
-    .await
-    .unwrap();
-    assert_eq!(reg.blob_size("team/app", &blob.digest).await.unwrap(), Some(700_000));
-    let stream = reg.get_blob("team/app", &blob.digest).await.unwrap();
-    assert_eq!(read_all(stream).await.unwrap(), blob.bytes);
-    let path = reg.root().join("team/app/blobs/sha256").join(blob.digest.hex());
-    assert_eq!(std::fs::read(path).unwrap(), blob.bytes);
+    let blob = Blob::from_bytes((0..700_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    reg.put_blob("team/app", &digest(&blob), blob.size, chunked(&blob.bytes(), 7))
+        .await
+        .unwrap();
+    assert_eq!(reg.blob_size("team/app", &digest(&blob)).await.unwrap(), Some(700_000));
+    let stream = reg.get_blob("team/app", &digest(&blob)).await.unwrap();
+    assert_eq!(read_all(stream).await.unwrap(), blob.bytes());
+    let path = reg.root().join("team/app/blobs/sha256").join(digest(&blob).hex());
+    assert_eq!(std::fs::read(path).unwrap(), blob.bytes());
     assert!(reg.root().join("team/app/oci-layout").is_file());
     let stats = reg.stats();
     assert_eq!(stats.bytes_written, 700_000);
@@ -42,28 +39,25 @@ async fn blob_round_trip_streams_and_counts() {
 #[tokio::test]
 async fn manifest_by_digest_then_by_tag() {
     let (_dir, reg) = layout();
-    let img = image("amd64", vec![tar_layer("hello.txt", b"hello\n")], "one");
+    let img = Image::for_layout("amd64", vec![Blob::tar("hello.txt", b"hello\n")], "one");
     push_image(&reg, "app", &img, &[]).await;
-    let by_digest = ManifestRef::Digest(img.manifest.digest);
+    let by_digest = ManifestRef::Digest(img.raw().digest);
     assert_eq!(
         reg.head_manifest("app", &by_digest).await.unwrap(),
-        Some(img.manifest.descriptor())
+        Some(img.raw().descriptor())
     );
     assert_eq!(reg.list_tags("app").await.unwrap().unwrap().tags, Vec::<String>::new());
     assert_eq!(reg.head_manifest("app", &tag("v1")).await.unwrap(), None);
 
-    reg.put_manifest("app", &tag("v1"), &img.manifest).await.unwrap();
-    reg.put_manifest("app", &tag("latest"), &img.manifest).await.unwrap();
+    reg.put_manifest("app", &tag("v1"), &img.raw()).await.unwrap();
+    reg.put_manifest("app", &tag("latest"), &img.raw()).await.unwrap();
     assert_eq!(reg.list_tags("app").await.unwrap().unwrap().tags, ["latest", "v1"]);
     let got = reg.get_manifest("app", &tag("v1")).await.unwrap().unwrap();
-    assert_eq!(got, img.manifest);
-    assert_eq!(
-        reg.get_manifest("app", &by_digest).await.unwrap().unwrap(),
-        img.manifest
-    );
+    assert_eq!(got, img.raw());
+    assert_eq!(reg.get_manifest("app", &by_digest).await.unwrap().unwrap(), img.raw());
     // A config blob is found by digest as a blob, never as a manifest.
     assert_eq!(
-        reg.head_manifest("app", &ManifestRef::Digest(img.config.digest))
+        reg.head_manifest("app", &ManifestRef::Digest(digest(&img.config)))
             .await
             .unwrap(),
         None
@@ -71,7 +65,7 @@ async fn manifest_by_digest_then_by_tag() {
 
     // Rewriting the same tag changes nothing on disk.
     let index_before = std::fs::read(reg.root().join("app/index.json")).unwrap();
-    reg.put_manifest("app", &tag("v1"), &img.manifest).await.unwrap();
+    reg.put_manifest("app", &tag("v1"), &img.raw()).await.unwrap();
     assert_eq!(std::fs::read(reg.root().join("app/index.json")).unwrap(), index_before);
     let index: serde_json::Value = serde_json::from_slice(&index_before).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
@@ -80,14 +74,14 @@ async fn manifest_by_digest_then_by_tag() {
 #[tokio::test]
 async fn index_with_children_and_a_tagless_child() {
     let (_dir, reg) = layout();
-    let base = tar_layer("etc/base", b"base\n");
-    let amd = image("amd64", vec![base.clone()], "multi");
-    let arm = image("arm64", vec![base], "multi");
-    let idx = index(&[("amd64", &amd), ("arm64", &arm)]);
+    let base = Blob::tar("etc/base", b"base\n");
+    let amd = Image::for_layout("amd64", vec![base.clone()], "multi");
+    let arm = Image::for_layout("arm64", vec![base], "multi");
+    let idx = Index::for_layout(vec![amd.clone(), arm.clone()]);
 
     // The index cannot be written before its children: a registry refuses that too.
-    let early = reg.put_manifest("multi", &tag("v2"), &idx).await.unwrap_err();
-    assert!(early.to_string().contains(&amd.manifest.digest.to_string()), "{early}");
+    let early = reg.put_manifest("multi", &tag("v2"), &idx.raw()).await.unwrap_err();
+    assert!(early.to_string().contains(&amd.digest), "{early}");
     assert_eq!(
         reg.list_tags("multi").await.unwrap().unwrap().tags,
         Vec::<String>::new()
@@ -95,17 +89,17 @@ async fn index_with_children_and_a_tagless_child() {
 
     push_image(&reg, "multi", &amd, &[]).await;
     push_image(&reg, "multi", &arm, &[]).await;
-    push_manifest(&reg, "multi", &idx, &["v2"]).await;
+    push_manifest(&reg, "multi", &idx.raw(), &["v2"]).await;
 
     let got = reg.get_manifest("multi", &tag("v2")).await.unwrap().unwrap();
     assert_eq!(got.media_type, OCI_INDEX);
-    assert_eq!(got.bytes, idx.bytes);
+    assert_eq!(got.bytes, idx.manifest);
     for child in [&amd, &arm] {
         let found = reg
-            .head_manifest("multi", &ManifestRef::Digest(child.manifest.digest))
+            .head_manifest("multi", &ManifestRef::Digest(child.raw().digest))
             .await
             .unwrap();
-        assert_eq!(found, Some(child.manifest.descriptor()));
+        assert_eq!(found, Some(child.raw().descriptor()));
     }
     assert_eq!(reg.list_tags("multi").await.unwrap().unwrap().tags, ["v2"]);
     assert_eq!(reg.catalog().await.unwrap(), ["multi"]);
@@ -114,7 +108,7 @@ async fn index_with_children_and_a_tagless_child() {
 #[tokio::test]
 async fn catalog_finds_nested_repositories_only() {
     let (_dir, reg) = layout();
-    let blob = Blob::new(&b"x"[..]);
+    let blob = Blob::from_bytes(&b"x"[..]);
     for repo in ["a", "a/b", "a/b/c", "z/y"] {
         put(&reg, repo, &blob).await;
     }
@@ -154,25 +148,25 @@ async fn missing_registry_reads_as_empty_and_stays_absent() {
 #[tokio::test]
 async fn put_blob_rejects_wrong_digest_or_size_and_leaves_nothing() {
     let (_dir, reg) = layout();
-    let blob = Blob::new(&b"the real content"[..]);
+    let blob = Blob::from_bytes(&b"the real content"[..]);
     let wrong = Digest::of(b"something else");
     let err = reg
-        .put_blob("app", &wrong, blob.bytes.len() as u64, chunked(&blob.bytes, 2))
+        .put_blob("app", &wrong, blob.size, chunked(&blob.bytes(), 2))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::DigestMismatch { expected, actual, .. } if expected == wrong && actual == blob.digest)
+        matches!(err, Error::DigestMismatch { expected, actual, .. } if expected == wrong && actual == digest(&blob))
     );
-    for size in [blob.bytes.len() as u64 - 1, blob.bytes.len() as u64 + 1] {
+    for size in [blob.size - 1, blob.size + 1] {
         let err = reg
-            .put_blob("app", &blob.digest, size, chunked(&blob.bytes, 2))
+            .put_blob("app", &digest(&blob), size, chunked(&blob.bytes(), 2))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("put blob app@"), "{err}");
     }
     // A source failing mid-stream fails the upload with the source's error.
     let failing: kpromo::registry::BlobStream = kpromo::registry::BlobStream::new(futures_util::stream::iter(vec![
-        Ok(blob.bytes.slice(..4)),
+        Ok(blob.bytes().slice(..4)),
         Err(Error::Transport {
             registry: "src".into(),
             operation: "get blob".into(),
@@ -180,35 +174,35 @@ async fn put_blob_rejects_wrong_digest_or_size_and_leaves_nothing() {
         }),
     ]));
     let err = reg
-        .put_blob("app", &blob.digest, blob.bytes.len() as u64, failing)
+        .put_blob("app", &digest(&blob), blob.size, failing)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
     assert_eq!(reg.blob_size("app", &wrong).await.unwrap(), None);
-    assert_eq!(reg.blob_size("app", &blob.digest).await.unwrap(), None);
+    assert_eq!(reg.blob_size("app", &digest(&blob)).await.unwrap(), None);
     assert_eq!(files(&reg.root().join("app")), ["index.json", "oci-layout"]);
 }
 
 #[tokio::test]
 async fn put_manifest_rejects_mismatches_and_leaves_nothing() {
     let (_dir, reg) = layout();
-    let img = image("amd64", vec![tar_layer("f", b"f")], "m");
+    let img = Image::for_layout("amd64", vec![Blob::tar("f", b"f")], "m");
     push_image(&reg, "app", &img, &[]).await;
     let before = files(&reg.root().join("app"));
     let index_before = std::fs::read(reg.root().join("app/index.json")).unwrap();
 
     // Bytes that do not hash to the digest the caller claims.
-    let mut forged = img.manifest.clone();
-    forged.bytes = Bytes::from(format!("{} ", String::from_utf8_lossy(&img.manifest.bytes)));
+    let mut forged = img.raw();
+    forged.bytes = Bytes::from(format!("{} ", String::from_utf8_lossy(&img.manifest)));
     let err = reg.put_manifest("app", &tag("v1"), &forged).await.unwrap_err();
     assert!(
-        matches!(err, Error::DigestMismatch { expected, .. } if expected == img.manifest.digest),
+        matches!(err, Error::DigestMismatch { expected, .. } if expected == img.raw().digest),
         "{err}"
     );
     // A digest reference that is not the manifest's digest.
     let other = Digest::of(b"other");
     let err = reg
-        .put_manifest("app", &ManifestRef::Digest(other), &img.manifest)
+        .put_manifest("app", &ManifestRef::Digest(other), &img.raw())
         .await
         .unwrap_err();
     assert!(
@@ -216,8 +210,8 @@ async fn put_manifest_rejects_mismatches_and_leaves_nothing() {
         "{err}"
     );
     // A manifest whose layer was never uploaded.
-    let orphan = image("amd64", vec![tar_layer("missing", b"never uploaded")], "m");
-    let err = reg.put_manifest("app", &tag("v1"), &orphan.manifest).await.unwrap_err();
+    let orphan = Image::for_layout("amd64", vec![Blob::tar("missing", b"never uploaded")], "m");
+    let err = reg.put_manifest("app", &tag("v1"), &orphan.raw()).await.unwrap_err();
     assert!(err.to_string().contains("not in the repository"), "{err}");
     // Not a manifest at all.
     let junk = RawManifest::new(OCI_MANIFEST, Bytes::from_static(b"not json"));
@@ -230,14 +224,14 @@ async fn put_manifest_rejects_mismatches_and_leaves_nothing() {
 #[tokio::test]
 async fn corruption_on_disk_is_detected_on_read() {
     let (_dir, reg) = layout();
-    let img = image("amd64", vec![tar_layer("f", b"content")], "c");
+    let img = Image::for_layout("amd64", vec![Blob::tar("f", b"content")], "c");
     push_image(&reg, "app", &img, &["v1"]).await;
     let blobs = reg.root().join("app/blobs/sha256");
     let layer = &img.layers[0];
-    let mut bytes = layer.bytes.to_vec();
+    let mut bytes = layer.to_vec();
     bytes[600] ^= 1;
-    std::fs::write(blobs.join(layer.digest.hex()), &bytes).unwrap();
-    let mut stream = reg.get_blob("app", &layer.digest).await.unwrap();
+    std::fs::write(blobs.join(digest(layer).hex()), &bytes).unwrap();
+    let mut stream = reg.get_blob("app", &digest(layer)).await.unwrap();
     let mut delivered = 0;
     let err = loop {
         match stream.next().await {
@@ -247,7 +241,7 @@ async fn corruption_on_disk_is_detected_on_read() {
         }
     };
     assert!(
-        matches!(err, Error::DigestMismatch { expected, .. } if expected == layer.digest),
+        matches!(err, Error::DigestMismatch { expected, .. } if expected == digest(layer)),
         "{err}"
     );
     // The verdict replaces the last chunk: an upload that stops reading at the blob's
@@ -257,11 +251,11 @@ async fn corruption_on_disk_is_detected_on_read() {
         "{delivered} of {} bytes delivered",
         bytes.len()
     );
-    assert_eq!(stream.vouched_digest(), Some(layer.digest));
+    assert_eq!(stream.vouched_digest(), Some(digest(layer)));
 
-    let mut manifest = img.manifest.bytes.to_vec();
+    let mut manifest = img.manifest.to_vec();
     manifest[0] = b' ';
-    std::fs::write(blobs.join(img.manifest.digest.hex()), &manifest).unwrap();
+    std::fs::write(blobs.join(img.raw().digest.hex()), &manifest).unwrap();
     let err = reg.get_manifest("app", &tag("v1")).await.unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
 }
@@ -269,19 +263,19 @@ async fn corruption_on_disk_is_detected_on_read() {
 #[tokio::test]
 async fn mount_links_within_the_layout_root() {
     let (_dir, reg) = layout();
-    let blob = Blob::new(&b"shared base layer"[..]);
+    let blob = Blob::from_bytes(&b"shared base layer"[..]);
     put(&reg, "staging/app", &blob).await;
-    let outcome = reg.mount_blob("prod/app", &blob.digest, "staging/app").await.unwrap();
+    let outcome = reg.mount_blob("prod/app", &digest(&blob), "staging/app").await.unwrap();
     assert_eq!(outcome, MountOutcome::Mounted);
     assert_eq!(
-        read_all(reg.get_blob("prod/app", &blob.digest).await.unwrap())
+        read_all(reg.get_blob("prod/app", &digest(&blob)).await.unwrap())
             .await
             .unwrap(),
-        blob.bytes
+        blob.bytes()
     );
     // Mounting again is still a success, and a blob the source lacks is not mounted.
     assert_eq!(
-        reg.mount_blob("prod/app", &blob.digest, "staging/app").await.unwrap(),
+        reg.mount_blob("prod/app", &digest(&blob), "staging/app").await.unwrap(),
         MountOutcome::Mounted
     );
     let absent = Digest::of(b"absent");
@@ -295,28 +289,28 @@ async fn mount_links_within_the_layout_root() {
 #[tokio::test]
 async fn tags_move_and_the_old_manifest_stays_findable() {
     let (_dir, reg) = layout();
-    let one = image("amd64", vec![tar_layer("f", b"1")], "one");
-    let two = image("amd64", vec![tar_layer("f", b"2")], "two");
+    let one = Image::for_layout("amd64", vec![Blob::tar("f", b"1")], "one");
+    let two = Image::for_layout("amd64", vec![Blob::tar("f", b"2")], "two");
     push_image(&reg, "app", &one, &["latest"]).await;
     push_image(&reg, "app", &two, &["latest"]).await;
     assert_eq!(
         reg.head_manifest("app", &tag("latest")).await.unwrap(),
-        Some(two.manifest.descriptor())
+        Some(two.raw().descriptor())
     );
     let old = reg
-        .head_manifest("app", &ManifestRef::Digest(one.manifest.digest))
+        .head_manifest("app", &ManifestRef::Digest(one.raw().digest))
         .await
         .unwrap();
-    assert_eq!(old, Some(one.manifest.descriptor()));
+    assert_eq!(old, Some(one.raw().descriptor()));
 }
 
 #[tokio::test]
 async fn repository_names_cannot_escape_the_root() {
     let (dir, reg) = layout();
-    let blob = Blob::new(&b"x"[..]);
+    let blob = Blob::from_bytes(&b"x"[..]);
     for repo in ["../escape", "a/../../b", "/abs", "Upper", "a//b", "a/blobs", ""] {
         let err = reg
-            .put_blob(repo, &blob.digest, 1, chunked(&blob.bytes, 1))
+            .put_blob(repo, &digest(&blob), 1, chunked(&blob.bytes(), 1))
             .await
             .unwrap_err();
         assert!(err.to_string().contains("invalid repository name"), "{repo}: {err}");
@@ -338,12 +332,13 @@ async fn open_refuses_a_file() {
 #[tokio::test]
 async fn a_cancelled_upload_leaves_nothing() {
     let (_dir, reg) = layout();
-    let blob = Blob::new(vec![7u8; 10_000]);
+    let blob = Blob::from_bytes(vec![7u8; 10_000]);
     // A source that sends a first chunk and then stalls, like a dead connection.
     let stalled: kpromo::registry::BlobStream = kpromo::registry::BlobStream::new(
-        futures_util::stream::iter(vec![Ok(blob.bytes.slice(..5_000))]).chain(futures_util::stream::pending()),
+        futures_util::stream::iter(vec![Ok(blob.bytes().slice(..5_000))]).chain(futures_util::stream::pending()),
     );
-    let upload = reg.put_blob("app", &blob.digest, 10_000, stalled);
+    let blob_digest = digest(&blob);
+    let upload = reg.put_blob("app", &blob_digest, 10_000, stalled);
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(200), upload)
             .await
@@ -354,27 +349,22 @@ async fn a_cancelled_upload_leaves_nothing() {
 
 #[tokio::test]
 async fn docker_media_types_are_stored_and_served_unchanged() {
-    const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     let (_dir, reg) = layout();
-    let config = Blob::new(&br#"{"architecture":"amd64","os":"linux"}"#[..]);
-    let layer = tar_layer("f", b"docker");
+    let config = Blob::from_bytes(&br#"{"architecture":"amd64","os":"linux"}"#[..]);
+    let layer = Blob::tar("f", b"docker");
     put(&reg, "app", &config).await;
     put(&reg, "app", &layer).await;
     let child = RawManifest::new(
-        DOCKER_V2,
+        DOCKER_MANIFEST,
         Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","size":{},"digest":"{}"}}]}}"#,
-            config.bytes.len(),
-            config.digest,
-            layer.bytes.len(),
-            layer.digest
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"{DOCKER_CONFIG}","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","size":{},"digest":"{}"}}]}}"#,
+            config.size, config.digest, layer.size, layer.digest
         )),
     );
     let list = RawManifest::new(
         DOCKER_LIST,
         Bytes::from(format!(
-            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[{{"mediaType":"{DOCKER_V2}","size":{},"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[{{"mediaType":"{DOCKER_MANIFEST}","size":{},"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
             child.bytes.len(),
             child.digest
         )),

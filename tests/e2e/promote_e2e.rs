@@ -3,11 +3,9 @@
 //! by tests/support), with images the tests generate and push with the harness's own
 //! client. Results are checked with skopeo (an independent client) and, where request
 //! counts matter, through the harness's recording proxy rather than kpromo's own stats.
-mod support;
-
-use support::images::{Blob, Format, Image, Index};
-use support::world::World;
-use support::{RateLimitFront, within};
+use crate::support::images::{Blob, Format, Image, Index};
+use crate::support::world::World;
+use crate::support::{RateLimitFront, within};
 
 /// Staging and three mirrors, driven by the binary under test.
 fn world() -> World {

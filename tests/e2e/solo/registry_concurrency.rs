@@ -1,21 +1,21 @@
 //! The adaptive concurrency limit against real distribution: with more work waiting than
 //! the starting limit admits, and a registry that keeps up, the limit grows past its start
 //! but never past the configured cap. (Throttling lowering it is checked through the nginx
-//! 429 front in `registry_rate_limit.rs`, server errors in `registry_faults.rs`.) Alone in
-//! its own test binary: the growth depends on the registry's latency, which other tests
-//! sharing the CPU would inflate.
-mod support;
-
+//! 429 front in `solo::registry_rate_limit`, server errors in `registry_faults`.) Run alone
+//! (see `solo`): the growth depends on the registry's latency, which other tests sharing
+//! the CPU would inflate.
 use kpromo::registry::ClientOptions;
-use support::client::{digest, open, options_for};
-use support::images::Blob;
-use support::{RegistryOptions, TestRegistry, within};
+
+use crate::support::client::{digest, open, options_for};
+use crate::support::images::Blob;
+use crate::support::{RegistryOptions, TestRegistry, within};
 
 const CAP: usize = 12;
 const TASKS: usize = 64;
 const HEADS_PER_TASK: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run alone by scripts/test.sh"]
 async fn concurrency_grows_under_load_up_to_the_cap() {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let blobs: Vec<Blob> = (0..4).map(|i| Blob::random(900 + i, 1_000)).collect();

@@ -10,16 +10,16 @@
 //! Scale with `BENCH_BIG_MB` (total size of the big layers, default 1700),
 //! `BENCH_SKOPEO=0` to skip the skopeo runs, and `BENCH_RATE` (kpromo's per-host
 //! request rate, default 5000/s on loopback; the production default is 50).
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use futures_util::{StreamExt, stream};
-use support::images::{Blob, Format, Image, Index};
-use support::{Pusher, RegistryOptions, TestRegistry, within};
+
+use crate::support;
+use crate::support::images::{Blob, Format, Image, Index};
+use crate::support::{Pusher, RegistryOptions, TestRegistry, within};
 
 const ARCHS: [&str; 3] = ["amd64", "arm64/v8", "ppc64le"];
 

@@ -2,12 +2,14 @@
 //! each variant a user meets: plain HTTP, htpasswd Basic auth, token auth, and TLS with a
 //! private CA. Fixtures are pushed by the harness's own client; results are checked with
 //! skopeo, so the client under test never grades its own work.
-mod support;
-
 use kpromo::registry::{ManifestRef, MountOutcome, RawManifest, Registry};
-use support::client::{copy_blob, digest, login_options, login_options_as, open, options_for, read_blob, stream_of};
-use support::images::{Blob, Format, Image, Index};
-use support::{FaultProxy, RegistryOptions, TestRegistry, within};
+
+use crate::support;
+use crate::support::client::{
+    copy_blob, digest, login_options, login_options_as, open, options_for, read_blob, stream_of,
+};
+use crate::support::images::{Blob, Format, Image, Index};
+use crate::support::{FaultProxy, RegistryOptions, TestRegistry, within};
 
 fn tag(t: &str) -> ManifestRef {
     ManifestRef::Tag(t.to_string())

@@ -4,13 +4,12 @@
 //! (404) are not retried, a burst of 5xx lowers the host's concurrency limit once (not
 //! once per answer), and tags lists are followed across `Link` pages (distribution 2.8
 //! cannot paginate tags itself; the proxy pages them like GCR or distribution 3 do).
-mod support;
-
 use futures_util::StreamExt;
 use kpromo::registry::{ClientOptions, Error, ManifestRef};
-use support::client::{copy_blob, digest, open, options_for, read_blob};
-use support::images::{Blob, Format, Image};
-use support::{Action, FaultProxy, RegistryOptions, Rule, TestRegistry, Times, within};
+
+use crate::support::client::{copy_blob, digest, open, options_for, read_blob};
+use crate::support::images::{Blob, Format, Image};
+use crate::support::{Action, FaultProxy, RegistryOptions, Rule, TestRegistry, Times, within};
 
 struct Bed {
     registry: TestRegistry,

@@ -1,12 +1,12 @@
 //! Many concurrent writers (through two backends) into one repository of one layout: every upload lands,
 //! `index.json` stays valid and complete, and no temp file is left behind.
-mod oci_layout_support;
-
 use std::sync::Arc;
 
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
-use oci_layout_support::*;
+
+use crate::layout::{ToRaw, files, push_image, tag};
+use crate::support::images::{Blob, Image};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pushes_keep_index_json_complete() {
@@ -18,12 +18,12 @@ async fn concurrent_pushes_keep_index_json_complete() {
     let twin = Arc::new(oci_layout::open(&dir.path().join("./reg")).unwrap());
     // One shared layer every task uploads at the same time (same-blob races), plus one
     // layer of its own per image.
-    let shared = tar_layer("shared", b"shared base");
+    let shared = Blob::tar("shared", b"shared base");
     let images: Vec<_> = (0..IMAGES)
         .map(|i| {
-            image(
+            Image::for_layout(
                 "amd64",
-                vec![shared.clone(), tar_layer("own", format!("{i}").as_bytes())],
+                vec![shared.clone(), Blob::tar("own", format!("{i}").as_bytes())],
                 &i.to_string(),
             )
         })
@@ -55,12 +55,12 @@ async fn concurrent_pushes_keep_index_json_complete() {
     assert_eq!(reg.list_tags("team/app").await.unwrap().unwrap().tags, expected);
     for (i, img) in images.iter().enumerate() {
         let got = reg.get_manifest("team/app", &tag(&format!("t{i}"))).await.unwrap();
-        assert_eq!(got.as_ref(), Some(&img.manifest));
+        assert_eq!(got.as_ref(), Some(&img.raw()));
         let by_digest = reg
-            .head_manifest("team/app", &ManifestRef::Digest(img.manifest.digest))
+            .head_manifest("team/app", &ManifestRef::Digest(img.raw().digest))
             .await
             .unwrap();
-        assert_eq!(by_digest, Some(img.manifest.descriptor()));
+        assert_eq!(by_digest, Some(img.raw().descriptor()));
     }
     let leftovers: Vec<_> = files(dir.path())
         .into_iter()

@@ -1,0 +1,29 @@
+//! End-to-end tests against real servers on 127.0.0.1, started by the harness
+//! (`tests/support`): CNCF distribution, the token server, the nginx rate-limit front and
+//! the fault proxy, driven by kpromo's client or by the built `kpromo` binary. Results are
+//! checked with clients independent of kpromo (the harness's pusher, skopeo).
+//!
+//! One test binary per kind of test (e2e, mocked, offline), with a module per subject, so a
+//! build links the library once per kind rather than once per subject.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+// The promotion benchmark, ignored here: scripts/bench-promote.sh runs it in release mode.
+mod promote_bench;
+// `kpromo cip --confirm` promotes between staging and three mirrors; skopeo checks them.
+mod promote_e2e;
+// `kpromo cip` against registries that fail, lie, die part-way or are interrupted.
+mod promote_failures;
+// Basic and token credentials from a docker config; no secret in any log or error.
+mod registry_auth;
+// The client behind the fault proxy: corrupt bodies, retried failures, paged tags lists.
+mod registry_faults;
+// Self-tests of the harness: every registry variant, the pusher, every injected fault.
+mod registry_harness;
+// Every `Registry` operation over plain HTTP, Basic auth, token auth and TLS.
+mod registry_operations;
+// `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
+mod snapshot_registry;
+// Tests that need the machine to themselves: ignored here, run one by one by scripts/test.sh.
+mod solo;
