@@ -16,7 +16,8 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::{Call, Payload, RemoteRegistry, auth, transport};
+use super::send::{Call, Payload, Reply};
+use super::{RemoteRegistry, auth, transport};
 use crate::digest::{Digest, DigestWriter};
 use crate::registry::{BlobStream, Error, MountOutcome};
 
@@ -55,7 +56,7 @@ impl RemoteRegistry {
         self.url(&format!("/v2/{repo}/blobs/{digest}")).await
     }
 
-    pub(super) async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
+    pub(super) async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
         let op = format!("HEAD blob {repo}@{digest}");
         let call = Call::new(
             op.clone(),
@@ -75,7 +76,7 @@ impl RemoteRegistry {
         }
     }
 
-    pub(super) async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
+    pub(super) async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
         let op = format!("GET blob {repo}@{digest}");
         let call = Call::new(
             op.clone(),
@@ -134,7 +135,7 @@ impl RemoteRegistry {
         }
     }
 
-    fn location(&self, op: &str, reply: &super::Reply) -> Result<Url, Error> {
+    fn location(&self, op: &str, reply: &Reply) -> Result<Url, Error> {
         let location = reply
             .header(header::LOCATION)
             .ok_or_else(|| self.protocol(op, "upload answer without Location".into()))?;
@@ -146,7 +147,7 @@ impl RemoteRegistry {
             .map_err(|e| self.protocol(op, format!("bad Location {location:?}: {e}")))
     }
 
-    pub(super) async fn blob_mount(&self, repo: &str, digest: &Digest, from: &str) -> Result<MountOutcome, Error> {
+    pub(super) async fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<MountOutcome, Error> {
         match self.open_upload(repo, Some((digest, from))).await? {
             Opened::Mounted => Ok(MountOutcome::Mounted),
             Opened::Session(url) => {
@@ -168,7 +169,7 @@ impl RemoteRegistry {
         }
     }
 
-    pub(super) async fn blob_put(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
+    pub(super) async fn put_blob(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
         let op = format!("upload blob {repo}@{digest}");
         let mut source = verified_source(body, *digest, size, self.name.clone(), op.clone());
         let first = read_up_to(&mut source, PEEK).await?;

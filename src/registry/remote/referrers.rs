@@ -10,7 +10,8 @@ use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Call, PAGE_LIMIT, RemoteRegistry, auth};
+use super::send::Call;
+use super::{PAGE_LIMIT, RemoteRegistry, auth};
 use crate::digest::Digest;
 use crate::registry::media::{self, ContentDescriptor, ManifestLinks};
 use crate::registry::{Error, ManifestRef, RawManifest};
@@ -63,7 +64,7 @@ impl RemoteRegistry {
             // No referrers API: read the fallback tag instead.
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
                 let tag = ManifestRef::Tag(fallback_tag(subject));
-                self.manifest_get(repo, &tag).await?.map(|m| m.bytes)
+                self.get_manifest(repo, &tag).await?.map(|m| m.bytes)
             }
             s => return Err(self.error_for(&op, s.as_u16(), &fetched.body)),
         };
@@ -94,7 +95,7 @@ impl RemoteRegistry {
             .ok_or_else(|| self.protocol(&op, "manifest has no subject".into()))?
             .digest;
         let acknowledged = self
-            .manifest_put_reply(repo, &ManifestRef::Digest(manifest.digest), manifest)
+            .put_manifest(repo, &ManifestRef::Digest(manifest.digest), manifest)
             .await?;
         if acknowledged {
             return Ok(());
@@ -104,7 +105,7 @@ impl RemoteRegistry {
         let lock = self.referrer_locks.lock(repo, subject);
         let _guard = lock.lock().await;
         let tag = ManifestRef::Tag(fallback_tag(&subject));
-        let mut index: Value = match self.manifest_get(repo, &tag).await? {
+        let mut index: Value = match self.get_manifest(repo, &tag).await? {
             Some(existing) => serde_json::from_slice(&existing.bytes)
                 .map_err(|e| self.protocol(&op, format!("fallback index {tag}: {e}")))?,
             None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
@@ -144,7 +145,7 @@ impl RemoteRegistry {
         // being copied.
         let bytes = serde_json::to_vec(&index).map_err(|e| self.protocol(&op, e.to_string()))?;
         let updated = RawManifest::new(media::OCI_INDEX, bytes.into());
-        self.manifest_put_reply(repo, &tag, &updated).await.map(|_| ())
+        self.put_manifest(repo, &tag, &updated).await.map(|_| ())
     }
 }
 
