@@ -25,11 +25,9 @@ mod manifests;
 mod store;
 mod tags;
 
-use crate::sync::lock;
-use std::collections::HashMap;
+use crate::sync::KeyedLocks;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 
@@ -60,7 +58,7 @@ pub struct OciLayout {
 /// One `index.json` lock per repository directory for the whole process, not per
 /// [`OciLayout`]: two names for one directory (`oci:./m`, `oci-layout://m`) open two
 /// backends that must still not interleave their index updates.
-static INDEX_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Mutex::default);
+static INDEX_LOCKS: KeyedLocks<PathBuf> = KeyedLocks::new();
 
 /// Opens the layout directory at `path`. Nothing is created until the first write, and
 /// a missing directory reads as an empty registry. A relative path is resolved against
@@ -111,11 +109,6 @@ impl OciLayout {
         dir.join("blobs").join("sha256").join(digest.hex())
     }
 
-    fn lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = lock(&INDEX_LOCKS);
-        locks.entry(dir.to_path_buf()).or_default().clone()
-    }
-
     /// Reads `index.json`; `None` when the repository has none (not a repository).
     async fn read_index(&self, op: &Op, dir: &Path) -> Result<Option<Index>, Error> {
         let path = dir.join(INDEX_FILE);
@@ -134,8 +127,7 @@ impl OciLayout {
         if store::file_size(&marker).await.map_err(|e| op.io(e))?.is_some() {
             return Ok(());
         }
-        let lock = Self::lock(dir);
-        let _guard = lock.lock().await;
+        let _guard = INDEX_LOCKS.lock(dir.to_path_buf()).await;
         let dir = dir.to_path_buf();
         op.blocking(move || {
             std::fs::create_dir_all(dir.join("blobs").join("sha256"))?;
@@ -158,8 +150,7 @@ impl OciLayout {
     /// Applies `change` to `index.json` under the repository lock and writes it back
     /// atomically when it changed.
     async fn update_index(&self, op: &Op, dir: &Path, change: impl FnOnce(&mut Index) -> bool) -> Result<(), Error> {
-        let lock = Self::lock(dir);
-        let _guard = lock.lock().await;
+        let _guard = INDEX_LOCKS.lock(dir.to_path_buf()).await;
         let mut index = self.read_index(op, dir).await?.unwrap_or_default();
         if !change(&mut index) {
             return Ok(());

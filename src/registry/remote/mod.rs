@@ -9,7 +9,7 @@
 //! (`manifests`, `blobs`, `tags`, `referrers`), each method named after the trait method it
 //! implements; `send` is the request engine under all of them, and this file holds the
 //! struct and the trait impl that forwards to them.
-use crate::sync::lock;
+use crate::sync::{KeyedLocks, lock};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,8 @@ pub struct RemoteRegistry {
     gate: Arc<Gate>,
     counters: Counters,
     pending: blobs::PendingSessions,
-    referrer_locks: referrers::IndexLocks,
+    /// One writer per (repository, subject) fallback index.
+    referrer_locks: KeyedLocks<(String, Digest)>,
     first_byte: Duration,
     idle: Duration,
     max_retries: usize,
@@ -104,7 +105,7 @@ impl RemoteRegistry {
             gate,
             counters: Counters::default(),
             pending: blobs::PendingSessions::default(),
-            referrer_locks: referrers::IndexLocks::default(),
+            referrer_locks: KeyedLocks::new(),
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
             max_retries: options.max_retries,

@@ -2,9 +2,7 @@
 //! fallback (an OCI index tagged `sha256-<hex>` listing the referrers) for registries
 //! without it, such as distribution 2.8. Both reading and writing use the fallback when
 //! the registry shows no support.
-use crate::sync::lock;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
@@ -102,8 +100,7 @@ impl RemoteRegistry {
         }
         // Read-modify-write of the fallback index: one writer per subject in this process
         // (another process can still race; the registry offers no compare-and-swap).
-        let lock = self.referrer_locks.lock(repo, subject);
-        let _guard = lock.lock().await;
+        let _guard = self.referrer_locks.lock((repo.to_string(), subject)).await;
         let tag = ManifestRef::Tag(fallback_tag(&subject));
         let mut index: Value = match self.get_manifest(repo, &tag).await? {
             Some(existing) => serde_json::from_slice(&existing.bytes)
@@ -146,19 +143,6 @@ impl RemoteRegistry {
         let bytes = serde_json::to_vec(&index).map_err(|e| self.protocol(&op, e.to_string()))?;
         let updated = RawManifest::new(media::OCI_INDEX, bytes.into());
         self.put_manifest(repo, &tag, &updated).await.map(|_| ())
-    }
-}
-
-/// One async lock per (repository, subject) fallback index.
-#[derive(Debug, Default)]
-pub(crate) struct IndexLocks(std::sync::Mutex<HashMap<(String, Digest), IndexLock>>);
-
-type IndexLock = Arc<tokio::sync::Mutex<()>>;
-
-impl IndexLocks {
-    fn lock(&self, repo: &str, subject: Digest) -> IndexLock {
-        let mut locks = lock(&self.0);
-        locks.entry((repo.to_string(), subject)).or_default().clone()
     }
 }
 
