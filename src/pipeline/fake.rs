@@ -218,6 +218,7 @@ impl Registry for FakeRegistry {
                 operation: format!("put manifest {repo}{reference}"),
                 status: 400,
                 message,
+                codes: Vec::new(),
             });
         }
         r.manifests.insert(manifest.digest, manifest.clone());
@@ -249,6 +250,7 @@ impl Registry for FakeRegistry {
             operation: format!("get blob {repo}@{digest}"),
             status: 404,
             message: "BLOB_UNKNOWN".into(),
+            codes: Vec::new(),
         })?;
         // Small chunks, verified while streaming, ending in an error on a mismatch.
         let chunks: Vec<Bytes> = bytes.chunks(3).map(Bytes::copy_from_slice).collect();
@@ -285,6 +287,7 @@ impl Registry for FakeRegistry {
                 operation: format!("put blob {repo}@{digest}"),
                 status: 400,
                 message: "DIGEST_INVALID".into(),
+                codes: Vec::new(),
             });
         }
         inner

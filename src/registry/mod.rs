@@ -21,7 +21,7 @@ mod open;
 pub mod reference;
 pub mod remote;
 
-pub use error::Error;
+pub use error::{Error, OciCode};
 pub use open::{Registries, RepoRoot};
 pub use remote::ClientOptions;
 

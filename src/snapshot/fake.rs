@@ -144,6 +144,7 @@ impl Registry for FakeRegistry {
                 operation: format!("list tags of {repo}"),
                 status: 403,
                 message: "denied".into(),
+                codes: Vec::new(),
             });
         }
         self.count("GET tags");
@@ -200,6 +201,7 @@ impl Registry for FakeRegistry {
                 operation: "catalog".into(),
                 status: 401,
                 message: "unauthorized".into(),
+                codes: Vec::new(),
             });
         }
         self.count("GET catalog");
@@ -221,6 +223,7 @@ impl Registry for FakeRegistry {
                 operation: format!("GET manifest {repo}@{d}"),
                 status: 500,
                 message: "broken on purpose".into(),
+                codes: Vec::new(),
             });
         }
         let found = self.resolve(repo, reference).cloned();

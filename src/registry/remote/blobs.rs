@@ -19,7 +19,7 @@ use url::Url;
 use super::send::{Call, Payload, Reply};
 use super::{RemoteRegistry, auth, transport};
 use crate::digest::{Digest, DigestWriter};
-use crate::registry::{BlobStream, Error, MountOutcome};
+use crate::registry::{BlobStream, Error, MountOutcome, OciCode};
 
 /// Bytes read ahead of an upload (see the module docs).
 const PEEK: usize = 4 << 20;
@@ -358,7 +358,7 @@ impl RemoteRegistry {
 /// content is wrong": worth one chunked attempt.
 fn refuses_monolithic(error: &Error) -> bool {
     matches!(error, Error::Status { status, .. } if matches!(status, 400 | 404 | 405 | 411 | 413 | 416 | 501))
-        && !matches!(error, Error::Status { message, .. } if message.contains("DIGEST_INVALID"))
+        && !error.has_code(OciCode::DigestInvalid)
 }
 
 /// Reads from `source` until `limit` bytes or its end.
@@ -620,17 +620,15 @@ mod tests {
 
     #[test]
     fn digest_errors_do_not_trigger_the_chunked_fallback() {
-        let status = |status, message: &str| Error::Status {
+        let status = |status, codes: Vec<OciCode>| Error::Status {
             registry: "r".into(),
             operation: "o".into(),
             status,
-            message: message.into(),
+            message: String::new(),
+            codes,
         };
-        assert!(refuses_monolithic(&status(405, "")));
-        assert!(!refuses_monolithic(&status(
-            400,
-            "DIGEST_INVALID: provided digest did not match"
-        )));
-        assert!(!refuses_monolithic(&status(401, "")));
+        assert!(refuses_monolithic(&status(405, vec![])));
+        assert!(!refuses_monolithic(&status(400, vec![OciCode::DigestInvalid])));
+        assert!(!refuses_monolithic(&status(401, vec![])));
     }
 }

@@ -8,7 +8,7 @@ use url::Url;
 use super::send::{Call, Payload, header_str};
 use super::{RemoteRegistry, auth, referrers};
 use crate::digest::Digest;
-use crate::registry::{Descriptor, Error, ManifestRef, RawManifest, media};
+use crate::registry::{Descriptor, Error, ManifestRef, OciCode, RawManifest, media};
 
 /// Largest manifest accepted (distribution caps PUT bodies at 4 MiB; leave room).
 const MANIFEST_LIMIT: usize = 16 << 20;
@@ -136,7 +136,8 @@ impl RemoteRegistry {
             let error = self.failure(&op, reply).await;
             // Distribution 2.8 links blobs into a repository non-atomically: right after
             // concurrent uploads of one blob, a manifest PUT can briefly see it missing.
-            let racy = matches!(&error, Error::Status { status: 400, message, .. } if message.contains("MANIFEST_BLOB_UNKNOWN"));
+            let racy =
+                matches!(&error, Error::Status { status: 400, .. }) && error.has_code(OciCode::ManifestBlobUnknown);
             if !racy || blob_unknown_retries == MANIFEST_BLOB_UNKNOWN_RETRIES {
                 return Err(error);
             }

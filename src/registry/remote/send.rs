@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{RemoteRegistry, concurrency, endpoint, gate, retry, transport};
 use crate::digest::Digest;
-use crate::registry::Error;
+use crate::registry::{Error, OciCode};
 
 /// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -334,7 +334,7 @@ impl RemoteRegistry {
     }
 
     pub(crate) fn error_for(&self, op: &str, status: u16, body: &[u8]) -> Error {
-        let mut message = error_message(body);
+        let (mut message, codes) = error_body(body);
         if status == 401 && !self.auth.has_credential() {
             message.push_str(" (no credentials for this registry in the docker config)");
         }
@@ -351,6 +351,7 @@ impl RemoteRegistry {
                 operation: op.to_string(),
                 status,
                 message,
+                codes,
             }
         }
     }
@@ -413,8 +414,8 @@ pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Optio
 }
 
 /// The registry's explanation from an OCI error body (`{"errors":[{code,message}]}`),
-/// or the start of the body as text.
-fn error_message(body: &[u8]) -> String {
+/// or the start of the body as text; and the envelope's codes, for callers to match on.
+fn error_body(body: &[u8]) -> (String, Vec<OciCode>) {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<OciError>,
@@ -429,20 +430,23 @@ fn error_message(body: &[u8]) -> String {
     if let Ok(env) = serde_json::from_slice::<Envelope>(body)
         && !env.errors.is_empty()
     {
-        return env
+        let message = env
             .errors
             .iter()
             .map(|e| format!("{}: {}", e.code, e.message))
             .collect::<Vec<_>>()
             .join("; ");
+        let codes = env.errors.iter().map(|e| OciCode::from_wire(&e.code)).collect();
+        return (message, codes);
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    if text.is_empty() {
+    let message = if text.is_empty() {
         "(no details)".to_string()
     } else {
         text.chars().take(300).collect()
-    }
+    };
+    (message, Vec::new())
 }
 
 #[cfg(test)]
@@ -452,8 +456,13 @@ mod tests {
     #[test]
     fn error_messages_from_oci_envelopes_and_text() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(error_message(body), "MANIFEST_UNKNOWN: manifest unknown");
-        assert_eq!(error_message(b"  oops \n"), "oops");
-        assert_eq!(error_message(b""), "(no details)");
+        let message = |body: &[u8]| error_body(body).0;
+        assert_eq!(message(body), "MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(message(b"  oops \n"), "oops");
+        assert_eq!(message(b""), "(no details)");
+        assert_eq!(error_body(body).1, [OciCode::ManifestUnknown]);
+        let two = br#"{"errors":[{"code":"DENIED","message":"a"},{"code":"X_VENDOR","message":"b"}]}"#;
+        assert_eq!(error_body(two).1, [OciCode::Denied, OciCode::Other("X_VENDOR".into())]);
+        assert!(error_body(b"oops").1.is_empty());
     }
 }
