@@ -20,8 +20,11 @@ pub mod oci_layout;
 mod open;
 pub mod reference;
 pub mod remote;
+#[cfg(test)]
+pub mod test_image;
 
 pub use error::{Error, OciCode};
+pub use media::MediaType;
 pub use open::{Registries, RepoRoot};
 pub use remote::ClientOptions;
 
@@ -45,21 +48,21 @@ impl fmt::Display for ManifestRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub size: u64,
 }
 
 /// A manifest exactly as stored: never re-serialise these, or the digest changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawManifest {
-    pub media_type: String,
+    pub media_type: MediaType,
     pub bytes: Bytes,
     /// Always `Digest::of(&bytes)`; backends verify it on the way in and out.
     pub digest: Digest,
 }
 
 impl RawManifest {
-    pub fn new(media_type: impl Into<String>, bytes: Bytes) -> Self {
+    pub fn new(media_type: impl Into<MediaType>, bytes: Bytes) -> Self {
         let digest = Digest::of(&bytes);
         Self {
             media_type: media_type.into(),
@@ -92,7 +95,7 @@ pub struct TagList {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoogleManifestInfo {
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub tags: Vec<String>,
 }
 

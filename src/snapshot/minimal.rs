@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use futures_util::stream::{self, StreamExt};
 
 use crate::digest::Digest;
-use crate::registry::media::{self, ManifestLinks};
-use crate::registry::{ManifestRef, RepoRoot};
+use crate::registry::media::ManifestLinks;
+use crate::registry::{ManifestRef, MediaType, RepoRoot};
 
 use super::RegInvImage;
 
@@ -22,7 +22,7 @@ use super::RegInvImage;
 pub async fn remove_child_digests(
     root: &RepoRoot,
     inventory: &RegInvImage,
-    media_types: &HashMap<Digest, String>,
+    media_types: &HashMap<Digest, MediaType>,
     concurrency: usize,
 ) -> RegInvImage {
     if !inventory.entries().any(|(_, _, tags)| tags.is_empty()) {
@@ -50,7 +50,7 @@ pub async fn remove_child_digests(
 }
 
 /// The children of `digest` if it is an index; empty otherwise or on failure.
-async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Option<String>) -> Vec<Digest> {
+async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Option<MediaType>) -> Vec<Digest> {
     let registry = root.registry.as_ref();
     let reference = ManifestRef::Digest(digest);
     let media_type = match media_type {
@@ -64,7 +64,7 @@ async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Op
             }
         },
     };
-    if !media::is_index(&media_type) {
+    if !media_type.is_index() {
         return Vec::new();
     }
     let manifest = match registry.get_manifest(repo, &reference).await {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::digest::Digest;
-use crate::registry::{Error, ManifestRef, Registry, RepoRoot, TagList};
+use crate::registry::{Error, ManifestRef, MediaType, Registry, RepoRoot, TagList};
 
 use super::RegInvImage;
 
@@ -24,11 +24,11 @@ use super::RegInvImage;
 pub struct Walked {
     pub inventory: RegInvImage,
     /// Media type of every digest seen.
-    pub media_types: HashMap<Digest, String>,
+    pub media_types: HashMap<Digest, MediaType>,
 }
 
 /// What one repository holds: digest -> (media type, tags).
-type RepoContent = BTreeMap<Digest, (String, Vec<String>)>;
+type RepoContent = BTreeMap<Digest, (MediaType, Vec<String>)>;
 
 /// Walks every repository below `root`. With `tag`, only digests carrying that tag are
 /// kept, each listed with that one tag (Go's `FilterByTag`); on a plain registry only

@@ -3,12 +3,10 @@
 use std::io;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use super::store::{self, Op};
-use super::{MAX_MANIFEST, OCI_MANIFEST, OciLayout, index};
+use super::{MAX_MANIFEST, OciLayout};
 use crate::digest::Digest;
-use crate::registry::{Descriptor, Error, ManifestRef, RawManifest};
+use crate::registry::{Descriptor, Error, ManifestRef, RawManifest, media};
 
 impl OciLayout {
     pub(super) async fn head_manifest(&self, repo: &str, reference: &ManifestRef) -> Result<Option<Descriptor>, Error> {
@@ -116,11 +114,13 @@ impl OciLayout {
         if actual != digest {
             return Err(op.mismatch(digest, actual));
         }
-        let media_type = match media_type.or_else(|| ManifestShape::parse(&bytes).and_then(|s| s.media_type())) {
-            Some(m) => m,
-            None if listed => return Err(op.invalid(format!("cannot tell the media type of manifest {digest}"))),
+        let media_type = match media_type.map_or_else(|| media::sniff_media_type(&bytes), Ok) {
+            Ok(m) => m,
+            Err(e) if listed => {
+                return Err(op.invalid(format!("manifest {digest}: index.json gives no media type, and {e}")));
+            }
             // Found by digest but not a manifest: a config or layer blob.
-            None => return Ok(None),
+            Err(_) => return Ok(None),
         };
         Ok(Some(RawManifest {
             media_type,
@@ -133,17 +133,12 @@ impl OciLayout {
     /// registry would (`MANIFEST_BLOB_UNKNOWN`): a tag must never point at an incomplete
     /// image.
     async fn check_references(&self, op: &Op, dir: &Path, manifest: &RawManifest) -> Result<(), Error> {
-        let shape = ManifestShape::parse(&manifest.bytes).ok_or_else(|| {
-            op.invalid(format!(
-                "manifest {} is not a JSON image manifest or index",
-                manifest.digest
-            ))
-        })?;
-        for reference in shape.required() {
-            let digest: Digest = reference
-                .parse()
-                .map_err(|_| op.invalid(format!("manifest references unsupported digest {reference:?}")))?;
-            let path = Self::blob_path(dir, &digest);
+        let references =
+            media::references(manifest).map_err(|e| op.invalid(format!("manifest {}: {e}", manifest.digest)))?;
+        let blobs = references.blobs.iter().map(|b| &b.digest);
+        // Child manifests are stored as blobs too.
+        for digest in references.children.iter().chain(blobs) {
+            let path = Self::blob_path(dir, digest);
             if store::file_size(&path).await.map_err(|e| op.io(e))?.is_none() {
                 return Err(op.io(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -158,52 +153,36 @@ impl OciLayout {
     }
 }
 
-/// The few fields of a manifest or index that the layout needs: its media type and
-/// what it references. Parsed leniently; the bytes are never re-serialised.
-#[derive(Deserialize)]
-struct ManifestShape {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    config: Option<Reference>,
-    layers: Option<Vec<Reference>>,
-    manifests: Option<Vec<Reference>>,
-}
+#[cfg(test)]
+mod tests {
+    use crate::registry::test_image::TestImage;
+    use crate::registry::{ManifestRef, oci_layout};
 
-#[derive(Deserialize)]
-struct Reference {
-    digest: String,
-    #[serde(default)]
-    urls: Vec<String>,
-}
-
-impl ManifestShape {
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+    #[tokio::test]
+    async fn a_non_distributable_layer_is_not_required() {
+        // Copiers do not copy such a layer (its bytes live elsewhere), so a manifest that
+        // names one, without `urls`, must still be accepted once the rest is stored.
+        let dir = tempfile::tempdir().unwrap();
+        let layout = oci_layout::open(dir.path()).unwrap();
+        let image = TestImage::with_non_distributable_layer("nd", &[b"layer"]);
+        image.push(&layout, "app", &["v1"]).await.unwrap();
+        let tagged = ManifestRef::Tag("v1".into());
+        let read = layout.get_manifest("app", &tagged).await.unwrap().unwrap();
+        assert_eq!(read, image.manifest);
     }
 
-    /// The declared media type, or the OCI type its shape implies (OCI makes the field
-    /// optional).
-    fn media_type(&self) -> Option<String> {
-        if let Some(m) = &self.media_type {
-            return Some(m.clone());
-        }
-        if self.manifests.is_some() {
-            Some(index::OCI_INDEX.to_string())
-        } else if self.config.is_some() && self.layers.is_some() {
-            Some(OCI_MANIFEST.to_string())
-        } else {
-            None
-        }
-    }
-
-    /// Digests that must exist first. Foreign layers (with `urls`) are fetched from
-    /// elsewhere and may be absent, as in distribution.
-    fn required(&self) -> impl Iterator<Item = &str> {
-        let layers = self.layers.iter().flatten().filter(|l| l.urls.is_empty());
-        self.config
-            .iter()
-            .chain(layers)
-            .chain(self.manifests.iter().flatten())
-            .map(|r| r.digest.as_str())
+    #[tokio::test]
+    async fn the_blobs_of_an_artifact_manifest_must_be_stored_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = oci_layout::open(dir.path()).unwrap();
+        let sbom = TestImage::artifact("application/spdx+json", &[b"{\"spdxVersion\":\"SPDX-2.3\"}"]);
+        let by_digest = ManifestRef::Digest(sbom.digest());
+        let err = layout
+            .put_manifest("app", &by_digest, &sbom.manifest)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not in the repository"), "{err}");
+        sbom.push(&layout, "app", &[]).await.unwrap();
+        assert!(layout.head_manifest("app", &by_digest).await.unwrap().is_some());
     }
 }

@@ -45,7 +45,6 @@ const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A directory of OCI image layouts, one per repository.
 #[derive(Debug)]

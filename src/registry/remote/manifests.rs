@@ -8,7 +8,8 @@ use url::Url;
 use super::send::{Call, Payload, header_str};
 use super::{RemoteRegistry, auth, referrers};
 use crate::digest::Digest;
-use crate::registry::{Descriptor, Error, ManifestRef, OciCode, RawManifest, media};
+use crate::registry::media::{self, ManifestError, MediaType};
+use crate::registry::{Descriptor, Error, ManifestRef, OciCode, RawManifest};
 
 /// Largest manifest accepted (distribution caps PUT bodies at 4 MiB; leave room).
 const MANIFEST_LIMIT: usize = 16 << 20;
@@ -76,10 +77,8 @@ impl RemoteRegistry {
         }
         let header_digest = self.header_digest(&op, &fetched.headers)?;
         let content_type = header_str(&fetched.headers, header::CONTENT_TYPE).map(clean_media_type);
-        if content_type.as_deref().is_some_and(media::is_schema1) {
-            // Its digest covers a signature-stripped payload, so it cannot be copied
-            // byte-for-byte under the same digest.
-            return Err(self.protocol(&op, "a Docker schema1 manifest: not supported".into()));
+        if content_type.as_ref().is_some_and(MediaType::is_schema1) {
+            return Err(self.protocol(&op, ManifestError::Schema1.to_string()));
         }
         let bytes = fetched.body;
         let actual = Digest::of(&bytes);
@@ -94,10 +93,13 @@ impl RemoteRegistry {
             return Err(self.mismatch(&op, said, actual));
         }
         // A generic Content-Type (text/plain, application/json) says nothing: read the body.
-        let media_type = content_type
-            .filter(|ct| ct.starts_with("application/vnd."))
-            .or_else(|| media::sniff_media_type(&bytes))
-            .ok_or_else(|| self.protocol(&op, "manifest has no media type".into()))?;
+        let media_type = match content_type {
+            Some(ct) if ct.as_str().starts_with("application/vnd.") => ct,
+            other => media::sniff_media_type(&bytes).map_err(|e| {
+                let sent = other.map_or_else(|| "no Content-Type".to_string(), |ct| format!("Content-Type {ct}"));
+                self.protocol(&op, format!("the registry sent {sent}, and {e}"))
+            })?,
+        };
         Ok(Some(RawManifest {
             media_type,
             bytes,
@@ -127,7 +129,7 @@ impl RemoteRegistry {
         let mut blob_unknown_retries = 0;
         let reply = loop {
             let call = Call::new(op.clone(), Method::PUT, url.clone(), vec![auth::repo_scope(repo, true)])
-                .header(header::CONTENT_TYPE, &manifest.media_type)
+                .header(header::CONTENT_TYPE, manifest.media_type.as_str())
                 .body(Payload::Bytes(manifest.bytes.clone()));
             let reply = self.send(call).await?;
             if reply.status().is_success() {
@@ -156,8 +158,8 @@ impl RemoteRegistry {
 }
 
 /// `application/json; charset=utf-8` -> `application/json`.
-fn clean_media_type(value: &str) -> String {
-    value.split(';').next().unwrap_or(value).trim().to_string()
+fn clean_media_type(value: &str) -> MediaType {
+    value.split(';').next().unwrap_or(value).trim().into()
 }
 
 #[cfg(test)]

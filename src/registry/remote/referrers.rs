@@ -12,15 +12,15 @@ use super::send::Call;
 use super::{PAGE_LIMIT, RemoteRegistry, auth};
 use crate::digest::Digest;
 use crate::registry::media::{self, ContentDescriptor, ManifestLinks};
-use crate::registry::{Error, ManifestRef, RawManifest};
+use crate::registry::{Error, ManifestRef, MediaType, RawManifest};
 
 /// One manifest that names a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrer {
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub size: u64,
-    pub artifact_type: Option<String>,
+    pub artifact_type: Option<MediaType>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -76,7 +76,7 @@ impl RemoteRegistry {
             .manifests
             .into_iter()
             .map(Referrer::from)
-            .filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t)))
+            .filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_ref().is_some_and(|a| a == t)))
             .collect())
     }
 
@@ -129,7 +129,7 @@ impl RemoteRegistry {
             .clone()
             .or_else(|| links.config.as_ref().map(|c| c.media_type.clone()));
         if let Some(t) = artifact_type {
-            entry["artifactType"] = Value::String(t);
+            entry["artifactType"] = Value::String(t.to_string());
         }
         if let Some(annotations) = serde_json::from_slice::<Value>(&manifest.bytes)
             .ok()

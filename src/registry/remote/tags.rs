@@ -10,7 +10,7 @@ use url::Url;
 use super::send::Call;
 use super::{PAGE_LIMIT, RemoteRegistry, auth};
 use crate::digest::Digest;
-use crate::registry::{Error, GoogleManifestInfo, TagList};
+use crate::registry::{Error, GoogleManifestInfo, MediaType, TagList};
 
 /// More pages than any real repository has; past this the registry is looping.
 const MAX_PAGES: usize = 100_000;
@@ -33,7 +33,7 @@ struct TagsPage {
 #[serde(rename_all = "camelCase")]
 struct GoogleEntry {
     #[serde(default)]
-    media_type: String,
+    media_type: MediaType,
     #[serde(default)]
     tag: Vec<String>,
 }

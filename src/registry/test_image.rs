@@ -1,0 +1,129 @@
+//! Unit tests only: generated images (a manifest with every blob and child it needs) for
+//! the in-memory registry and the backends' own tests.
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::registry::media::{OCI_ARTIFACT_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::registry::{Error, ManifestRef, RawManifest, Registry};
+
+/// A non-distributable layer type (the OCI name; Docker's foreign layers behave alike).
+const NON_DISTRIBUTABLE_LAYER: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+
+/// A generated image: its manifest and every blob and child it needs.
+#[derive(Debug, Clone)]
+pub struct TestImage {
+    pub manifest: RawManifest,
+    /// The blobs a registry must hold before the manifest can be pushed, config first.
+    pub blobs: Vec<Bytes>,
+    pub children: Vec<TestImage>,
+}
+
+impl TestImage {
+    /// A single-platform OCI image with a config naming it and the given layers.
+    pub fn single(name: &str, layers: &[&[u8]]) -> Self {
+        Self::image(name, layers, &[])
+    }
+
+    /// [`TestImage::single`] plus a non-distributable layer without `urls`: its bytes
+    /// live outside any registry, so they are not among [`TestImage::blobs`].
+    pub fn with_non_distributable_layer(name: &str, layers: &[&[u8]]) -> Self {
+        let outside = format!("{name}: non-distributable");
+        Self::image(name, layers, &[descriptor(NON_DISTRIBUTABLE_LAYER, outside.as_bytes())])
+    }
+
+    fn image(name: &str, layers: &[&[u8]], elsewhere: &[serde_json::Value]) -> Self {
+        let config = Bytes::from(json!({ "name": name }).to_string());
+        let layers: Vec<Bytes> = layers.iter().map(|l| Bytes::copy_from_slice(l)).collect();
+        let mut layer_descriptors: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", l))
+            .collect();
+        layer_descriptors.extend_from_slice(elsewhere);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+            "layers": layer_descriptors,
+        });
+        let mut blobs = vec![config];
+        blobs.extend(layers);
+        Self {
+            manifest: RawManifest::new(OCI_MANIFEST, Bytes::from(manifest.to_string())),
+            blobs,
+            children: Vec::new(),
+        }
+    }
+
+    /// An OCI 1.0 artifact manifest: no config, its content listed under `blobs`.
+    pub fn artifact(artifact_type: &str, blobs: &[&[u8]]) -> Self {
+        let blobs: Vec<Bytes> = blobs.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        let manifest = json!({
+            "mediaType": OCI_ARTIFACT_MANIFEST,
+            "artifactType": artifact_type,
+            "blobs": blobs.iter().map(|b| descriptor(artifact_type, b)).collect::<Vec<_>>(),
+        });
+        Self {
+            manifest: RawManifest::new(OCI_ARTIFACT_MANIFEST, Bytes::from(manifest.to_string())),
+            blobs,
+            children: Vec::new(),
+        }
+    }
+
+    /// An OCI index over `children`.
+    pub fn index(children: Vec<TestImage>) -> Self {
+        let entries: Vec<serde_json::Value> = children
+            .iter()
+            .map(|c| json!({"mediaType": c.manifest.media_type, "digest": c.digest().to_string(), "size": c.manifest.bytes.len()}))
+            .collect();
+        let manifest = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries });
+        Self {
+            manifest: RawManifest::new(OCI_INDEX, Bytes::from(manifest.to_string())),
+            blobs: Vec::new(),
+            children,
+        }
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.manifest.digest
+    }
+
+    /// Every distinct blob of the image and its children.
+    pub fn all_blobs(&self) -> BTreeSet<Digest> {
+        let mut out: BTreeSet<Digest> = self.blobs.iter().map(|b| Digest::of(b)).collect();
+        for c in &self.children {
+            out.extend(c.all_blobs());
+        }
+        out
+    }
+
+    /// Pushes the image through the [`Registry`] API in the order registries demand:
+    /// children and blobs, the manifest by digest, then each tag.
+    pub async fn push(&self, registry: &dyn Registry, repo: &str, tags: &[&str]) -> Result<(), Error> {
+        for child in &self.children {
+            Box::pin(child.push(registry, repo, &[])).await?;
+        }
+        for blob in &self.blobs {
+            let chunks = futures_util::stream::iter([Ok(blob.clone())]);
+            let body = crate::registry::BlobStream::new(chunks);
+            registry
+                .put_blob(repo, &Digest::of(blob), blob.len() as u64, body)
+                .await?;
+        }
+        registry
+            .put_manifest(repo, &ManifestRef::Digest(self.digest()), &self.manifest)
+            .await?;
+        for tag in tags {
+            registry
+                .put_manifest(repo, &ManifestRef::Tag(tag.to_string()), &self.manifest)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn descriptor(media_type: &str, content: &[u8]) -> serde_json::Value {
+    json!({"mediaType": media_type, "digest": Digest::of(content).to_string(), "size": content.len()})
+}
