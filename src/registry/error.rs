@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::digest::Digest;
+use crate::registry::media::ManifestError;
 
 /// Registry errors. The `Display` text always names the registry and the operation,
 /// and never contains credentials.
@@ -53,6 +54,14 @@ pub enum Error {
     },
     #[error("invalid registry reference {reference:?}: {message}")]
     InvalidReference { reference: String, message: String },
+    /// Manifest bytes that the operation cannot use (checked before anything is sent).
+    #[error("{registry}: {operation}: {source}")]
+    InvalidManifest {
+        registry: String,
+        operation: String,
+        #[source]
+        source: ManifestError,
+    },
 }
 
 impl Error {

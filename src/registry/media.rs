@@ -249,6 +249,37 @@ impl ManifestLinks {
     }
 }
 
+/// An OCI image index that kpromo writes itself: the referrers fallback list. Unlike the
+/// manifests kpromo copies (byte-for-byte, never re-serialised), this one is kpromo's own
+/// to rewrite, through the typed descriptor rather than by editing JSON by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageIndex {
+    pub schema_version: u32,
+    pub media_type: MediaType,
+    pub manifests: Vec<ContentDescriptor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl ImageIndex {
+    /// An index listing `manifests`, with the top-level annotations of `like` (an index
+    /// being rewritten) kept.
+    pub fn new(manifests: Vec<ContentDescriptor>, like: Option<&ManifestLinks>) -> Self {
+        Self {
+            schema_version: 2,
+            media_type: OCI_INDEX.into(),
+            manifests,
+            annotations: like.and_then(|l| l.annotations.clone()),
+        }
+    }
+
+    /// The index as manifest bytes.
+    pub fn to_manifest(&self) -> Result<RawManifest, serde_json::Error> {
+        Ok(RawManifest::new(OCI_INDEX, serde_json::to_vec(self)?.into()))
+    }
+}
+
 /// A blob a manifest needs at the destination before it can be pushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BlobRef {
@@ -317,6 +348,8 @@ pub enum ManifestError {
          `manifests` of an index nor the `config` of an image manifest"
     )]
     Untyped,
+    #[error("the manifest names no `subject`, so it cannot be a referrer of anything")]
+    NoSubject,
 }
 
 /// Digests as their `sha256:<hex>` text; any other algorithm is an error that says so.

@@ -19,6 +19,7 @@ pub mod media;
 pub mod oci_layout;
 mod open;
 pub mod reference;
+pub mod referrers;
 pub mod remote;
 #[cfg(test)]
 pub mod test_image;
@@ -26,6 +27,7 @@ pub mod test_image;
 pub use error::{Error, OciCode};
 pub use media::MediaType;
 pub use open::{Registries, RepoRoot};
+pub use referrers::Referrer;
 pub use remote::ClientOptions;
 
 /// Which manifest to address: a tag or a digest.
@@ -214,6 +216,30 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Ask the registry to link a blob that already lives in `from_repo` of the same
     /// registry into `repo`.
     async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<MountOutcome, Error>;
+
+    /// The referrers of `subject` in `repo` (OCI 1.1: manifests whose `subject` is it),
+    /// only those whose artifact type is `artifact_type` when given. Empty when there
+    /// are none.
+    ///
+    /// The default reads the tag-schema fallback index (see [`referrers`]); a backend
+    /// with a native referrers list overrides it.
+    async fn list_referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, Error> {
+        referrers::list_from_fallback(self, repo, subject, artifact_type).await
+    }
+
+    /// Pushes `manifest`, which must name a `subject`, by digest into `repo`, and makes
+    /// it findable with [`Registry::list_referrers`]. Idempotent: pushing a referrer
+    /// that is already there and listed writes nothing.
+    ///
+    /// The default pushes it and adds it to the tag-schema fallback index.
+    async fn put_referrer(&self, repo: &str, manifest: &RawManifest) -> Result<(), Error> {
+        referrers::put_with_fallback(self, repo, manifest).await
+    }
 
     /// Request counters for summaries and benchmarks.
     fn stats(&self) -> RegistryStats;

@@ -84,8 +84,9 @@ impl Registries {
         Ok(backend)
     }
 
-    /// The remote backend for `host` (`host[:port]`), with the operations that are not on
-    /// the [`Registry`] trait (ping, referrers).
+    /// The remote backend for `host` (`host[:port]`) as its concrete type, the one
+    /// [`Registries::open`] hands out for that host. Everything kpromo does goes through
+    /// the [`Registry`] trait; this is for what only a remote registry has (`ping`).
     pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
         let mut remotes = lock(&self.remotes);
         if let Some(r) = remotes.get(host) {

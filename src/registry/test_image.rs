@@ -72,6 +72,26 @@ impl TestImage {
         }
     }
 
+    /// An OCI 1.1 referrer of `subject` (a signature, an SBOM…): an image manifest with
+    /// the empty config, `artifact_type`, and the annotation `n` to tell referrers apart.
+    pub fn referrer(subject: &TestImage, artifact_type: &str, n: u32) -> Self {
+        let config = Bytes::from_static(b"{}");
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": descriptor("application/vnd.oci.empty.v1+json", &config),
+            "layers": [],
+            "subject": {"mediaType": subject.manifest.media_type, "digest": subject.digest().to_string(), "size": subject.manifest.bytes.len()},
+            "annotations": {"n": n.to_string()},
+        });
+        Self {
+            manifest: RawManifest::new(OCI_MANIFEST, Bytes::from(manifest.to_string())),
+            blobs: vec![config],
+            children: Vec::new(),
+        }
+    }
+
     /// An OCI index over `children`.
     pub fn index(children: Vec<TestImage>) -> Self {
         let entries: Vec<serde_json::Value> = children
@@ -105,19 +125,25 @@ impl TestImage {
         for child in &self.children {
             Box::pin(child.push(registry, repo, &[])).await?;
         }
-        for blob in &self.blobs {
-            let chunks = futures_util::stream::iter([Ok(blob.clone())]);
-            let body = crate::registry::BlobStream::new(chunks);
-            registry
-                .put_blob(repo, &Digest::of(blob), blob.len() as u64, body)
-                .await?;
-        }
+        self.push_blobs(registry, repo).await?;
         registry
             .put_manifest(repo, &ManifestRef::Digest(self.digest()), &self.manifest)
             .await?;
         for tag in tags {
             registry
                 .put_manifest(repo, &ManifestRef::Tag(tag.to_string()), &self.manifest)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the image's own blobs (not its children's, not the manifest).
+    pub async fn push_blobs(&self, registry: &dyn Registry, repo: &str) -> Result<(), Error> {
+        for blob in &self.blobs {
+            let chunks = futures_util::stream::iter([Ok(blob.clone())]);
+            let body = crate::registry::BlobStream::new(chunks);
+            registry
+                .put_blob(repo, &Digest::of(blob), blob.len() as u64, body)
                 .await?;
         }
         Ok(())

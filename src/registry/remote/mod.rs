@@ -9,7 +9,7 @@
 //! (`manifests`, `blobs`, `tags`, `referrers`), each method named after the trait method it
 //! implements; `send` is the request engine under all of them, and this file holds the
 //! struct and the trait impl that forwards to them.
-use crate::sync::{KeyedLocks, lock};
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use reqwest::Method;
 use url::Url;
 
-use super::{BlobStream, Descriptor, Error, ManifestRef, MountOutcome, RawManifest, Registry, RegistryStats, TagList};
+use super::{
+    BlobStream, Descriptor, Error, ManifestRef, MountOutcome, RawManifest, Referrer, Registry, RegistryStats, TagList,
+};
 use crate::digest::Digest;
 use send::Call;
 
@@ -37,7 +39,6 @@ mod tags;
 mod transport;
 
 pub use options::ClientOptions;
-pub use referrers::Referrer;
 
 pub(crate) use gate::Gate;
 pub(crate) use transport::build_client;
@@ -58,8 +59,6 @@ pub struct RemoteRegistry {
     gate: Arc<Gate>,
     counters: Counters,
     pending: blobs::PendingSessions,
-    /// One writer per (repository, subject) fallback index.
-    referrer_locks: KeyedLocks<(String, Digest)>,
     first_byte: Duration,
     idle: Duration,
     max_retries: usize,
@@ -105,7 +104,6 @@ impl RemoteRegistry {
             gate,
             counters: Counters::default(),
             pending: blobs::PendingSessions::default(),
-            referrer_locks: KeyedLocks::new(),
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
             max_retries: options.max_retries,
@@ -190,6 +188,19 @@ impl Registry for RemoteRegistry {
 
     async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<MountOutcome, Error> {
         RemoteRegistry::mount_blob(self, repo, digest, from_repo).await
+    }
+
+    async fn list_referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, Error> {
+        RemoteRegistry::list_referrers(self, repo, subject, artifact_type).await
+    }
+
+    async fn put_referrer(&self, repo: &str, manifest: &RawManifest) -> Result<(), Error> {
+        RemoteRegistry::put_referrer(self, repo, manifest).await
     }
 
     fn stats(&self) -> RegistryStats {
