@@ -16,6 +16,8 @@ use crate::digest::Digest;
 
 mod error;
 pub mod media;
+#[cfg(test)]
+pub mod memory;
 pub mod oci_layout;
 mod open;
 pub mod reference;

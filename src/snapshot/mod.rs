@@ -5,8 +5,6 @@
 //! The printed bytes must equal Go's: snapshots are diffed against checked-in
 //! `images.yaml` files and fed to scripts that grew around the Go output. The model is
 //! therefore kept in sorted maps, so the writers never depend on insertion order.
-#[cfg(test)]
-mod fake;
 pub mod from_manifests;
 pub mod minimal;
 mod quote;
