@@ -5,6 +5,16 @@
 //! directories ([`oci_layout`]) are interchangeable. Repository names passed to the trait
 //! are full paths inside the registry host (`k8s-artifacts-prod/images/kubernetes/pause`),
 //! already including any path prefix from a manifest's registry name.
+//!
+//! - this file: the trait and the types every backend shares;
+//! - `open`: the scheme router ([`Registries`]: a manifest's registry name to one shared
+//!   backend per host or directory); `error`: [`Error`] and the spec's [`OciCode`]s;
+//! - [`media`]: the one reader of manifest JSON ([`MediaType`], what a manifest needs
+//!   before it can be pushed), so that backends and copiers agree;
+//! - [`referrers`]: the OCI 1.1 tag-schema fallback, the trait's default for referrers;
+//! - [`remote`], [`oci_layout`]: the backends, with the same per-operation files
+//!   (`manifests`, `blobs`, `tags`); `memory` and `test_image` (unit tests only): an
+//!   in-memory backend and an image builder for the layers above.
 use std::fmt;
 use std::pin::Pin;
 

@@ -1,7 +1,7 @@
 //! The remote backend: a thin OCI distribution-spec client on `reqwest`.
 //!
 //! Why our own client and not `oci-client`: see `docs/decisions/0001-own-registry-client.md`.
-//! Every request goes through [`RemoteRegistry::send`], which applies the registry's gate
+//! Every request goes through `send` (the request engine), which applies the registry's gate
 //! (pause, concurrency, rate), credentials, one re-authentication on 401, and retries with
 //! backoff for transient failures. Operations then map statuses to typed results.
 //!
