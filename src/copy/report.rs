@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::registry;
+use crate::registry::media::ManifestError;
+use crate::registry::{self, MediaType};
 
 use super::{RepoId, Source};
 
@@ -33,7 +34,7 @@ pub struct Counters {
 pub struct Delivered {
     pub source: Source,
     pub destination: RepoId,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub tags: Vec<String>,
     /// The manifest was pushed by this run (a copy), rather than found there (a retag).
     pub copied: bool,
@@ -71,7 +72,7 @@ pub enum Cause {
     Registry(Arc<registry::Error>),
     /// The source manifest cannot be copied as it is (not JSON, schema1, a digest kpromo
     /// cannot verify).
-    Unreadable(String),
+    Unreadable(Arc<ManifestError>),
     /// The source manifest was there when the work was planned, and is gone.
     Vanished,
     /// Image indexes nest deeper than [`super::MAX_DEPTH`] levels.

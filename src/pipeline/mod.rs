@@ -28,8 +28,6 @@ mod state;
 mod validate;
 
 #[cfg(test)]
-mod fake;
-#[cfg(test)]
 mod tests;
 
 pub use decide::Decision;

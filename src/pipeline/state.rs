@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::copy::{self, Repo};
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
-use crate::registry::{Registries, Registry, RepoRoot};
+use crate::registry::{MediaType, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 
 use super::decide::Decision;
@@ -46,7 +46,7 @@ pub struct Subject {
     /// The destination registry (as the manifests name it) and image.
     pub destination: RepoKey,
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     /// The tags this run asked for there (empty for a tagless promotion).
     pub tags: Vec<String>,
     /// Copied by this run, as opposed to already there (a retag).

@@ -1,18 +1,21 @@
-//! Unit tests of planning and promotion over in-memory fake registries (see `fake.rs`
-//! for why a fake): decisions against registry state, graph ordering, fan-out, reruns.
+//! Unit tests of planning and promotion over in-memory registries (`registry::memory`;
+//! the real backends against real registries are the e2e tests' job): decisions against
+//! registry state, graph ordering, fan-out, reruns.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::decide::Decision;
-use super::fake::{FakeRegistry, TestImage};
 use super::plan::{Counts, Plan, PlanSink, SinkError};
 use super::state::RunState;
 use super::{Error, Options, Phase, plan, promote, run_phases};
 use crate::digest::Digest;
 use crate::edges::EdgeSet;
 use crate::manifest::{Manifest, ManifestSource};
-use crate::registry::{ClientOptions, RepoRoot};
+use crate::registry::memory::MemoryRegistry;
+use crate::registry::oci_layout::{self, OciLayout};
+use crate::registry::test_image::TestImage;
+use crate::registry::{ClientOptions, ManifestRef, Registry, RepoRoot};
 
 fn options(confirm: bool) -> Options {
     Options {
@@ -26,9 +29,15 @@ fn options(confirm: bool) -> Options {
     }
 }
 
-/// Keeps the counts of every plan it is handed.
+/// Keeps the counts of every plan it is handed (what the CLI would print).
 #[derive(Default, Clone)]
 struct Plans(Arc<std::sync::Mutex<Vec<Counts>>>);
+
+impl Plans {
+    fn handed(&self) -> Vec<Counts> {
+        crate::sync::lock(&self.0).clone()
+    }
+}
 
 impl PlanSink for Plans {
     fn plan(&mut self, plan: &Plan<'_>) -> Result<(), SinkError> {
@@ -53,25 +62,53 @@ fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
     Manifest::for_test("promoter-manifest.yaml", src, dsts, &images)
 }
 
-/// Fake registries by host; manifest registry names are `host/prefix`.
+/// In-memory registries by host; manifest registry names are `host/prefix`.
 struct World {
-    hosts: BTreeMap<String, Arc<FakeRegistry>>,
+    hosts: BTreeMap<String, Arc<MemoryRegistry>>,
+    /// Hosts that are real OCI layout directories instead (the backend that checks a
+    /// manifest's references through the same rule as the copier).
+    layouts: BTreeMap<String, (tempfile::TempDir, Arc<OciLayout>)>,
+    plans: Plans,
 }
 
 impl World {
     fn new(hosts: &[&str]) -> Self {
         Self {
-            hosts: hosts.iter().map(|h| (h.to_string(), FakeRegistry::new(h))).collect(),
+            hosts: hosts
+                .iter()
+                .map(|h| (h.to_string(), Arc::new(MemoryRegistry::new(h))))
+                .collect(),
+            layouts: BTreeMap::new(),
+            plans: Plans::default(),
         }
     }
 
-    fn host(&self, host: &str) -> Arc<FakeRegistry> {
+    /// Adds `host` as an OCI layout directory.
+    fn with_layout(mut self, host: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Arc::new(oci_layout::open(dir.path()).expect("layout"));
+        self.layouts.insert(host.to_string(), (dir, layout));
+        self
+    }
+
+    fn host(&self, host: &str) -> Arc<MemoryRegistry> {
         self.hosts[host].clone()
+    }
+
+    fn layout(&self, host: &str) -> Arc<OciLayout> {
+        self.layouts[host].1.clone()
+    }
+
+    fn backend(&self, host: &str) -> Arc<dyn Registry> {
+        match self.layouts.get(host) {
+            Some((_, layout)) => layout.clone(),
+            None => self.host(host),
+        }
     }
 
     fn state(&self, manifests: &[Manifest], confirm: bool) -> RunState {
         let edges = EdgeSet::from_manifests(manifests);
-        let mut state = RunState::new(options(confirm), Box::new(Plans::default()));
+        let mut state = RunState::new(options(confirm), Box::new(self.plans.clone()));
         state.manifests = manifests.len();
         for e in edges.edges() {
             for id in [e.src_registry, e.dst_registry] {
@@ -80,7 +117,7 @@ impl World {
                 state.roots.insert(
                     id,
                     RepoRoot {
-                        registry: self.host(host),
+                        registry: self.backend(host),
                         prefix: prefix.to_string(),
                     },
                 );
@@ -241,6 +278,9 @@ async fn tag_move_is_refused_and_nothing_is_written() {
     let mut state = world.state(&[m], true);
     let err = plan::plan_edges(&mut state).await.expect_err("tag move must be fatal");
     assert!(matches!(err, Error::TagMoves(1)), "{err}");
+    let handed = world.plans.handed();
+    assert_eq!(handed.len(), 1, "the refused plan is still shown: {handed:?}");
+    assert_eq!((handed[0].tag_moves, handed[0].copy), (1, 1));
     assert!(err.to_string().contains("tag move"), "{err}");
     assert!(state.decisions.contains(&Decision::TagMove {
         current: old.digest(),
@@ -493,8 +533,12 @@ async fn cancelled_run_stops_before_the_next_phase() {
 #[tokio::test]
 async fn google_extended_listing_plans_with_one_request_per_repository() {
     let mut world = World::new(&["m1"]);
-    world.hosts.insert("gcr".into(), FakeRegistry::google("gcr"));
-    world.hosts.insert("ar".into(), FakeRegistry::google("ar"));
+    world
+        .hosts
+        .insert("gcr".into(), Arc::new(MemoryRegistry::new("gcr").with_google_listing()));
+    world
+        .hosts
+        .insert("ar".into(), Arc::new(MemoryRegistry::new("ar").with_google_listing()));
     let img = multi_arch();
     let other = TestImage::single("other", &[b"o"]);
     world.host("gcr").seed("staging/foo", &img, &[]);
@@ -510,4 +554,69 @@ async fn google_extended_listing_plans_with_one_request_per_repository() {
     assert_eq!(world.host("m1").count("GET tags prod/foo"), 1);
     assert_eq!(world.host("m1").count("HEAD manifest prod/foo@"), 2);
     assert_eq!(world.host("m1").log().len(), 3);
+}
+
+#[tokio::test]
+async fn non_distributable_layers_without_urls_are_copied_and_foreign_ones_are_not() {
+    // The copier and the destination backend apply one rule (distribution's): the layout
+    // mirror used to refuse the first image, whose non-distributable layer the copier
+    // skipped although the layer names no `urls` to fetch it from.
+    let world = World::new(&["stage"]).with_layout("mirror");
+    let local = TestImage::with_non_distributable_layer("local", &[b"layer"]);
+    let foreign = TestImage::with_foreign_layer("foreign", &[b"other layer"]);
+    world.host("stage").seed("staging/local", &local, &[]);
+    world.host("stage").seed("staging/foreign", &foreign, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["mirror/prod"],
+        &[
+            ("local", vec![(local.digest(), vec!["1.0"])]),
+            ("foreign", vec![(foreign.digest(), vec!["1.0"])]),
+        ],
+    );
+    let mut state = world.state(&[m], true);
+    plan_and_promote(&mut state).await;
+    let mirror = world.layout("mirror");
+    for (repo, image) in [("prod/local", &local), ("prod/foreign", &foreign)] {
+        let tagged = mirror
+            .get_manifest(repo, &ManifestRef::Tag("1.0".into()))
+            .await
+            .unwrap();
+        assert_eq!(tagged.as_ref(), Some(&image.manifest), "{repo}");
+        for blob in &image.blobs {
+            let size = mirror.blob_size(repo, &Digest::of(blob)).await.unwrap();
+            assert_eq!(size, Some(blob.len() as u64), "{repo}: every required blob copied");
+        }
+    }
+    assert_eq!(
+        state.promote.counters.blobs_uploaded,
+        (local.blobs.len() + foreign.blobs.len()) as u64,
+        "the foreign layer, fetched from its urls, is not copied"
+    );
+}
+
+#[tokio::test]
+async fn an_oci_artifact_manifest_is_copied_with_its_blobs() {
+    // OCI 1.0 artifact manifests list their content under `blobs`, which the copier's
+    // graph reading used to ignore: the mirror got a manifest whose content was missing.
+    let world = World::new(&["stage"]).with_layout("mirror");
+    let sbom = TestImage::artifact("application/spdx+json", &[b"{\"spdxVersion\":\"SPDX-2.3\"}"]);
+    world.host("stage").seed("staging/sbom", &sbom, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["mirror/prod"],
+        &[("sbom", vec![(sbom.digest(), vec!["v1"])])],
+    );
+    plan_and_promote(&mut world.state(&[m], true)).await;
+    let mirror = world.layout("mirror");
+    let tagged = mirror
+        .get_manifest("prod/sbom", &ManifestRef::Tag("v1".into()))
+        .await
+        .unwrap();
+    assert_eq!(tagged.as_ref(), Some(&sbom.manifest));
+    let blob = &sbom.blobs[0];
+    assert_eq!(
+        mirror.blob_size("prod/sbom", &Digest::of(blob)).await.unwrap(),
+        Some(blob.len() as u64)
+    );
 }

@@ -5,7 +5,16 @@
 //! directories ([`oci_layout`]) are interchangeable. Repository names passed to the trait
 //! are full paths inside the registry host (`k8s-artifacts-prod/images/kubernetes/pause`),
 //! already including any path prefix from a manifest's registry name.
-use crate::sync::lock;
+//!
+//! - this file: the trait and the types every backend shares;
+//! - `open`: the scheme router ([`Registries`]: a manifest's registry name to one shared
+//!   backend per host or directory); `error`: [`Error`] and the spec's [`OciCode`]s;
+//! - [`media`]: the one reader of manifest JSON ([`MediaType`], what a manifest needs
+//!   before it can be pushed), so that backends and copiers agree;
+//! - [`referrers`]: the OCI 1.1 tag-schema fallback, the trait's default for referrers;
+//! - [`remote`], [`oci_layout`]: the backends, with the same per-operation files
+//!   (`manifests`, `blobs`, `tags`); `memory` and `test_image` (unit tests only): an
+//!   in-memory backend and an image builder for the layers above.
 use std::fmt;
 use std::pin::Pin;
 
@@ -14,173 +23,24 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::digest::Digest;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+mod error;
 pub mod media;
+#[cfg(test)]
+pub mod memory;
 pub mod oci_layout;
+mod open;
 pub mod reference;
+pub mod referrers;
 pub mod remote;
+#[cfg(test)]
+pub mod test_image;
 
-/// Transport settings for every registry a run touches.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientOptions {
-    /// Requests per second allowed per registry host.
-    pub rate_limit: u32,
-    /// Requests that may be sent at once before the rate applies.
-    pub burst: u32,
-    /// Cap on requests in flight per registry host; the adaptive limit starts at
-    /// `min(8, cap)` (see `remote::concurrency`).
-    pub max_concurrency: usize,
-    /// Extra PEM CA bundle trusted for TLS.
-    pub ca_file: Option<PathBuf>,
-    /// Hosts reached over plain HTTP (loopback hosts always are).
-    pub insecure_registries: Vec<String>,
-    /// Directory holding the docker `config.json` to read credentials from; `None` means
-    /// `$DOCKER_CONFIG`, then `~/.docker`. Tests set it per client instead of the
-    /// process-global environment.
-    pub docker_config: Option<PathBuf>,
-    /// Time allowed to establish a TCP (and TLS) connection.
-    pub connect_timeout: Duration,
-    /// Time allowed between sending the last byte of a request and the response headers.
-    pub response_timeout: Duration,
-    /// Time a request or response body may go without progress before it is an error.
-    pub idle_timeout: Duration,
-    /// Retries of one request after a transient failure (429, 5xx, timeout, reset).
-    pub max_retries: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            rate_limit: 50,
-            burst: 16,
-            max_concurrency: 32,
-            ca_file: None,
-            insecure_registries: Vec::new(),
-            docker_config: None,
-            connect_timeout: Duration::from_secs(30),
-            // Registries may take a while to commit a large upload after its last byte.
-            response_timeout: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(120),
-            max_retries: 6,
-        }
-    }
-}
-
-/// A manifest registry name resolved to a backend: `host[:port]/prefix` (remote) or
-/// `oci:PATH` / `oci-layout://PATH` (OCI layout directory). Image names are appended to
-/// `prefix` to get repository paths.
-#[derive(Debug, Clone)]
-pub struct RepoRoot {
-    pub registry: Arc<dyn Registry>,
-    /// Path prefix inside the registry, without leading or trailing `/` (may be empty).
-    pub prefix: String,
-}
-
-impl RepoRoot {
-    /// The repository path of `image` under this root.
-    pub fn repo(&self, image: &str) -> String {
-        if self.prefix.is_empty() {
-            image.to_string()
-        } else {
-            format!("{}/{image}", self.prefix)
-        }
-    }
-}
-
-/// Opens registries by manifest name, sharing one backend (one connection pool, one
-/// rate-limit gate) per registry host or layout directory.
-pub struct Registries {
-    options: ClientOptions,
-    http: reqwest::Client,
-    remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
-    layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
-}
-
-impl fmt::Debug for Registries {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registries")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Registries {
-    /// Builds the shared HTTP client (reads `ca_file` now, so a bad CA fails early).
-    pub fn new(options: ClientOptions) -> Result<Self, Error> {
-        let http = remote::build_client(&options)?;
-        Ok(Self {
-            options,
-            http,
-            remotes: Mutex::new(HashMap::new()),
-            layouts: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Resolves a manifest registry name such as
-    /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
-    pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
-        match reference::RegistryName::parse(name)? {
-            reference::RegistryName::Remote { host, prefix } => Ok(RepoRoot {
-                registry: self.remote(&host)?,
-                prefix,
-            }),
-            reference::RegistryName::Layout { path } => Ok(RepoRoot {
-                registry: self.layout(&path)?,
-                prefix: String::new(),
-            }),
-        }
-    }
-
-    /// One layout backend per directory name, like one remote backend per host.
-    fn layout(&self, path: &std::path::Path) -> Result<Arc<dyn Registry>, Error> {
-        let mut layouts = lock(&self.layouts);
-        if let Some(l) = layouts.get(path) {
-            return Ok(l.clone());
-        }
-        let backend: Arc<dyn Registry> = Arc::new(oci_layout::open(path)?);
-        layouts.insert(path.to_path_buf(), backend.clone());
-        Ok(backend)
-    }
-
-    /// The remote backend for `host` (`host[:port]`), with the operations that are not on
-    /// the [`Registry`] trait (ping, referrers).
-    pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
-        let mut remotes = lock(&self.remotes);
-        if let Some(r) = remotes.get(host) {
-            return Ok(r.clone());
-        }
-        let gate = Arc::new(remote::Gate::new(
-            self.options.rate_limit,
-            self.options.burst,
-            self.options.max_concurrency,
-        ));
-        let backend = Arc::new(remote::RemoteRegistry::new(
-            host,
-            self.http.clone(),
-            gate,
-            &self.options,
-        )?);
-        remotes.insert(host.to_string(), backend.clone());
-        Ok(backend)
-    }
-
-    /// Counters of every backend opened so far, by registry name.
-    pub fn stats(&self) -> Vec<(String, RegistryStats)> {
-        let remotes = lock(&self.remotes);
-        let layouts = lock(&self.layouts);
-        let mut out: Vec<(String, RegistryStats)> = remotes
-            .iter()
-            .map(|(k, r)| (k.clone(), r.stats()))
-            .chain(layouts.values().map(|l| (l.name().to_string(), l.stats())))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-}
+pub use error::{Error, OciCode};
+pub use media::MediaType;
+pub use open::{Registries, RepoRoot};
+pub use referrers::Referrer;
+pub use remote::ClientOptions;
 
 /// Which manifest to address: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -202,21 +62,21 @@ impl fmt::Display for ManifestRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub size: u64,
 }
 
 /// A manifest exactly as stored: never re-serialise these, or the digest changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawManifest {
-    pub media_type: String,
+    pub media_type: MediaType,
     pub bytes: Bytes,
     /// Always `Digest::of(&bytes)`; backends verify it on the way in and out.
     pub digest: Digest,
 }
 
 impl RawManifest {
-    pub fn new(media_type: impl Into<String>, bytes: Bytes) -> Self {
+    pub fn new(media_type: impl Into<MediaType>, bytes: Bytes) -> Self {
         let digest = Digest::of(&bytes);
         Self {
             media_type: media_type.into(),
@@ -249,7 +109,7 @@ pub struct TagList {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoogleManifestInfo {
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub tags: Vec<String>,
 }
 
@@ -369,6 +229,30 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// registry into `repo`.
     async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<MountOutcome, Error>;
 
+    /// The referrers of `subject` in `repo` (OCI 1.1: manifests whose `subject` is it),
+    /// only those whose artifact type is `artifact_type` when given. Empty when there
+    /// are none.
+    ///
+    /// The default reads the tag-schema fallback index (see [`referrers`]); a backend
+    /// with a native referrers list overrides it.
+    async fn list_referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, Error> {
+        referrers::list_from_fallback(self, repo, subject, artifact_type).await
+    }
+
+    /// Pushes `manifest`, which must name a `subject`, by digest into `repo`, and makes
+    /// it findable with [`Registry::list_referrers`]. Idempotent: pushing a referrer
+    /// that is already there and listed writes nothing.
+    ///
+    /// The default pushes it and adds it to the tag-schema fallback index.
+    async fn put_referrer(&self, repo: &str, manifest: &RawManifest) -> Result<(), Error> {
+        referrers::put_with_fallback(self, repo, manifest).await
+    }
+
     /// Request counters for summaries and benchmarks.
     fn stats(&self) -> RegistryStats;
 }
@@ -397,102 +281,4 @@ pub struct ConcurrencyStats {
     pub lowest: usize,
     /// The most requests that held a slot at once.
     pub in_flight_peak: usize,
-}
-
-/// Registry errors. The `Display` text always names the registry and the operation,
-/// and never contains credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{registry}: {operation}: authentication failed ({status}): {message}")]
-    Unauthorized {
-        registry: String,
-        operation: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{registry}: {operation}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        registry: String,
-        operation: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("{registry}: {operation}: HTTP {status}: {message}")]
-    Status {
-        registry: String,
-        operation: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{registry}: {operation}: {message}")]
-    Transport {
-        registry: String,
-        operation: String,
-        message: String,
-    },
-    #[error("{registry}: {operation}: invalid response: {message}")]
-    Protocol {
-        registry: String,
-        operation: String,
-        message: String,
-    },
-    #[error("{registry}: {operation}: {source}")]
-    Io {
-        registry: String,
-        operation: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid registry reference {reference:?}: {message}")]
-    InvalidReference { reference: String, message: String },
-}
-
-impl Error {
-    /// Whether retrying could help: 429, 5xx, timeouts, resets. Auth and not-found never.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-            Error::Transport { .. } => true,
-            _ => false,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_backend_per_host_and_per_layout_directory() {
-        let registries = Registries::new(ClientOptions::default()).unwrap();
-        let a = registries
-            .open("us-central1-docker.pkg.dev/k8s-artifacts-prod/images")
-            .unwrap();
-        let b = registries.open("us-central1-docker.pkg.dev/other").unwrap();
-        assert!(Arc::ptr_eq(&a.registry, &b.registry), "one host, one gate and pool");
-        assert_eq!(a.repo("kubernetes/pause"), "k8s-artifacts-prod/images/kubernetes/pause");
-        assert_eq!(a.registry.name(), "us-central1-docker.pkg.dev");
-
-        let dir = tempfile::tempdir().unwrap();
-        let name = format!("oci:{}", dir.path().display());
-        let l1 = registries.open(&name).unwrap();
-        let l2 = registries.open(&name).unwrap();
-        assert!(Arc::ptr_eq(&l1.registry, &l2.registry));
-        assert_eq!(l1.repo("x"), "x");
-        assert!(!Arc::ptr_eq(&a.registry, &l1.registry));
-
-        let names: Vec<String> = registries.stats().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(registries.open("not a registry").is_err());
-    }
-
-    #[test]
-    fn an_unreadable_ca_file_fails_early() {
-        let options = ClientOptions {
-            ca_file: Some("/nonexistent/kpromo-ca.pem".into()),
-            ..ClientOptions::default()
-        };
-        let err = Registries::new(options).unwrap_err();
-        assert!(err.to_string().contains("kpromo-ca.pem"), "{err}");
-    }
 }

@@ -1,13 +1,11 @@
-//! Registry names and image references.
+//! Registry names.
 //!
 //! A promotion manifest names a registry as `host[:port][/prefix]`, and images under it
 //! by a path appended to the prefix (`us-central1-docker.pkg.dev/k8s-artifacts-prod/images`
 //! plus `kubernetes/pause`). A registry may also be an OCI image-layout directory
-//! (`oci:PATH` or `oci-layout://PATH`). Full image references add `:tag` and/or `@digest`.
-use std::fmt;
+//! (`oci:PATH` or `oci-layout://PATH`). Tags are checked where manifests are validated
+//! (`manifest::validate`), not here.
 use std::path::PathBuf;
-
-use crate::digest::Digest;
 
 use super::Error;
 
@@ -45,63 +43,6 @@ impl RegistryName {
             host: host.to_string(),
             prefix: prefix.to_string(),
         })
-    }
-}
-
-/// A full image reference: `host[:port]/path/name[:tag][@digest]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageReference {
-    pub host: String,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<Digest>,
-}
-
-impl ImageReference {
-    /// Parses a reference that must name its registry host explicitly (kpromo never
-    /// assumes Docker Hub).
-    pub fn parse(reference: &str) -> Result<Self, Error> {
-        let invalid = |message: &str| Error::InvalidReference {
-            reference: reference.to_string(),
-            message: message.to_string(),
-        };
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|e| invalid(&e.to_string()))?)),
-            None => (reference, None),
-        };
-        // A tag follows the last ':' that comes after the last '/' (a port never does).
-        let last_slash = rest.rfind('/').ok_or_else(|| invalid("expected host/repository"))?;
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-            None => (rest, None),
-        };
-        if let Some(tag) = tag {
-            validate_tag(tag).map_err(invalid)?;
-        }
-        let (host, repository) = name
-            .split_once('/')
-            .ok_or_else(|| invalid("expected host/repository"))?;
-        validate_host(host).map_err(invalid)?;
-        validate_repository(repository).map_err(invalid)?;
-        Ok(Self {
-            host: host.to_string(),
-            repository: repository.to_string(),
-            tag: tag.map(str::to_string),
-            digest,
-        })
-    }
-}
-
-impl fmt::Display for ImageReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.host, self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
     }
 }
 
@@ -189,20 +130,6 @@ fn validate_repository(repo: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Tags: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub(crate) fn validate_tag(tag: &str) -> Result<(), &'static str> {
-    let b = tag.as_bytes();
-    let first_ok = b.first().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
-    let rest_ok = b
-        .iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-    if first_ok && rest_ok && b.len() <= 128 {
-        Ok(())
-    } else {
-        Err("invalid tag")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,27 +168,6 @@ mod tests {
         );
         for bad in ["", "oci:", "host:port", "host/UPPER", "host//a", "-bad.io/x", "h/a..b"] {
             assert!(RegistryName::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn image_references() {
-        let d = format!("sha256:{}", "a".repeat(64));
-        let r = ImageReference::parse(&format!("localhost:5000/a/b-c/d:v1.2@{d}")).unwrap();
-        assert_eq!(r.host, "localhost:5000");
-        assert_eq!(r.repository, "a/b-c/d");
-        assert_eq!(r.tag.as_deref(), Some("v1.2"));
-        assert_eq!(r.digest.unwrap().to_string(), d);
-        assert_eq!(r.to_string(), format!("localhost:5000/a/b-c/d:v1.2@{d}"));
-
-        let r = ImageReference::parse("registry.k8s.io/pause").unwrap();
-        assert_eq!(
-            (r.host.as_str(), r.repository.as_str(), r.tag),
-            ("registry.k8s.io", "pause", None)
-        );
-
-        for bad in ["pause", "h/r:", "h/r:-x", "h/r@sha256:1", "h/R", "h:99999/r"] {
-            assert!(ImageReference::parse(bad).is_err(), "{bad}");
         }
     }
 

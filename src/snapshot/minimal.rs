@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use futures_util::stream::{self, StreamExt};
 
 use crate::digest::Digest;
-use crate::registry::media::{self, ManifestLinks};
-use crate::registry::{ManifestRef, RepoRoot};
+use crate::registry::media::ManifestLinks;
+use crate::registry::{ManifestRef, MediaType, RepoRoot};
 
 use super::RegInvImage;
 
@@ -22,7 +22,7 @@ use super::RegInvImage;
 pub async fn remove_child_digests(
     root: &RepoRoot,
     inventory: &RegInvImage,
-    media_types: &HashMap<Digest, String>,
+    media_types: &HashMap<Digest, MediaType>,
     concurrency: usize,
 ) -> RegInvImage {
     if !inventory.entries().any(|(_, _, tags)| tags.is_empty()) {
@@ -50,7 +50,7 @@ pub async fn remove_child_digests(
 }
 
 /// The children of `digest` if it is an index; empty otherwise or on failure.
-async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Option<String>) -> Vec<Digest> {
+async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Option<MediaType>) -> Vec<Digest> {
     let registry = root.registry.as_ref();
     let reference = ManifestRef::Digest(digest);
     let media_type = match media_type {
@@ -64,7 +64,7 @@ async fn children_of(root: &RepoRoot, repo: &str, digest: Digest, media_type: Op
             }
         },
     };
-    if !media::is_index(&media_type) {
+    if !media_type.is_index() {
         return Vec::new();
     }
     let manifest = match registry.get_manifest(repo, &reference).await {
@@ -89,24 +89,40 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::snapshot::fake::FakeRegistry;
+    use crate::registry::memory::MemoryRegistry;
+    use crate::registry::test_image::TestImage;
     use crate::snapshot::walk::walk;
 
-    fn root(fake: FakeRegistry) -> RepoRoot {
+    fn root(registry: MemoryRegistry, prefix: &str) -> RepoRoot {
         RepoRoot {
-            registry: Arc::new(fake),
-            prefix: String::new(),
+            registry: Arc::new(registry),
+            prefix: prefix.to_string(),
         }
+    }
+
+    /// A distinct single-platform image.
+    fn image(name: &str) -> TestImage {
+        TestImage::single(name, &[name.as_bytes()])
+    }
+
+    /// An index over `children` distinct images named after `name`.
+    fn index(name: &str, children: usize) -> TestImage {
+        TestImage::index((0..children).map(|i| image(&format!("{name}-{i}"))).collect())
+    }
+
+    fn children_of(index: &TestImage) -> Vec<Digest> {
+        index.children.iter().map(TestImage::digest).collect()
     }
 
     #[tokio::test]
     async fn drops_tagless_children_and_keeps_other_tagless_digests() {
-        let mut fake = FakeRegistry::default();
-        let index = fake.add_index("foo", &["1.0"], 2);
-        let children = fake.children_of(&index);
-        let lone = fake.add_image("foo", &[]);
-        let tagged_index = fake.add_index("bar", &["2.0"], 1);
-        let tagged_child = fake.children_of(&tagged_index)[0];
+        let registry = MemoryRegistry::new("mem");
+        let (foo, lone, bar) = (index("foo", 2), image("lone"), index("bar", 1));
+        registry.seed("foo", &foo, &["1.0"]);
+        registry.seed("foo", &lone, &[]);
+        registry.seed("bar", &bar, &["2.0"]);
+        let (index, children, lone) = (foo.digest(), children_of(&foo), lone.digest());
+        let (tagged_index, tagged_child) = (bar.digest(), children_of(&bar)[0]);
         // A plain registry cannot list tagless digests, so the inventory is built by hand
         // as a manifest-based snapshot would: media types are unknown and looked up.
         let mut inventory = RegInvImage::new();
@@ -117,7 +133,7 @@ mod tests {
         }
         inventory.insert_tag("bar", tagged_index, "2.0");
         inventory.insert_tag("bar", tagged_child, "2.0-amd64");
-        let root = root(fake);
+        let root = root(registry, "");
         let out = remove_child_digests(&root, &inventory, &HashMap::new(), 4).await;
         let mut kept: Vec<Digest> = out.entries().map(|(_, d, _)| *d).collect();
         kept.sort();
@@ -128,29 +144,28 @@ mod tests {
 
     #[tokio::test]
     async fn known_media_types_avoid_heads_and_broken_lists_are_skipped() {
-        let mut fake = FakeRegistry::default().with_google_listing();
-        let good = fake.add_index("prod/foo", &["1.0"], 1);
-        let broken = fake.add_index("prod/bar", &["1.0"], 1);
-        fake.break_manifest(broken);
-        let root = RepoRoot {
-            registry: Arc::new(fake),
-            prefix: "prod".into(),
-        };
+        let registry = MemoryRegistry::new("gcr").with_google_listing();
+        let (good, broken) = (index("foo", 1), index("bar", 1));
+        registry.seed("prod/foo", &good, &["1.0"]);
+        registry.seed("prod/bar", &broken, &["1.0"]);
+        registry.break_manifest(broken.digest());
+        let root = root(registry, "prod");
         let walked = walk(&root, None, 4).await.unwrap();
         assert_eq!(walked.inventory.entries().count(), 4);
         let out = remove_child_digests(&root, &walked.inventory, &walked.media_types, 4).await;
         let names: Vec<(String, Digest)> = out.entries().map(|(i, d, _)| (i.to_string(), *d)).collect();
         assert_eq!(names.len(), 3, "only the readable index's child is dropped: {names:?}");
-        assert!(names.contains(&("foo".to_string(), good)));
+        assert!(names.contains(&("foo".to_string(), good.digest())));
         let stats = root.registry.stats();
         assert_eq!(stats.requests.get("HEAD 200"), None, "media types came from the walk");
     }
 
     #[tokio::test]
     async fn nothing_tagless_means_no_requests() {
-        let mut fake = FakeRegistry::default();
-        let d = fake.add_image("foo", &["1.0"]);
-        let root = root(fake);
+        let registry = MemoryRegistry::new("mem");
+        let d = image("foo").digest();
+        registry.seed("foo", &image("foo"), &["1.0"]);
+        let root = root(registry, "");
         let mut inventory = RegInvImage::new();
         inventory.insert_tag("foo", d, "1.0");
         let out = remove_child_digests(&root, &inventory, &HashMap::new(), 4).await;

@@ -7,8 +7,6 @@
 //! `images.yaml` files and fed to scripts that grew around the Go output. The model is
 //! therefore kept in sorted maps, so the writers never depend on insertion order.
 mod error;
-#[cfg(test)]
-mod fake;
 pub mod from_manifests;
 pub mod minimal;
 mod quote;

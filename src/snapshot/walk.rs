@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::digest::Digest;
-use crate::registry::{Error, ManifestRef, Registry, RepoRoot, TagList};
+use crate::registry::{Error, ManifestRef, MediaType, Registry, RepoRoot, TagList};
 
 use super::RegInvImage;
 
@@ -24,11 +24,11 @@ use super::RegInvImage;
 pub struct Walked {
     pub inventory: RegInvImage,
     /// Media type of every digest seen.
-    pub media_types: HashMap<Digest, String>,
+    pub media_types: HashMap<Digest, MediaType>,
 }
 
 /// What one repository holds: digest -> (media type, tags).
-type RepoContent = BTreeMap<Digest, (String, Vec<String>)>;
+type RepoContent = BTreeMap<Digest, (MediaType, Vec<String>)>;
 
 /// Walks every repository below `root`. With `tag`, only digests carrying that tag are
 /// kept, each listed with that one tag (Go's `FilterByTag`); on a plain registry only
@@ -191,13 +191,19 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::snapshot::fake::FakeRegistry;
+    use crate::registry::memory::MemoryRegistry;
+    use crate::registry::test_image::TestImage;
 
-    fn root(fake: FakeRegistry, prefix: &str) -> RepoRoot {
+    fn root(registry: MemoryRegistry, prefix: &str) -> RepoRoot {
         RepoRoot {
-            registry: Arc::new(fake),
+            registry: Arc::new(registry),
             prefix: prefix.to_string(),
         }
+    }
+
+    /// A distinct single-platform image.
+    fn image(name: &str) -> TestImage {
+        TestImage::single(name, &[name.as_bytes()])
     }
 
     fn listed(walked: &Walked) -> Vec<(String, String, Vec<String>)> {
@@ -210,17 +216,22 @@ mod tests {
 
     #[tokio::test]
     async fn plain_registry_walk_uses_catalog_and_heads_below_the_prefix() {
-        let mut fake = FakeRegistry::default();
-        let img = fake.add_image("prod/foo", &["1.0", "latest"]);
-        let other = fake.add_image("prod/sub/bar", &["v1"]);
-        fake.add_image("prod-other/baz", &["v1"]);
-        fake.add_image("prod", &["root-tag"]);
-        let walked = walk(&root(fake, "prod"), None, 4).await.unwrap();
+        let registry = MemoryRegistry::new("mem");
+        let (img, other) = (image("foo"), image("bar"));
+        registry.seed("prod/foo", &img, &["1.0", "latest"]);
+        registry.seed("prod/sub/bar", &other, &["v1"]);
+        registry.seed("prod-other/baz", &image("baz"), &["v1"]);
+        registry.seed("prod", &image("root"), &["root-tag"]);
+        let walked = walk(&root(registry, "prod"), None, 4).await.unwrap();
         assert_eq!(
             listed(&walked),
             [
-                ("foo".into(), img.to_string(), vec!["1.0".into(), "latest".into()]),
-                ("sub/bar".into(), other.to_string(), vec!["v1".into()]),
+                (
+                    "foo".into(),
+                    img.digest().to_string(),
+                    vec!["1.0".into(), "latest".into()]
+                ),
+                ("sub/bar".into(), other.digest().to_string(), vec!["v1".into()]),
             ]
         );
         assert_eq!(walked.media_types.len(), 2);
@@ -228,13 +239,17 @@ mod tests {
 
     #[tokio::test]
     async fn tag_filter_resolves_only_that_tag() {
-        let mut fake = FakeRegistry::default();
-        let a = fake.add_image("foo", &["1.0", "latest"]);
-        fake.add_image("bar", &["2.0"]);
-        let fake_root = root(fake, "");
-        let walked = walk(&fake_root, Some("latest"), 4).await.unwrap();
-        assert_eq!(listed(&walked), [("foo".into(), a.to_string(), vec!["latest".into()])]);
-        let stats = fake_root.registry.stats();
+        let registry = MemoryRegistry::new("mem");
+        let a = image("foo");
+        registry.seed("foo", &a, &["1.0", "latest"]);
+        registry.seed("bar", &image("bar"), &["2.0"]);
+        let registry_root = root(registry, "");
+        let walked = walk(&registry_root, Some("latest"), 4).await.unwrap();
+        assert_eq!(
+            listed(&walked),
+            [("foo".into(), a.digest().to_string(), vec!["latest".into()])]
+        );
+        let stats = registry_root.registry.stats();
         assert_eq!(
             stats.requests.get("HEAD 200"),
             Some(&1),
@@ -244,28 +259,33 @@ mod tests {
 
     #[tokio::test]
     async fn google_listing_is_walked_through_children_and_keeps_tagless_digests() {
-        let mut fake = FakeRegistry::default().with_google_listing();
-        let index = fake.add_index("prod/foo", &["1.0"], 2);
-        let child = fake.children_of(&index)[0];
-        let walked = walk(&root(fake, "prod"), None, 4).await.unwrap();
+        let registry = MemoryRegistry::new("gcr").with_google_listing();
+        let index = TestImage::index(vec![image("amd64"), image("arm64")]);
+        registry.seed("prod/foo", &index, &["1.0"]);
+        let child = index.children[0].digest();
+        let walked = walk(&root(registry, "prod"), None, 4).await.unwrap();
         let entries = listed(&walked);
         assert_eq!(entries.len(), 3, "index plus two tagless children: {entries:?}");
-        assert!(entries.contains(&("foo".into(), index.to_string(), vec!["1.0".into()])));
+        assert!(entries.contains(&("foo".into(), index.digest().to_string(), vec!["1.0".into()])));
         assert!(entries.contains(&("foo".into(), child.to_string(), vec![])));
     }
 
     #[tokio::test]
     async fn a_refused_root_listing_falls_back_to_the_catalog() {
-        let mut fake = FakeRegistry::default().failing_tags_list("prod");
-        let d = fake.add_image("prod/foo", &["1.0"]);
-        let walked = walk(&root(fake, "prod"), None, 4).await.unwrap();
-        assert_eq!(listed(&walked), [("foo".into(), d.to_string(), vec!["1.0".into()])]);
+        let registry = MemoryRegistry::new("mem").failing_tags_list("prod");
+        let d = image("foo");
+        registry.seed("prod/foo", &d, &["1.0"]);
+        let walked = walk(&root(registry, "prod"), None, 4).await.unwrap();
+        assert_eq!(
+            listed(&walked),
+            [("foo".into(), d.digest().to_string(), vec!["1.0".into()])]
+        );
     }
 
     #[tokio::test]
     async fn registry_errors_name_the_operation() {
-        let fake = FakeRegistry::default().failing_catalog();
-        let err = walk(&root(fake, ""), None, 4).await.unwrap_err();
+        let registry = MemoryRegistry::new("mem").failing_catalog();
+        let err = walk(&root(registry, ""), None, 4).await.unwrap_err();
         assert!(err.to_string().contains("catalog"), "{err}");
     }
 }

@@ -23,6 +23,8 @@ mod registry_faults;
 mod registry_harness;
 // Every `Registry` operation over plain HTTP, Basic auth, token auth and TLS.
 mod registry_operations;
+// Referrers: the fallback index on distribution and layouts, the API on go-containerregistry's.
+mod registry_referrers;
 // `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
 mod snapshot_registry;
 // Tests that need the machine to themselves: ignored here, run one by one by scripts/test.sh.

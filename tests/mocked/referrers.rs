@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kpromo::digest::Digest;
-use kpromo::registry::{RawManifest, media};
+use kpromo::registry::{RawManifest, Registry, media};
+use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -184,4 +185,39 @@ async fn concurrent_referrers_of_one_subject_all_land_in_the_fallback_index() {
     let mut expected = vec![first.digest, second.digest];
     expected.sort();
     assert_eq!(found, expected);
+}
+
+#[tokio::test]
+async fn a_second_put_to_a_registry_with_the_api_writes_nothing() {
+    // The referrer is already there and the registry's referrers API answers: it keeps
+    // the list itself, so neither the referrer nor a fallback index is written.
+    let server = MockServer::start().await;
+    let subject = RawManifest::new(media::OCI_MANIFEST, Bytes::from_static(MANIFEST));
+    let sig = referrer_manifest(&subject, "application/vnd.dev.sigstore.bundle.v0.3+json");
+    Mock::given(method("HEAD"))
+        .and(path(format!("/v2/r/manifests/{}", sig.digest)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Type", media::OCI_MANIFEST)
+                .insert_header("Content-Length", sig.bytes.len().to_string().as_str())
+                .insert_header("Docker-Content-Digest", sig.digest.to_string().as_str()),
+        )
+        .mount(&server)
+        .await;
+    let listed = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [
+        {"mediaType": media::OCI_MANIFEST, "digest": sig.digest.to_string(), "size": sig.bytes.len()}
+    ]});
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/r/referrers/{}", subject.digest)))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(listed.to_string(), media::OCI_INDEX))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let (_registries, remote) = open(&server, options());
+    remote.put_referrer("r", &sig).await.expect("put referrer");
 }

@@ -60,6 +60,10 @@ impl GgcrRegistry {
         }
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `127.0.0.1:PORT`: the registry name to hand to the client under test.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -10,12 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::digest::Digest;
 use crate::registry::Descriptor;
+use crate::registry::media::{self, MediaType};
 
 /// The annotation that names a tag in an OCI layout (read by skopeo, crane, oras...).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-/// The media type written in the `mediaType` field of a new `index.json`.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The parsed `index.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +21,7 @@ pub struct Index {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
+    pub media_type: Option<MediaType>,
     #[serde(default)]
     pub manifests: Vec<Entry>,
     #[serde(flatten)]
@@ -34,7 +32,7 @@ pub struct Index {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
+    pub media_type: Option<MediaType>,
     /// Kept as text: layouts written by other tools may hold non-sha256 digests, which
     /// kpromo never addresses but must not drop.
     pub digest: String,
@@ -78,7 +76,7 @@ impl Default for Index {
     fn default() -> Self {
         Self {
             schema_version: 2,
-            media_type: Some(OCI_INDEX.to_string()),
+            media_type: Some(media::OCI_INDEX.into()),
             manifests: Vec::new(),
             extra: Map::new(),
         }
@@ -131,7 +129,7 @@ impl Index {
     pub fn set_tag(&mut self, tag: &str, descriptor: &Descriptor) -> bool {
         if let Some(current) = self.tagged(tag)
             && current.is(&descriptor.digest)
-            && current.media_type.as_deref() == Some(descriptor.media_type.as_str())
+            && current.media_type.as_ref() == Some(&descriptor.media_type)
         {
             return false;
         }

@@ -16,9 +16,10 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::{Call, Payload, RemoteRegistry, auth, transport};
+use super::send::{Call, Payload, Reply};
+use super::{RemoteRegistry, auth, transport};
 use crate::digest::{Digest, DigestWriter};
-use crate::registry::{BlobStream, Error, MountOutcome};
+use crate::registry::{BlobStream, Error, MountOutcome, OciCode};
 
 /// Bytes read ahead of an upload (see the module docs).
 const PEEK: usize = 4 << 20;
@@ -55,7 +56,7 @@ impl RemoteRegistry {
         self.url(&format!("/v2/{repo}/blobs/{digest}")).await
     }
 
-    pub(super) async fn blob_head(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
+    pub(super) async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
         let op = format!("HEAD blob {repo}@{digest}");
         let call = Call::new(
             op.clone(),
@@ -75,7 +76,7 @@ impl RemoteRegistry {
         }
     }
 
-    pub(super) async fn blob_get(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
+    pub(super) async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
         let op = format!("GET blob {repo}@{digest}");
         let call = Call::new(
             op.clone(),
@@ -134,7 +135,7 @@ impl RemoteRegistry {
         }
     }
 
-    fn location(&self, op: &str, reply: &super::Reply) -> Result<Url, Error> {
+    fn location(&self, op: &str, reply: &Reply) -> Result<Url, Error> {
         let location = reply
             .header(header::LOCATION)
             .ok_or_else(|| self.protocol(op, "upload answer without Location".into()))?;
@@ -146,7 +147,7 @@ impl RemoteRegistry {
             .map_err(|e| self.protocol(op, format!("bad Location {location:?}: {e}")))
     }
 
-    pub(super) async fn blob_mount(&self, repo: &str, digest: &Digest, from: &str) -> Result<MountOutcome, Error> {
+    pub(super) async fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<MountOutcome, Error> {
         match self.open_upload(repo, Some((digest, from))).await? {
             Opened::Mounted => Ok(MountOutcome::Mounted),
             Opened::Session(url) => {
@@ -168,7 +169,7 @@ impl RemoteRegistry {
         }
     }
 
-    pub(super) async fn blob_put(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
+    pub(super) async fn put_blob(&self, repo: &str, digest: &Digest, size: u64, body: BlobStream) -> Result<(), Error> {
         let op = format!("upload blob {repo}@{digest}");
         let mut source = verified_source(body, *digest, size, self.name.clone(), op.clone());
         let first = read_up_to(&mut source, PEEK).await?;
@@ -357,7 +358,7 @@ impl RemoteRegistry {
 /// content is wrong": worth one chunked attempt.
 fn refuses_monolithic(error: &Error) -> bool {
     matches!(error, Error::Status { status, .. } if matches!(status, 400 | 404 | 405 | 411 | 413 | 416 | 501))
-        && !matches!(error, Error::Status { message, .. } if message.contains("DIGEST_INVALID"))
+        && !error.has_code(OciCode::DigestInvalid)
 }
 
 /// Reads from `source` until `limit` bytes or its end.
@@ -619,17 +620,15 @@ mod tests {
 
     #[test]
     fn digest_errors_do_not_trigger_the_chunked_fallback() {
-        let status = |status, message: &str| Error::Status {
+        let status = |status, codes: Vec<OciCode>| Error::Status {
             registry: "r".into(),
             operation: "o".into(),
             status,
-            message: message.into(),
+            message: String::new(),
+            codes,
         };
-        assert!(refuses_monolithic(&status(405, "")));
-        assert!(!refuses_monolithic(&status(
-            400,
-            "DIGEST_INVALID: provided digest did not match"
-        )));
-        assert!(!refuses_monolithic(&status(401, "")));
+        assert!(refuses_monolithic(&status(405, vec![])));
+        assert!(!refuses_monolithic(&status(400, vec![OciCode::DigestInvalid])));
+        assert!(!refuses_monolithic(&status(401, vec![])));
     }
 }

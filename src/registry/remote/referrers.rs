@@ -1,167 +1,89 @@
-//! OCI 1.1 referrers: the `/v2/<name>/referrers/<digest>` API, and the tag-schema
-//! fallback (an OCI index tagged `sha256-<hex>` listing the referrers) for registries
-//! without it, such as distribution 2.8. Both reading and writing use the fallback when
-//! the registry shows no support.
-use crate::sync::lock;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
+//! OCI 1.1 referrers through the registry's own API (`GET /v2/<name>/referrers/<digest>`,
+//! and the `OCI-Subject` answer to a manifest PUT), falling back to the tag-schema index
+//! of [`crate::registry::referrers`] for registries without it, such as distribution 2.8.
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
 
-use super::{Call, PAGE_LIMIT, RemoteRegistry, auth};
+use super::send::Call;
+use super::{PAGE_LIMIT, RemoteRegistry, auth};
 use crate::digest::Digest;
-use crate::registry::media::{self, ContentDescriptor, ManifestLinks};
-use crate::registry::{Error, ManifestRef, RawManifest};
+use crate::registry::referrers::{self, Pushed, Referrer};
+use crate::registry::{Error, ManifestRef, RawManifest, media};
 
-/// One manifest that names a subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Referrer {
-    pub digest: Digest,
-    pub media_type: String,
-    pub size: u64,
-    pub artifact_type: Option<String>,
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl From<ContentDescriptor> for Referrer {
-    fn from(d: ContentDescriptor) -> Self {
-        Self {
-            digest: d.digest,
-            media_type: d.media_type,
-            size: d.size,
-            artifact_type: d.artifact_type,
-            annotations: d.annotations.unwrap_or_default(),
-        }
-    }
-}
-
-/// The fallback tag for a subject: `sha256-<hex>`.
-pub(crate) fn fallback_tag(subject: &Digest) -> String {
-    format!("sha256-{}", subject.hex())
+/// What the referrers API says about a subject.
+enum Native {
+    /// The registry keeps the list: here it is (an OCI index).
+    Listed(bytes::Bytes),
+    /// No referrers API here (404, 405).
+    Absent,
 }
 
 impl RemoteRegistry {
-    /// Referrers of `subject` in `repo`, optionally only those of `artifact_type`.
-    pub async fn list_referrers(
+    pub(super) async fn list_referrers(
         &self,
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, Error> {
         let op = format!("list referrers of {repo}@{subject}");
+        match self.referrers_api(&op, repo, subject, artifact_type).await? {
+            Native::Listed(index) => {
+                referrers::listed(&index, artifact_type).map_err(|source| Error::InvalidManifest {
+                    registry: self.name.clone(),
+                    operation: op,
+                    source,
+                })
+            }
+            Native::Absent => referrers::list_from_fallback(self, repo, subject, artifact_type).await,
+        }
+    }
+
+    /// Pushes a referrer and makes it findable: by the registry itself when it keeps the
+    /// list (it acknowledges the subject with `OCI-Subject`), else through the fallback
+    /// index. A referrer already present is not pushed again; whether the registry keeps
+    /// its list is then asked of its referrers API, so that a second call writes nothing.
+    pub(super) async fn put_referrer(&self, repo: &str, manifest: &RawManifest) -> Result<(), Error> {
+        let pushed = Pushed::read(&self.name, repo, manifest)?;
+        let by_digest = ManifestRef::Digest(manifest.digest);
+        let registry_keeps_list = if self.head_manifest(repo, &by_digest).await?.is_some() {
+            let op = format!("push referrer {repo}@{}", manifest.digest);
+            matches!(
+                self.referrers_api(&op, repo, &pushed.subject, None).await?,
+                Native::Listed(_)
+            )
+        } else {
+            self.put_manifest(repo, &by_digest, manifest).await?
+        };
+        if registry_keeps_list {
+            return Ok(());
+        }
+        referrers::add_to_fallback_index(self, repo, &pushed).await
+    }
+
+    /// `GET /v2/<repo>/referrers/<subject>`, with the `artifactType` filter when given.
+    async fn referrers_api(
+        &self,
+        op: &str,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Native, Error> {
         let mut url = self.url(&format!("/v2/{repo}/referrers/{subject}")).await?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
-        let call = Call::new(op.clone(), Method::GET, url, vec![auth::repo_scope(repo, false)])
+        let call = Call::new(op.to_string(), Method::GET, url, vec![auth::repo_scope(repo, false)])
             .header(header::ACCEPT, media::OCI_INDEX);
         let fetched = self.fetch(call, PAGE_LIMIT).await?;
-        let index = match fetched.status {
-            s if s.is_success() => Some(fetched.body),
-            // No referrers API: read the fallback tag instead.
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                let tag = ManifestRef::Tag(fallback_tag(subject));
-                self.manifest_get(repo, &tag).await?.map(|m| m.bytes)
-            }
-            s => return Err(self.error_for(&op, s.as_u16(), &fetched.body)),
-        };
-        let Some(index) = index else {
-            return Ok(Vec::new());
-        };
-        let links = ManifestLinks::parse(&index).map_err(|e| self.protocol(&op, format!("referrers index: {e}")))?;
-        // Filter here too: registries may ignore the filter (it is reported in a header
-        // that the fallback path does not have).
-        Ok(links
-            .manifests
-            .into_iter()
-            .map(Referrer::from)
-            .filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t)))
-            .collect())
-    }
-
-    /// Pushes a manifest that has a `subject`, and makes it findable as a referrer: by the
-    /// registry itself when it supports the API (it answers with `OCI-Subject`), else by
-    /// adding it to the `sha256-<hex>` fallback index.
-    pub async fn put_referrer(&self, repo: &str, manifest: &RawManifest) -> Result<(), Error> {
-        let op = format!("push referrer {repo}@{}", manifest.digest);
-        let links =
-            ManifestLinks::parse(&manifest.bytes).map_err(|e| self.protocol(&op, format!("not a manifest: {e}")))?;
-        let subject = links
-            .subject
-            .as_ref()
-            .ok_or_else(|| self.protocol(&op, "manifest has no subject".into()))?
-            .digest;
-        let acknowledged = self
-            .manifest_put_reply(repo, &ManifestRef::Digest(manifest.digest), manifest)
-            .await?;
-        if acknowledged {
-            return Ok(());
+        match fetched.status {
+            s if s.is_success() => Ok(Native::Listed(fetched.body)),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(Native::Absent),
+            s => Err(self.error_for(op, s.as_u16(), &fetched.body)),
         }
-        // Read-modify-write of the fallback index: one writer per subject in this process
-        // (another process can still race; the registry offers no compare-and-swap).
-        let lock = self.referrer_locks.lock(repo, subject);
-        let _guard = lock.lock().await;
-        let tag = ManifestRef::Tag(fallback_tag(&subject));
-        let mut index: Value = match self.manifest_get(repo, &tag).await? {
-            Some(existing) => serde_json::from_slice(&existing.bytes)
-                .map_err(|e| self.protocol(&op, format!("fallback index {tag}: {e}")))?,
-            None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
-        };
-        let entries = index
-            .get_mut("manifests")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| self.protocol(&op, format!("fallback index {tag} has no manifests list")))?;
-        let digest = manifest.digest.to_string();
-        if entries
-            .iter()
-            .any(|e| e.get("digest").and_then(Value::as_str) == Some(digest.as_str()))
-        {
-            return Ok(());
-        }
-        let mut entry = json!({
-            "mediaType": manifest.media_type,
-            "digest": digest,
-            "size": manifest.bytes.len(),
-        });
-        // The spec's artifact type: the manifest's own, else its config's media type.
-        let artifact_type = links
-            .artifact_type
-            .clone()
-            .or_else(|| links.config.as_ref().map(|c| c.media_type.clone()));
-        if let Some(t) = artifact_type {
-            entry["artifactType"] = Value::String(t);
-        }
-        if let Some(annotations) = serde_json::from_slice::<Value>(&manifest.bytes)
-            .ok()
-            .and_then(|v| v.get("annotations").cloned())
-        {
-            entry["annotations"] = annotations;
-        }
-        entries.push(entry);
-        // This index is ours to (re)write: it is the mutable fallback list, not content
-        // being copied.
-        let bytes = serde_json::to_vec(&index).map_err(|e| self.protocol(&op, e.to_string()))?;
-        let updated = RawManifest::new(media::OCI_INDEX, bytes.into());
-        self.manifest_put_reply(repo, &tag, &updated).await.map(|_| ())
-    }
-}
-
-/// One async lock per (repository, subject) fallback index.
-#[derive(Debug, Default)]
-pub(crate) struct IndexLocks(std::sync::Mutex<HashMap<(String, Digest), IndexLock>>);
-
-type IndexLock = Arc<tokio::sync::Mutex<()>>;
-
-impl IndexLocks {
-    fn lock(&self, repo: &str, subject: Digest) -> IndexLock {
-        let mut locks = lock(&self.0);
-        locks.entry((repo.to_string(), subject)).or_default().clone()
     }
 }
 
 /// The header a registry with referrers support sets on a manifest PUT with a subject.
-pub(crate) fn oci_subject_header() -> HeaderName {
+pub(super) fn oci_subject_header() -> HeaderName {
     HeaderName::from_static("oci-subject")
 }

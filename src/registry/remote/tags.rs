@@ -7,9 +7,10 @@ use reqwest::header;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Call, PAGE_LIMIT, RemoteRegistry, auth};
+use super::send::Call;
+use super::{PAGE_LIMIT, RemoteRegistry, auth};
 use crate::digest::Digest;
-use crate::registry::{Error, GoogleManifestInfo, TagList};
+use crate::registry::{Error, GoogleManifestInfo, MediaType, TagList};
 
 /// More pages than any real repository has; past this the registry is looping.
 const MAX_PAGES: usize = 100_000;
@@ -32,7 +33,7 @@ struct TagsPage {
 #[serde(rename_all = "camelCase")]
 struct GoogleEntry {
     #[serde(default)]
-    media_type: String,
+    media_type: MediaType,
     #[serde(default)]
     tag: Vec<String>,
 }
@@ -44,7 +45,7 @@ struct CatalogPage {
 }
 
 impl RemoteRegistry {
-    pub(super) async fn tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
+    pub(super) async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
         let op = format!("list tags of {repo}");
         let first = self.url(&format!("/v2/{repo}/tags/list")).await?;
         let scopes = vec![auth::repo_scope(repo, false)];
@@ -93,7 +94,7 @@ impl RemoteRegistry {
         Ok(Some(out))
     }
 
-    pub(super) async fn catalog_all(&self) -> Result<Vec<String>, Error> {
+    pub(super) async fn catalog(&self) -> Result<Vec<String>, Error> {
         let op = "list catalog".to_string();
         let mut first = self.url("/v2/_catalog").await?;
         first.query_pairs_mut().append_pair("n", &CATALOG_PAGE.to_string());

@@ -1,0 +1,161 @@
+//! The scheme router: a manifest's registry name (`host/prefix`, `oci:PATH`) to a backend,
+//! one backend per registry host or layout directory.
+use crate::sync::lock;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::{ClientOptions, Error, Registry, RegistryStats, oci_layout, reference, remote};
+
+/// A manifest registry name resolved to a backend: `host[:port]/prefix` (remote) or
+/// `oci:PATH` / `oci-layout://PATH` (OCI layout directory). Image names are appended to
+/// `prefix` to get repository paths.
+#[derive(Debug, Clone)]
+pub struct RepoRoot {
+    pub registry: Arc<dyn Registry>,
+    /// Path prefix inside the registry, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl RepoRoot {
+    /// The repository path of `image` under this root.
+    pub fn repo(&self, image: &str) -> String {
+        if self.prefix.is_empty() {
+            image.to_string()
+        } else {
+            format!("{}/{image}", self.prefix)
+        }
+    }
+}
+
+/// Opens registries by manifest name, sharing one backend (one connection pool, one
+/// rate-limit gate) per registry host or layout directory.
+pub struct Registries {
+    options: ClientOptions,
+    http: reqwest::Client,
+    remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
+    layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
+}
+
+impl fmt::Debug for Registries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registries")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registries {
+    /// Builds the shared HTTP client (reads `ca_file` now, so a bad CA fails early).
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
+        let http = remote::build_client(&options)?;
+        Ok(Self {
+            options,
+            http,
+            remotes: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Resolves a manifest registry name such as
+    /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
+    pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
+        match reference::RegistryName::parse(name)? {
+            reference::RegistryName::Remote { host, prefix } => Ok(RepoRoot {
+                registry: self.remote(&host)?,
+                prefix,
+            }),
+            reference::RegistryName::Layout { path } => Ok(RepoRoot {
+                registry: self.layout(&path)?,
+                prefix: String::new(),
+            }),
+        }
+    }
+
+    /// One layout backend per directory name, like one remote backend per host.
+    fn layout(&self, path: &std::path::Path) -> Result<Arc<dyn Registry>, Error> {
+        let mut layouts = lock(&self.layouts);
+        if let Some(l) = layouts.get(path) {
+            return Ok(l.clone());
+        }
+        let backend: Arc<dyn Registry> = Arc::new(oci_layout::open(path)?);
+        layouts.insert(path.to_path_buf(), backend.clone());
+        Ok(backend)
+    }
+
+    /// The remote backend for `host` (`host[:port]`) as its concrete type, the one
+    /// [`Registries::open`] hands out for that host. Everything kpromo does goes through
+    /// the [`Registry`] trait; this is for what only a remote registry has (`ping`).
+    pub fn remote(&self, host: &str) -> Result<Arc<remote::RemoteRegistry>, Error> {
+        let mut remotes = lock(&self.remotes);
+        if let Some(r) = remotes.get(host) {
+            return Ok(r.clone());
+        }
+        let gate = Arc::new(remote::Gate::new(
+            self.options.rate_limit,
+            self.options.burst,
+            self.options.max_concurrency,
+        ));
+        let backend = Arc::new(remote::RemoteRegistry::new(
+            host,
+            self.http.clone(),
+            gate,
+            &self.options,
+        )?);
+        remotes.insert(host.to_string(), backend.clone());
+        Ok(backend)
+    }
+
+    /// Counters of every backend opened so far, by registry name.
+    pub fn stats(&self) -> Vec<(String, RegistryStats)> {
+        let remotes = lock(&self.remotes);
+        let layouts = lock(&self.layouts);
+        let mut out: Vec<(String, RegistryStats)> = remotes
+            .iter()
+            .map(|(k, r)| (k.clone(), r.stats()))
+            .chain(layouts.values().map(|l| (l.name().to_string(), l.stats())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backend_per_host_and_per_layout_directory() {
+        let registries = Registries::new(ClientOptions::default()).unwrap();
+        let a = registries
+            .open("us-central1-docker.pkg.dev/k8s-artifacts-prod/images")
+            .unwrap();
+        let b = registries.open("us-central1-docker.pkg.dev/other").unwrap();
+        assert!(Arc::ptr_eq(&a.registry, &b.registry), "one host, one gate and pool");
+        assert_eq!(a.repo("kubernetes/pause"), "k8s-artifacts-prod/images/kubernetes/pause");
+        assert_eq!(a.registry.name(), "us-central1-docker.pkg.dev");
+
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("oci:{}", dir.path().display());
+        let l1 = registries.open(&name).unwrap();
+        let l2 = registries.open(&name).unwrap();
+        assert!(Arc::ptr_eq(&l1.registry, &l2.registry));
+        assert_eq!(l1.repo("x"), "x");
+        assert!(!Arc::ptr_eq(&a.registry, &l1.registry));
+
+        let names: Vec<String> = registries.stats().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(registries.open("not a registry").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_fails_early() {
+        let options = ClientOptions {
+            ca_file: Some("/nonexistent/kpromo-ca.pem".into()),
+            ..ClientOptions::default()
+        };
+        let err = Registries::new(options).unwrap_err();
+        assert!(err.to_string().contains("kpromo-ca.pem"), "{err}");
+    }
+}

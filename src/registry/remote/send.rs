@@ -1,0 +1,468 @@
+//! The request engine every operation goes through: [`RemoteRegistry::send`] applies the
+//! registry's gate (pause, concurrency, rate), credentials, one re-authentication on 401,
+//! and retries with backoff for transient failures; [`RemoteRegistry::fetch`] also reads a
+//! small answer whole. Unexpected answers become errors naming the operation.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::{RemoteRegistry, concurrency, endpoint, gate, retry, transport};
+use crate::digest::Digest;
+use crate::registry::{Error, OciCode};
+
+/// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body: in memory (can be re-sent) or a stream (sent once).
+pub(crate) enum Payload {
+    Empty,
+    Bytes(Bytes),
+    Once(Option<(reqwest::Body, Arc<transport::Progress>)>),
+}
+
+/// One logical request, possibly sent several times.
+pub(crate) struct Call {
+    /// Names the operation in errors: "GET manifest repo:tag".
+    pub(crate) op: String,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Payload,
+    pub(crate) scopes: Vec<String>,
+    /// Whether transient failures are retried (not for best-effort clean-up).
+    pub(crate) retry: bool,
+}
+
+impl Call {
+    pub(crate) fn new(op: String, method: Method, url: Url, scopes: Vec<String>) -> Self {
+        Self {
+            op,
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Payload::Empty,
+            scopes,
+            retry: true,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    pub(crate) fn body(mut self, body: Payload) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A copy to send again, unless the body is a one-shot stream.
+    fn try_clone(&self) -> Option<Self> {
+        let body = match &self.body {
+            Payload::Empty => Payload::Empty,
+            Payload::Bytes(b) => Payload::Bytes(b.clone()),
+            Payload::Once(_) => return None,
+        };
+        Some(Self {
+            op: self.op.clone(),
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body,
+            scopes: self.scopes.clone(),
+            retry: self.retry,
+        })
+    }
+}
+
+/// A whole small response.
+pub(crate) struct Fetched {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// A response, holding the registry's concurrency slot until dropped.
+pub(crate) struct Reply {
+    pub(crate) response: reqwest::Response,
+    pub(crate) permit: concurrency::Permit,
+}
+
+impl Reply {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+
+    pub(crate) fn header(&self, name: header::HeaderName) -> Option<&str> {
+        header_str(self.response.headers(), name)
+    }
+}
+
+impl RemoteRegistry {
+    pub(crate) async fn url(&self, path: &str) -> Result<Url, Error> {
+        self.base()
+            .await?
+            .join(path)
+            .map_err(|e| self.protocol("build URL", format!("{path}: {e}")))
+    }
+
+    /// The registry's base URL. HTTPS always, except that a host allowed plain HTTP
+    /// (loopback, `--insecure-registry`) is probed once: if it does not speak TLS at all,
+    /// HTTP is used. A TLS server with an untrusted certificate is an error, never a
+    /// reason to downgrade.
+    async fn base(&self) -> Result<&Url, Error> {
+        self.base
+            .get_or_try_init(|| async {
+                let https = Url::parse(&format!("https://{}/", endpoint(&self.name)))
+                    .map_err(|e| self.protocol("build URL", e.to_string()))?;
+                if !self.plain_allowed {
+                    return Ok(https);
+                }
+                let probe = self.http.get(https.join("/v2/").unwrap_or_else(|_| https.clone()));
+                let limit = self.first_byte.min(PROBE_TIMEOUT);
+                match transport::execute(probe, &transport::Progress::sent(), limit, limit).await {
+                    Ok(_) => Ok(https),
+                    Err(e) => match transport::classify_probe_failure(&e) {
+                        transport::ProbeFailure::Certificate => Err(Error::Transport {
+                            registry: self.name.clone(),
+                            operation: "connect".into(),
+                            message: format!("{e} (a private CA can be trusted with --registry-ca-file)"),
+                        }),
+                        // The probe names the https:// URL; say that plain HTTP would
+                        // not have helped either.
+                        transport::ProbeFailure::Unreachable => Err(Error::Transport {
+                            registry: self.name.clone(),
+                            operation: "connect".into(),
+                            message: format!("{e} (nothing listens there, for HTTPS or plain HTTP)"),
+                        }),
+                        transport::ProbeFailure::NotTls => Url::parse(&format!("http://{}/", endpoint(&self.name)))
+                            .map_err(|e| self.protocol("build URL", e.to_string())),
+                    },
+                }
+            })
+            .await
+    }
+
+    pub(crate) fn protocol(&self, op: &str, message: String) -> Error {
+        Error::Protocol {
+            registry: self.name.clone(),
+            operation: op.to_string(),
+            message,
+        }
+    }
+
+    /// Sends `call`, with auth, the gate and retries. Returns whatever response the
+    /// registry finally gave (including 4xx/5xx); only transport failures are errors.
+    pub(crate) async fn send(&self, mut call: Call) -> Result<Reply, Error> {
+        let mut backoff = retry::backoff(if call.retry { self.max_retries } else { 0 });
+        let mut reauthenticated = false;
+        let mut learned = false;
+        let mut scopes = call.scopes.clone();
+        loop {
+            let permit = self.gate.enter().await;
+            let authorization = self
+                .auth
+                .authorization(
+                    &self.http,
+                    &scopes,
+                    (self.first_byte, self.idle),
+                    &self.counters.bytes_read,
+                )
+                .await
+                .map_err(|e| self.rename_op(e, &call.op))?;
+            let mut request = self
+                .http
+                .request(call.method.clone(), call.url.clone())
+                .headers(call.headers.clone());
+            if let Some(a) = &authorization {
+                request = a.apply(request);
+            }
+            let (request, progress, replayable) = match &mut call.body {
+                Payload::Empty => (request, transport::Progress::sent(), true),
+                Payload::Bytes(b) => {
+                    self.counters.bytes_written.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    (request.body(b.clone()), transport::Progress::sent(), true)
+                }
+                Payload::Once(slot) => match slot.take() {
+                    Some((body, progress)) => (request.body(body), progress, false),
+                    None => return Err(self.protocol(&call.op, "a streamed request body cannot be sent twice".into())),
+                },
+            };
+            let started = std::time::Instant::now();
+            let outcome = transport::execute(request, &progress, self.first_byte, self.idle).await;
+            // Only a bodyless request's wait for its answer measures the registry's queue.
+            let latency = matches!(call.method, Method::GET | Method::HEAD).then(|| started.elapsed());
+            let response = match outcome {
+                Ok(r) => r,
+                Err(e) => {
+                    self.counters.count(&call.method, "ERR");
+                    // A streamed body's failure may be its source's fault, not this registry's.
+                    if replayable && let Some(limit) = permit.failed() {
+                        self.log_lowered(limit, &e.to_string());
+                    }
+                    let error = Error::Transport {
+                        registry: self.name.clone(),
+                        operation: call.op.clone(),
+                        message: e.to_string(),
+                    };
+                    match backoff.next().filter(|_| replayable) {
+                        Some(delay) => {
+                            tracing::debug!(registry = %self.name, op = %call.op, error = %e, "retrying");
+                            // Waiting to retry is not being in flight: free the slot.
+                            drop(permit);
+                            self.retry_sleep(delay).await;
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
+                }
+            };
+            let status = response.status().as_u16();
+            self.counters.count(&call.method, &status.to_string());
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
+            let throttle = retry::is_throttle(status, retry_after.is_some());
+            let mut lowered_limit = None;
+            if throttle {
+                lowered_limit = permit.throttled();
+            } else if retry::retryable_status(status) {
+                if let Some(limit) = permit.failed() {
+                    self.log_lowered(limit, &format!("HTTP {status}"));
+                }
+            } else {
+                permit.healthy(latency);
+            }
+            // An anonymous request may learn the challenge once; a request that carried
+            // credentials may re-authenticate once (token expired or revoked).
+            let may_answer = if authorization.is_some() {
+                !reauthenticated
+            } else {
+                !learned
+            };
+            if status == 401 && may_answer && replayable {
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(wanted) = self.auth.learn(challenge, &scopes) {
+                    if authorization.is_some() {
+                        reauthenticated = true;
+                    } else {
+                        learned = true;
+                    }
+                    scopes = wanted;
+                    continue;
+                }
+            }
+            let mut paused = Duration::ZERO;
+            if throttle {
+                let (pause, lowered) = self.gate.throttled(retry_after);
+                paused = pause;
+                // One line per slowdown, not per answer: a storm would flood the log.
+                if lowered.is_some() || lowered_limit.is_some() {
+                    tracing::info!(
+                        registry = %self.name,
+                        status,
+                        pause_ms = paused.as_millis() as u64,
+                        rate_per_s = lowered.unwrap_or_else(|| self.gate.fraction()) * self.configured_rate,
+                        concurrency = lowered_limit.unwrap_or_else(|| self.gate.concurrency().limit),
+                        "registry is throttling: pausing it and slowing down"
+                    );
+                }
+            }
+            if retry::retryable_status(status)
+                && replayable
+                && let Some(delay) = backoff.next()
+            {
+                tracing::debug!(registry = %self.name, op = %call.op, status, "retrying");
+                drop(permit);
+                // The gate's pause already spaces a throttled retry; only add what is left.
+                self.retry_sleep(delay.saturating_sub(paused)).await;
+                continue;
+            }
+            if response.status().is_success() {
+                self.gate.succeeded();
+            }
+            return Ok(Reply { response, permit });
+        }
+    }
+
+    fn log_lowered(&self, limit: usize, cause: &str) {
+        tracing::info!(registry = %self.name, concurrency = limit, cause, "registry is failing: fewer requests at once");
+    }
+
+    pub(super) async fn retry_sleep(&self, delay: Duration) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+    }
+
+    fn rename_op(&self, error: Error, op: &str) -> Error {
+        match error {
+            Error::Unauthorized {
+                registry,
+                status,
+                message,
+                ..
+            } => Error::Unauthorized {
+                registry,
+                operation: op.to_string(),
+                status,
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Turns an unexpected response into an error naming the operation, with the
+    /// registry's OCI error codes when it sent them.
+    pub(crate) async fn failure(&self, op: &str, reply: Reply) -> Error {
+        let status = reply.status().as_u16();
+        let body = transport::read_limited(reply.response, 64 << 10, self.idle, &self.counters.bytes_read)
+            .await
+            .unwrap_or_default();
+        self.error_for(op, status, &body)
+    }
+
+    pub(crate) fn error_for(&self, op: &str, status: u16, body: &[u8]) -> Error {
+        let (mut message, codes) = error_body(body);
+        if status == 401 && !self.auth.has_credential() {
+            message.push_str(" (no credentials for this registry in the docker config)");
+        }
+        if status == 401 || status == 403 {
+            Error::Unauthorized {
+                registry: self.name.clone(),
+                operation: op.to_string(),
+                status,
+                message,
+            }
+        } else {
+            Error::Status {
+                registry: self.name.clone(),
+                operation: op.to_string(),
+                status,
+                message,
+                codes,
+            }
+        }
+    }
+
+    /// Sends a call whose answer is small (manifest, listing page) and reads it whole.
+    /// A body cut off or stalled half-way is retried like a failed request.
+    pub(crate) async fn fetch(&self, mut call: Call, limit: usize) -> Result<Fetched, Error> {
+        let mut backoff = retry::backoff(self.max_retries);
+        loop {
+            let again = call.try_clone();
+            let op = call.op.clone();
+            let reply = self.send(call).await?;
+            let status = reply.status();
+            let headers = reply.response.headers().clone();
+            match transport::read_limited(reply.response, limit, self.idle, &self.counters.bytes_read).await {
+                Ok(body) => return Ok(Fetched { status, headers, body }),
+                Err(e) => {
+                    let error = Error::Transport {
+                        registry: self.name.clone(),
+                        operation: op,
+                        message: e.message,
+                    };
+                    match (again, e.transient, backoff.next()) {
+                        (Some(next), true, Some(delay)) => {
+                            tracing::debug!(registry = %self.name, %error, "retrying");
+                            self.retry_sleep(delay).await;
+                            call = next;
+                        }
+                        _ => return Err(error),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn header_digest(&self, op: &str, headers: &HeaderMap) -> Result<Option<Digest>, Error> {
+        match header_str(headers, header::HeaderName::from_static("docker-content-digest")) {
+            None => Ok(None),
+            // Only sha256 is verifiable here; other algorithms are ignored, not trusted.
+            Some(v) if !v.starts_with("sha256:") => Ok(None),
+            Some(v) => v
+                .parse::<Digest>()
+                .map(Some)
+                .map_err(|e| self.protocol(op, format!("Docker-Content-Digest: {e}"))),
+        }
+    }
+
+    pub(super) fn mismatch(&self, op: &str, expected: Digest, actual: Digest) -> Error {
+        Error::DigestMismatch {
+            registry: self.name.clone(),
+            operation: op.to_string(),
+            expected,
+            actual,
+        }
+    }
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The registry's explanation from an OCI error body (`{"errors":[{code,message}]}`),
+/// or the start of the body as text; and the envelope's codes, for callers to match on.
+fn error_body(body: &[u8]) -> (String, Vec<OciCode>) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<OciError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OciError {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(env) = serde_json::from_slice::<Envelope>(body)
+        && !env.errors.is_empty()
+    {
+        let message = env
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let codes = env.errors.iter().map(|e| OciCode::from_wire(&e.code)).collect();
+        return (message, codes);
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let message = if text.is_empty() {
+        "(no details)".to_string()
+    } else {
+        text.chars().take(300).collect()
+    };
+    (message, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_oci_envelopes_and_text() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        let message = |body: &[u8]| error_body(body).0;
+        assert_eq!(message(body), "MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(message(b"  oops \n"), "oops");
+        assert_eq!(message(b""), "(no details)");
+        assert_eq!(error_body(body).1, [OciCode::ManifestUnknown]);
+        let two = br#"{"errors":[{"code":"DENIED","message":"a"},{"code":"X_VENDOR","message":"b"}]}"#;
+        assert_eq!(error_body(two).1, [OciCode::Denied, OciCode::Other("X_VENDOR".into())]);
+        assert!(error_body(b"oops").1.is_empty());
+    }
+}
