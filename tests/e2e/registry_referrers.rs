@@ -15,7 +15,7 @@ use crate::support;
 use crate::support::client::{digest, open, stream_of};
 use crate::support::ggcr::GgcrRegistry;
 use crate::support::images::{Blob, Format, Image};
-use crate::support::{FaultProxy, RegistryOptions, TestRegistry, within};
+use crate::support::{FaultProxy, Pusher, RegistryOptions, TestRegistry, within};
 
 /// The empty config every referrer here points at (OCI 1.1's `application/vnd.oci.empty.v1+json`).
 const EMPTY: &[u8] = b"{}";
@@ -96,6 +96,35 @@ async fn put_concurrently_and_list(registry: &dyn Registry, repo: &str, subject:
     assert_eq!(sboms[0].digest, referrers[1].digest);
 }
 
+/// Pushes image `n` tagged `v1` into `app`, with the `{}` blob referrers point at; returns
+/// the image manifest, the subject of the referrers.
+async fn push_subject(pusher: &Pusher, n: u64) -> RawManifest {
+    let image = Image::simple(Format::Oci, n);
+    within(60, "push fixtures", async {
+        pusher.push_image("app", &image, &["v1"]).await;
+        pusher.push_blob("app", &Blob::from_bytes(EMPTY)).await;
+    })
+    .await;
+    RawManifest::new(image.media_type(), image.manifest.clone())
+}
+
+/// Puts `referrers` again through `proxy`: idempotent, not a single write.
+async fn assert_second_put_writes_nothing(client: &dyn Registry, proxy: &FaultProxy, referrers: &[RawManifest]) {
+    proxy.clear_seen();
+    within(60, "put the referrers again", async {
+        for r in referrers {
+            client.put_referrer("app", r).await.expect("second put");
+        }
+    })
+    .await;
+    let writes: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method != "GET" && s.method != "HEAD")
+        .collect();
+    assert!(writes.is_empty(), "a second put writes nothing: {writes:?}");
+}
+
 /// The digests an index lists, as skopeo read it.
 fn listed_in(index: &[u8]) -> Vec<Digest> {
     let index: Value = serde_json::from_slice(index).expect("fallback index is JSON");
@@ -113,14 +142,7 @@ fn listed_in(index: &[u8]) -> Vec<Digest> {
 async fn distribution_keeps_referrers_in_the_fallback_index() {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let proxy = FaultProxy::start(registry.port());
-    let image = Image::simple(Format::Oci, 1);
-    let pusher = registry.pusher();
-    within(60, "push fixtures", async {
-        pusher.push_image("app", &image, &["v1"]).await;
-        pusher.push_blob("app", &Blob::from_bytes(EMPTY)).await;
-    })
-    .await;
-    let subject = RawManifest::new(image.media_type(), image.manifest.clone());
+    let subject = push_subject(&registry.pusher(), 1).await;
     let referrers = three_referrers(&subject, Typed::ArtifactType);
     let (_registries, root) = open(&proxy.host(), support::client::options_for(&registry));
     let client = root.registry.as_ref();
@@ -140,19 +162,7 @@ async fn distribution_keeps_referrers_in_the_fallback_index() {
         "the fallback index keeps each referrer's annotations"
     );
 
-    proxy.clear_seen();
-    within(60, "put the referrers again", async {
-        for r in &referrers {
-            client.put_referrer("app", r).await.expect("second put");
-        }
-    })
-    .await;
-    let writes: Vec<_> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.method != "GET" && s.method != "HEAD")
-        .collect();
-    assert!(writes.is_empty(), "a second put writes nothing: {writes:?}");
+    assert_second_put_writes_nothing(client, &proxy, &referrers).await;
 
     let fallback = format!("app:sha256-{}", subject.digest.hex());
     let index = registry.skopeo_raw(&fallback).expect("skopeo reads the fallback tag");
@@ -208,14 +218,8 @@ async fn an_oci_layout_keeps_referrers_in_the_same_fallback_index() {
 async fn a_registry_with_the_referrers_api_is_asked_through_it() {
     let registry = GgcrRegistry::start();
     let proxy = FaultProxy::start(registry.port());
-    let image = Image::simple(Format::Oci, 4);
     let pusher = registry.pusher();
-    within(60, "push fixtures", async {
-        pusher.push_image("app", &image, &["v1"]).await;
-        pusher.push_blob("app", &Blob::from_bytes(EMPTY)).await;
-    })
-    .await;
-    let subject = RawManifest::new(image.media_type(), image.manifest.clone());
+    let subject = push_subject(&pusher, 4).await;
     let referrers = three_referrers(&subject, Typed::Config);
     let options = ClientOptions {
         docker_config: Some(std::env::temp_dir().join("kpromo-no-docker-config")),
@@ -246,14 +250,5 @@ async fn a_registry_with_the_referrers_api_is_asked_through_it() {
     assert_eq!(status, 200, "fallback index written");
     assert_eq!(listed_in(&index), sorted(referrers.iter().map(|r| r.digest)));
 
-    proxy.clear_seen();
-    for r in &referrers {
-        client.put_referrer("app", r).await.expect("second put");
-    }
-    let writes: Vec<_> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.method != "GET" && s.method != "HEAD")
-        .collect();
-    assert!(writes.is_empty(), "a second put writes nothing: {writes:?}");
+    assert_second_put_writes_nothing(client, &proxy, &referrers).await;
 }
