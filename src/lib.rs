@@ -20,3 +20,4 @@ pub mod pipeline;
 pub mod registry;
 pub mod snapshot;
 pub mod sync;
+pub mod trust;

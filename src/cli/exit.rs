@@ -68,14 +68,16 @@ impl Failure {
         match self {
             Failure::Usage(_) => Usage,
             Failure::Pipeline(e) => match **e {
-                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } => Usage,
+                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } | P::NoSigner => Usage,
                 P::Read { .. }
                 | P::Unopened(_)
                 | P::TagMoves(_)
                 | P::Lost(_)
                 | P::Report(_)
                 | P::Interrupted
-                | P::Failed { .. } => Promotion,
+                | P::Failed { .. }
+                | P::Signer(_)
+                | P::Unsigned { .. } => Promotion,
             },
             Failure::Snapshot(e) => match **e {
                 S::Manifests(_) | S::Overlaps(_) | S::RegistryName { .. } => Usage,
@@ -112,6 +114,7 @@ mod tests {
             })
             .into(),
             pipeline::Error::Overlaps(vec![problem()]).into(),
+            pipeline::Error::NoSigner.into(),
             pipeline::Error::RegistryName {
                 name: "Bad Name".into(),
                 source: Box::new(registry_error()),
@@ -140,6 +143,12 @@ mod tests {
             pipeline::Error::TagMoves(1).into(),
             pipeline::Error::Lost(2).into(),
             pipeline::Error::Interrupted.into(),
+            pipeline::Error::Signer(crate::trust::Error::Crypto("bad".into())).into(),
+            pipeline::Error::Unsigned {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
             pipeline::Error::Report("disk full".into()).into(),
             snapshot::Error::Registry {
                 name: "x".into(),

@@ -44,6 +44,22 @@ pub enum Error {
     /// The plan could not be handed to its sink (printing it, writing `--plan-out`).
     #[error("{0}")]
     Report(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A `--confirm` run that signs, with no signer configured.
+    #[error(
+        "signing is on (as in Go kpromo) but no signer is configured: give --signing-key FILE (a cosign or \
+         PKCS#8 P-256 key), or --identity-token FILE (keyless), or Google application-default credentials \
+         that can mint a token for --signer-account (GOOGLE_APPLICATION_CREDENTIALS or the metadata server); \
+         or pass --sign=false to promote without signing"
+    )]
+    NoSigner,
+    /// The signer cannot be set up (a key that does not load, a token that cannot be had).
+    #[error("setting up the signer: {0}")]
+    Signer(#[source] crate::trust::Error),
+    /// Promotion succeeded, but some images are not signed.
+    #[error(
+        "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"
+    )]
+    Unsigned { count: usize, first: String },
     /// Ctrl-C.
     #[error("interrupted: stopped between units of work; nothing is half-written, rerun to finish")]
     Interrupted,

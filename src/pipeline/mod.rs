@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::registry::ClientOptions;
+use crate::trust::TrustOptions;
 
 mod attest;
 mod decide;
@@ -34,7 +35,7 @@ pub use decide::Decision;
 pub use error::Error;
 pub use plan::{Counts, Plan, PlanSink, SinkError};
 pub use report::RunReport;
-pub use state::Subject;
+pub use state::{SignReport, Signed, Subject};
 
 use state::RunState;
 
@@ -49,7 +50,9 @@ pub struct Options {
     pub parse_only: bool,
     /// Exit 1 when any source digest is `_LOST_` (Go only logs them).
     pub fail_on_lost: bool,
+    /// Sign (and attest) what is promoted; Go's default.
     pub sign: bool,
+    pub trust: TrustOptions,
     pub registry: ClientOptions,
 }
 

@@ -25,6 +25,8 @@ mod registry_harness;
 mod registry_operations;
 // Referrers: the fallback index on distribution and layouts, the API on go-containerregistry's.
 mod registry_referrers;
+// Signing with a key during promotion; every signature checked by OpenSSL.
+mod sign_e2e;
 // `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
 mod snapshot_registry;
 // Tests that need the machine to themselves: ignored here, run one by one by scripts/test.sh.
