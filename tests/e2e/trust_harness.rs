@@ -483,6 +483,7 @@ fn bundle_verifiers_check_attestations_signed_with_a_key() {
     let mut v04 = good.clone();
     v04["mediaType"] = json!("application/vnd.dev.sigstore.bundle.v0.4+json");
     let v04_file = write(dir.path(), "v04.json", v04.to_string());
+    verifiers::sigstore_js(&v04_file, None, &ours).expect("sigstore-js reads a v0.4 media type");
     assert_refused(
         verifiers::sigstore_models_schema(&v04_file),
         "the schema: v0.4",
