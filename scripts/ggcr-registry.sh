@@ -24,7 +24,7 @@ binary="$cache/ggcr-registry"
 stamp="$cache/ggcr-registry.recipe"
 scripts=$(dirname "${BASH_SOURCE[0]}")
 recipe="recipe $(cat "${BASH_SOURCE[0]}" "$scripts/lib/debian-apt.sh" | sha256sum | cut -d' ' -f1)"
-# shellcheck source=lib/debian-apt.sh
+# shellcheck source-path=SCRIPTDIR source=lib/debian-apt.sh
 . "$scripts/lib/debian-apt.sh"
 
 log() { echo "ggcr-registry.sh: $*" >&2; }

@@ -29,7 +29,7 @@ scripts=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 oracles="$scripts/../tests/oracles"
 cache="${KPROMO_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kpromo-test}"
 tools="$cache/trust-tools"
-# shellcheck source=lib/debian-apt.sh
+# shellcheck source-path=SCRIPTDIR source=lib/debian-apt.sh
 . "$scripts/lib/debian-apt.sh"
 
 log() { echo "trust-tools.sh: $*" >&2; }
@@ -97,7 +97,7 @@ EOF
   chmod +x "$dir/skopeo"
   local version
   version=$("$dir/skopeo" --version)
-  log "installed $version from: $(cd "$work/debs" && ls -1 -- *.deb | tr '\n' ' ')"
+  log "installed $version from: $(cd "$work/debs" && echo *.deb)"
   printf '%s\n%s\n' "${recipe[skopeo]}" "$version" >"$tools/skopeo.recipe"
 }
 
@@ -113,6 +113,7 @@ install_node() {
   cp "$oracles/package.json" "$oracles/package-lock.json" "$dir/"
   # Exactly the locked tree (integrity-checked); no audit or funding calls, no install scripts.
   (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+  # shellcheck disable=SC2016 # a JavaScript template literal, not a shell expansion
   log "installed sigstore-js: $(cd "$dir" && node -p '["verify","sign","mock"].map(p => `@sigstore/${p}@${require(`@sigstore/${p}/package.json`).version}`).join(" ")')"
   echo "${recipe[node]}" >"$tools/node.recipe"
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that take test tools from Debian packages (ggcr-registry.sh,
 # trust-tools.sh): packages are fetched with `apt-get download` through a private apt
 # configuration and only unpacked, so the system's sources, package lists and dpkg state are

@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 [ -x "$skopeo" ] || usage "--skopeo must name the skopeo 1.18 wrapper (scripts/trust-tools.sh installs it)"
-[ -n "$image" ] && [ -n "$identity" ] || usage "--image and --identity are required"
+if [ -z "$image" ] || [ -z "$identity" ]; then usage "--image and --identity are required"; fi
 # Paths go into JSON: keep them to characters that need no escaping.
 for path in "$key" "$fulcio_ca" "$rekor_key"; do
   [[ "$path" =~ ^[A-Za-z0-9_./+-]*$ ]] || usage "unsupported characters in path $path"
