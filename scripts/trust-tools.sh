@@ -112,7 +112,7 @@ install_node() {
   mkdir -p "$dir"
   cp "$oracles/package.json" "$oracles/package-lock.json" "$dir/"
   # Exactly the locked tree (integrity-checked); no audit or funding calls, no install scripts.
-  (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+  (cd "$dir" && npm ci --no-audit --no-fund --no-update-notifier --ignore-scripts --loglevel=error >&2)
   # shellcheck disable=SC2016 # a JavaScript template literal, not a shell expansion
   log "installed sigstore-js: $(cd "$dir" && node -p '["verify","sign","mock"].map(p => `@sigstore/${p}@${require(`@sigstore/${p}/package.json`).version}`).join(" ")')"
   echo "${recipe[node]}" >"$tools/node.recipe"
