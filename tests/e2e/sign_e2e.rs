@@ -1,7 +1,8 @@
 //! Signing end to end: the built binary promotes with `--confirm` between real
 //! distribution registries and signs cosign-style with a key. Every signature is read
-//! back with the harness's own client and proven by OpenSSL (`openssl dgst -verify` over
-//! the exact payload bytes), never by kpromo's own verifier.
+//! back with the harness's own client and proven by verifiers kpromo did not write:
+//! OpenSSL over the exact payload bytes, and skopeo 1.18's cosign verification
+//! (`sigstoreSigned` policy) of the image as a client pulls it.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,6 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use crate::support::images::{Format, Image, Index};
+use crate::support::pki::SigningKey;
+use crate::support::trust_tools::TrustTools;
+use crate::support::verifiers::{self, CosignTrust, SignedIdentity};
 use crate::support::world::World;
 use crate::support::{TestRegistry, within};
 
@@ -19,34 +23,27 @@ fn world() -> World {
     World::start(env!("CARGO_BIN_EXE_kpromo"), 3)
 }
 
-/// An EC P-256 key pair made by OpenSSL: `(private PKCS#8 PEM, public SPKI PEM)`.
-fn openssl_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    crate::support::require_tool("openssl");
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&private)
-        .status()
-        .expect("run openssl")
-        .success()
-        && Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .expect("run openssl")
-            .success();
-    assert!(ok, "openssl could not make a key pair");
-    (private, public)
+/// A cosign encrypted key pair made by skopeo 1.18 (`generate-sigstore-key`), not by
+/// kpromo: `(private key, public key, password)`.
+fn skopeo_cosign_key(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let password = "correct horse battery staple".to_string();
+    let passphrase = dir.join("passphrase");
+    std::fs::write(&passphrase, &password).expect("write passphrase");
+    let prefix = dir.join("cosign");
+    let out = Command::new(&TrustTools::locate().skopeo)
+        .arg("generate-sigstore-key")
+        .arg("--output-prefix")
+        .arg(&prefix)
+        .arg("--passphrase-file")
+        .arg(&passphrase)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo generate-sigstore-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (prefix.with_extension("private"), prefix.with_extension("pub"), password)
 }
 
 /// One signature layer as the harness's client reads it: payload bytes and signature.
@@ -83,21 +80,13 @@ async fn signature_layers(registry: &TestRegistry, repo: &str, image: &str) -> V
     out
 }
 
-/// `openssl dgst -sha256 -verify PUB -signature SIG PAYLOAD`: OpenSSL's verdict.
+/// OpenSSL's verdict on one layer's signature with `public`.
 fn openssl_verifies(dir: &Path, public: &Path, layer: &SignatureLayer) -> bool {
     let payload = dir.join("payload.json");
     let signature = dir.join("signature.der");
     std::fs::write(&payload, &layer.payload).expect("write payload");
     std::fs::write(&signature, &layer.signature).expect("write signature");
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(public)
-        .arg("-signature")
-        .arg(&signature)
-        .arg(&payload)
-        .output()
-        .expect("run openssl");
-    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+    verifiers::openssl_ecdsa(&payload, &signature, public).is_ok()
 }
 
 fn payload_json(layer: &SignatureLayer) -> Value {
@@ -108,8 +97,8 @@ fn payload_json(layer: &SignatureLayer) -> Value {
 async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openssl_agrees() {
     let world = world();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (key, public) = openssl_key(keys.path(), "signing");
-    let (_, other_public) = openssl_key(keys.path(), "other");
+    let key = SigningKey::generate(keys.path(), "signing");
+    let other = SigningKey::generate(keys.path(), "other");
     let index = Index::multi_arch(Format::Oci, 31, &["amd64", "arm64/v8"], None);
     let loose = Image::simple(Format::Oci, 32);
     let pusher = world.staging.pusher();
@@ -136,7 +125,7 @@ async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openss
     // Every mirror serves one public name; the canonical one is the first in sort order.
     let args = [
         "--signing-key",
-        key.to_str().expect("utf-8"),
+        key.private.to_str().expect("utf-8"),
         "--signing-identity-rewrite",
         "prod=registry.example",
     ];
@@ -144,6 +133,12 @@ async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openss
     let canonical = (0..3).min_by_key(|i| world.dsts()[*i].clone()).expect("a mirror");
 
     for digest in digests {
+        let pulled = format!("{}/prod/foo@{digest}", world.mirrors[canonical].host());
+        let public_name = SignedIdentity::ExactRepository("registry.example/foo");
+        verifiers::skopeo_cosign(&pulled, &CosignTrust::Key(&key.public), &public_name, None)
+            .unwrap_or_else(|e| panic!("{digest}: skopeo refuses the signature: {e}"));
+        let refused = verifiers::skopeo_cosign(&pulled, &CosignTrust::Key(&other.public), &public_name, None);
+        assert!(refused.is_err(), "{digest}: skopeo accepts another key");
         let layers = signature_layers(&world.mirrors[canonical], "prod/foo", digest).await;
         assert_eq!(layers.len(), 1, "{digest}: exactly one signature");
         let payload = payload_json(&layers[0]);
@@ -154,11 +149,11 @@ async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openss
         );
         assert_eq!(payload["critical"]["type"], "cosign container image signature");
         assert!(
-            openssl_verifies(keys.path(), &public, &layers[0]),
+            openssl_verifies(keys.path(), &key.public, &layers[0]),
             "{digest}: OpenSSL verifies the signature"
         );
         assert!(
-            !openssl_verifies(keys.path(), &other_public, &layers[0]),
+            !openssl_verifies(keys.path(), &other.public, &layers[0]),
             "{digest}: another key does not"
         );
         for (i, mirror) in world.mirrors.iter().enumerate().filter(|(i, _)| *i != canonical) {
@@ -185,10 +180,11 @@ async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openss
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_only_another_mirror_needed_is_still_signed_at_the_canonical_one() {
+async fn an_image_only_another_mirror_needed_is_still_signed_at_the_canonical_one_with_a_cosign_key() {
     let world = world();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (key, public) = openssl_key(keys.path(), "signing");
+    // An encrypted cosign key made by skopeo; its password comes from COSIGN_PASSWORD.
+    let (key, public, password) = skopeo_cosign_key(keys.path());
     let image = Image::simple(Format::Oci, 41);
     let canonical = (0..3).min_by_key(|i| world.dsts()[*i].clone()).expect("a mirror");
     within(60, "push fixtures", async {
@@ -206,9 +202,13 @@ async fn an_image_only_another_mirror_needed_is_still_signed_at_the_canonical_on
         &world.dsts(),
         &[("foo", vec![(image.digest.as_str(), vec!["1.0"])])],
     );
+    let password_file = keys.path().join("password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("write password");
     let args = [
         "--signing-key",
         key.to_str().expect("utf-8"),
+        "--signing-key-password-file",
+        password_file.to_str().expect("utf-8"),
         "--signing-identity-rewrite",
         "prod=registry.example",
     ];
@@ -216,6 +216,17 @@ async fn an_image_only_another_mirror_needed_is_still_signed_at_the_canonical_on
     let layers = signature_layers(&world.mirrors[canonical], "prod/foo", &image.digest).await;
     assert_eq!(layers.len(), 1);
     assert!(openssl_verifies(keys.path(), &public, &layers[0]));
+    let pulled = format!("{}/prod/foo:1.0", world.mirrors[canonical].host());
+    verifiers::skopeo_cosign(
+        &pulled,
+        &CosignTrust::Key(&public),
+        &SignedIdentity::ExactRepository("registry.example/foo"),
+        None,
+    )
+    .expect("skopeo verifies the signature made with its own key");
+    // The password reaches no log line.
+    let logs = std::fs::read_to_string(world.dir.path().join("kpromo.stderr")).expect("stderr");
+    assert!(!logs.contains(&password), "the password leaked into the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
