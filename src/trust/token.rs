@@ -285,15 +285,16 @@ async fn mint_for_service_account(
     let minted: Minted = send_json(request, &url, &[caller.access_token.expose_secret()])
         .await
         .map_err(|failure| {
-            let hint = if failure.status == Some(reqwest::StatusCode::FORBIDDEN) {
+            let why = if failure.status == Some(reqwest::StatusCode::FORBIDDEN) {
                 format!(
-                    " ({} needs roles/iam.serviceAccountTokenCreator on {account})",
+                    "{}; the caller, {}, needs roles/iam.serviceAccountTokenCreator on {account}",
+                    failure.why.trim_end_matches('.'),
                     caller.who
                 )
             } else {
-                String::new()
+                failure.why
             };
-            fail(Step::GenerateIdToken, format!("{}{hint}", failure.why))
+            fail(Step::GenerateIdToken, why)
         })?;
     let token = IdentityToken::parse(minted.token.expose_secret())
         .map_err(|why| fail(Step::Claims, format!("IAM answered with {why}")))?;

@@ -55,23 +55,16 @@ pub(super) enum Failure {
 /// Finds application-default credentials and gets an access token with them.
 pub(super) async fn access_token(endpoints: &GoogleEndpoints, http: &reqwest::Client) -> Result<Caller, Failure> {
     if let Some(path) = &endpoints.credentials_file {
-        let json = read_file(path)?.ok_or_else(|| {
-            Failure::Step(
-                Step::Credentials,
-                format!(
-                    "{}, named by GOOGLE_APPLICATION_CREDENTIALS: no such file",
-                    path.display()
-                ),
-            )
-        })?;
-        let origin = format!("{}, named by GOOGLE_APPLICATION_CREDENTIALS", path.display());
+        let origin = format!("{} (named by GOOGLE_APPLICATION_CREDENTIALS)", path.display());
+        let json =
+            read_file(path)?.ok_or_else(|| Failure::Step(Step::Credentials, format!("{origin}: no such file")))?;
         return from_file(&json, &origin, endpoints, http).await;
     }
     let mut looked = vec!["GOOGLE_APPLICATION_CREDENTIALS: not set".to_string()];
     match &endpoints.gcloud_file {
         Some(path) => match read_file(path)? {
             Some(json) => {
-                let origin = format!("gcloud's application-default credentials {}", path.display());
+                let origin = format!("{} (gcloud's application-default credentials)", path.display());
                 return from_file(&json, &origin, endpoints, http).await;
             }
             None => looked.push(format!(
@@ -171,7 +164,7 @@ async fn with_service_account_key(
     endpoints: &GoogleEndpoints,
     http: &reqwest::Client,
 ) -> Result<Caller, Failure> {
-    let who = format!("{} (the service-account key {origin})", key.client_email);
+    let who = format!("{} with the service-account key {origin}", key.client_email);
     let token_uri = endpoints
         .oauth_token
         .as_deref()
