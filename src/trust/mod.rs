@@ -28,6 +28,7 @@ use crate::registry;
 
 pub use identity::{IdentityRewrite, SignatureTarget};
 pub use signer::{Signer, SignerConfig};
+pub use token::{GoogleEndpoints, IdentityToken, TokenSource};
 pub use verify::{Matcher, Policy};
 
 /// Everything about signing and verification a run needs, independent of the CLI.

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sigstore_sign::oidc;
+use zeroize::Zeroizing;
 
 use super::Error;
 use crate::registry::remote::{SendError, read_limited};
@@ -27,8 +28,8 @@ use crate::registry::remote::{SendError, read_limited};
 const AUDIENCE: &str = "sigstore";
 const IAM_CREDENTIALS: &str = "https://iamcredentials.googleapis.com";
 const METADATA_SERVER: &str = "http://metadata.google.internal";
-/// Largest token file read: a JWT is a few kilobytes.
-const MAX_TOKEN_FILE: u64 = 64 << 10;
+/// Largest token or credentials file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
 /// Largest answer read from a token endpoint: tokens and error documents are small.
 const MAX_REPLY: usize = 1 << 20;
 /// Longest any one request to a token endpoint may take, so that Setup fails rather than
@@ -204,16 +205,7 @@ fn read_token_file(path: &Path) -> Result<IdentityToken, Error> {
         step,
         why,
     };
-    let mut jwt = zeroize::Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_TOKEN_FILE + 1).read_to_string(&mut jwt))
-        .map_err(|e| fail(Step::ReadFile, e.to_string()))?;
-    if jwt.len() as u64 > MAX_TOKEN_FILE {
-        return Err(fail(
-            Step::ReadFile,
-            format!("larger than {} KiB, so not a JWT", MAX_TOKEN_FILE >> 10),
-        ));
-    }
+    let jwt = read_secret_file(path).map_err(|e| fail(Step::ReadFile, e.to_string()))?;
     let token = IdentityToken::parse(jwt.trim()).map_err(|why| fail(Step::Claims, why))?;
     // Fulcio would refuse it too, but only after the run built everything else; and a stale
     // file means whatever rotates it has stopped, which is what the user needs to hear.
@@ -233,6 +225,25 @@ fn read_token_file(path: &Path) -> Result<IdentityToken, Error> {
         path.display()
     );
     Ok(token)
+}
+
+/// Reads a small file holding secrets (a token, a credentials file), zeroed on drop. Bounded:
+/// such files are a few kilobytes, and a path to something endless must not exhaust memory.
+fn read_secret_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB, too large for a token or credentials file",
+                MAX_SECRET_FILE >> 10
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Go kpromo's way: application-default credentials call IAM Credentials `generateIdToken`
@@ -521,8 +532,12 @@ mod tests {
         assert_eq!(step_of(&garbage), Step::Claims);
         assert!(garbage.to_string().ends_with("(invalid JWT format)"), "{garbage}");
 
-        let huge = fetch(token_file(&dir, &"a".repeat(MAX_TOKEN_FILE as usize + 1))).await;
-        assert!(huge.to_string().ends_with("larger than 64 KiB, so not a JWT"), "{huge}");
+        let huge = fetch(token_file(&dir, &"a".repeat(MAX_SECRET_FILE as usize + 1))).await;
+        assert!(
+            huge.to_string()
+                .ends_with("larger than 64 KiB, too large for a token or credentials file"),
+            "{huge}"
+        );
     }
 
     #[tokio::test]

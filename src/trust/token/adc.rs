@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sigstore_sign::oidc::SecretString;
 use zeroize::Zeroizing;
 
-use super::{GoogleEndpoints, Step, send_json};
+use super::{GoogleEndpoints, Step, read_secret_file, send_json};
 
 /// Google's OAuth token endpoint, for credentials that do not name one.
 const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -85,10 +85,10 @@ pub(super) async fn access_token(endpoints: &GoogleEndpoints, http: &reqwest::Cl
     from_metadata_server(metadata, http).await
 }
 
-/// A credentials file's bytes (zeroed on drop), or `None` when it does not exist.
-fn read_file(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+/// A credentials file's text (zeroed on drop), or `None` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<Zeroizing<String>>, Failure> {
+    match read_secret_file(path) {
+        Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Failure::Step(Step::Credentials, format!("{}: {e}", path.display()))),
     }
@@ -124,7 +124,7 @@ struct AccessToken {
 
 /// Gets an access token with the credentials file `json`, described by `origin`.
 async fn from_file(
-    json: &[u8],
+    json: &str,
     origin: &str,
     endpoints: &GoogleEndpoints,
     http: &reqwest::Client,
@@ -134,14 +134,14 @@ async fn from_file(
     let unreadable = |e: serde_json::Error| Failure::Step(Step::Credentials, format!("{origin}: {e}"));
     // The type first, so that an unsupported one is named as such rather than as a
     // missing field of some other type.
-    let kind = serde_json::from_slice::<Kind>(json).map_err(unreadable)?.kind;
+    let kind = serde_json::from_str::<Kind>(json).map_err(unreadable)?.kind;
     match kind.as_deref() {
         Some("service_account") => {
-            let key: ServiceAccountKey = serde_json::from_slice(json).map_err(unreadable)?;
+            let key: ServiceAccountKey = serde_json::from_str(json).map_err(unreadable)?;
             with_service_account_key(&key, origin, endpoints, http).await
         }
         Some("authorized_user") => {
-            let user: AuthorizedUser = serde_json::from_slice(json).map_err(unreadable)?;
+            let user: AuthorizedUser = serde_json::from_str(json).map_err(unreadable)?;
             with_refresh_token(&user, origin, endpoints, http).await
         }
         other => Err(Failure::Step(
@@ -260,7 +260,8 @@ async fn with_refresh_token(
 async fn from_metadata_server(metadata: &str, http: &reqwest::Client) -> Result<Caller, Failure> {
     let who = format!("the default service account of the metadata server {metadata}");
     let url = format!("{metadata}{METADATA_TOKEN_PATH}");
-    // The header proves to the server that the request is not a redirected browser's.
+    // The metadata server refuses requests without it: its guard against request forgery
+    // through proxies and redirects.
     let request = http.get(&url).header("Metadata-Flavor", "Google");
     let reply: AccessToken = send_json(request, &url, &[])
         .await
@@ -313,7 +314,7 @@ mod tests {
             credentials_file: None,
             gcloud_file: None,
         };
-        match from_file(json.as_bytes(), "key.json", &endpoints, &super::super::tests::http()).await {
+        match from_file(json, "key.json", &endpoints, &super::super::tests::http()).await {
             Err(Failure::Step(Step::Credentials, why)) => why,
             Err(Failure::Step(step, why)) => panic!("failed at {step}, not on the file: {why}"),
             Err(Failure::NotFound(looked)) => panic!("not found: {looked:?}"),
