@@ -19,6 +19,7 @@
 //! ```
 
 pub mod client;
+pub mod cosign;
 pub mod fault_proxy;
 pub mod ggcr;
 pub mod http_server;
