@@ -168,6 +168,37 @@ async fn every_promoted_digest_is_signed_once_at_the_canonical_mirror_and_openss
         }
     }
 
+    // `kpromo verify`, as a release manager checks a promotion: every tag and digest
+    // verifies with the key, nothing with another key, and an unsigned image fails.
+    let host = world.mirrors[canonical].host();
+    let by_tag = format!("{host}/prod/foo:1.0");
+    let by_digest = format!("{host}/prod/foo@{}", loose.digest);
+    let verify = |key: &Path, images: &[&str], extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kpromo"))
+            .args(["verify", "--key"])
+            .arg(key)
+            .args(extra)
+            .args(images)
+            .output()
+            .expect("run kpromo verify")
+    };
+    let ok = verify(&key.public, &[&by_tag, &by_digest], &["--output", "json"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let report: Value = serde_json::from_slice(&ok.stdout).expect("JSON report");
+    assert_eq!(report[0]["digest"], index.digest.as_str());
+    assert_eq!(report[0]["signed_for"][0], "registry.example/foo");
+    let wrong = verify(&other.public, &[&by_tag], &[]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("NOT VERIFIED"));
+    let elsewhere = (canonical + 1) % 3;
+    let unsigned = verify(
+        &key.public,
+        &[&format!("{}/prod/foo:1.0", world.mirrors[elsewhere].host())],
+        &[],
+    );
+    assert_eq!(unsigned.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unsigned.stdout).contains("NOT SIGNED"));
+
     // A rerun signs nothing again and writes nothing.
     world.clear_seen();
     let rerun = world.spawn_confirm(&args).wait(120);
