@@ -12,7 +12,8 @@ use crate::pipeline;
 use crate::registry::ClientOptions;
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
-use crate::trust::{IdentityRewrite, SignatureTarget, SignerConfig, TrustOptions};
+use crate::trust::verify::{IdentityPolicy, Matcher};
+use crate::trust::{IdentityRewrite, SignatureTarget, SignerConfig, StagingPolicy, TrustOptions};
 use zeroize::Zeroizing;
 
 const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
@@ -192,6 +193,23 @@ pub struct CipArgs {
     #[arg(long, help_heading = "Signing", value_name = "BOOL")]
     pub replicate_signatures: bool,
 
+    /// Verify staging signatures with this public key (PEM) instead of keyless
+    /// (--certificate-identity and --certificate-oidc-issuer against --trusted-root).
+    /// [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub staging_signature_key: Option<PathBuf>,
+
+    /// Refuse staging images that have no signature by the expected signer (Go lets
+    /// unsigned images through). [kpromo addition]
+    #[arg(long, help_heading = "Signing", value_name = "BOOL")]
+    pub require_staging_signature: bool,
+
+    /// sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys) for keyless
+    /// signatures. Default: the public-good instance's, refreshed through TUF when
+    /// reachable, else the copy built into kpromo. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub trusted_root: Option<PathBuf>,
+
     // ---- Registry access (kpromo additions) ----
     /// Requests per second allowed per registry host. [kpromo addition]
     #[arg(
@@ -352,6 +370,12 @@ impl CipArgs {
         };
         Ok(TrustOptions {
             signer,
+            staging: StagingPolicy {
+                key: set_path(&self.staging_signature_key).cloned(),
+                identity: Some(self.certificate_policy()?),
+                trusted_root: set_path(&self.trusted_root).cloned(),
+                require: self.require_staging_signature,
+            },
             target: SignatureTarget {
                 registry: set(&self.signature_registry).map(str::to_string),
                 canonical_prefix: self.canonical_registry_prefix.clone(),
@@ -359,7 +383,30 @@ impl CipArgs {
             },
             replicate: self.replicate_signatures,
             max_ops: self.max_signature_ops as usize,
-            ..TrustOptions::default()
+        })
+    }
+
+    /// The signer identity staging signatures must have: a `-regexp` flag, when given,
+    /// takes precedence over its exact form (as in Go kpromo v4.6.0, which passes one or
+    /// the other to cosign, never both).
+    fn certificate_policy(&self) -> Result<IdentityPolicy, Failure> {
+        let matcher = |exact: &str, regexp: &Option<String>, flag: &str| match set(regexp) {
+            Some(re) => regex::Regex::new(re)
+                .map(Matcher::Regex)
+                .map_err(|e| Failure::Usage(format!("--{flag}-regexp {re:?}: {e}"))),
+            None => Ok(Matcher::Exact(exact.to_string())),
+        };
+        Ok(IdentityPolicy {
+            identity: matcher(
+                &self.certificate_identity,
+                &self.certificate_identity_regexp,
+                "certificate-identity",
+            )?,
+            issuer: matcher(
+                &self.certificate_oidc_issuer,
+                &self.certificate_oidc_issuer_regexp,
+                "certificate-oidc-issuer",
+            )?,
         })
     }
 

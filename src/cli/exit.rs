@@ -77,6 +77,7 @@ impl Failure {
                 | P::Interrupted
                 | P::Failed { .. }
                 | P::Signer(_)
+                | P::StagingSignatures { .. }
                 | P::Unsigned { .. } => Promotion,
             },
             Failure::Snapshot(e) => match **e {

@@ -55,6 +55,11 @@ pub enum Error {
     /// The signer cannot be set up (a key that does not load, a token that cannot be had).
     #[error("setting up the signer: {0}")]
     Signer(#[source] crate::trust::Error),
+    /// Staging images whose signatures refuse the promotion; nothing was written.
+    #[error(
+        "staging signatures: {count} source images refused (each logged above); nothing was promoted; first: {first}"
+    )]
+    StagingSignatures { count: usize, first: String },
     /// Promotion succeeded, but some images are not signed.
     #[error(
         "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"

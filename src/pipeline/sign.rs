@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::registry::ManifestRef;
 use crate::registry::media::references;
 use crate::trust::cosign::signature_tag;
-use crate::trust::sign::{Outcome, sign_image};
+use crate::trust::sign::{Outcome, Staging, sign_image};
 
 use super::decide::Decision;
 use super::state::{RepoKey, RunState, SignReport, Signed};
@@ -57,7 +57,12 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                 let staging = state_ref
                     .repo(job.staging)
                     .map_err(|e| crate::trust::Error::Signer(e.to_string()))?;
-                sign_image(signer, &at, &job.image, &job.identity, Some(&staging), version).await
+                let validated = state_ref.staging_signatures.get(&(job.staging, job.image));
+                let staging = Staging {
+                    repo: &staging,
+                    signatures: validated,
+                };
+                sign_image(signer, &at, &job.image, &job.identity, Some(staging), version).await
             }
             .await;
             (job, outcome)

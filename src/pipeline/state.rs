@@ -12,6 +12,7 @@ use crate::edges::{Edge, EdgeSet, NameId};
 use crate::registry::{MediaType, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 use crate::trust::Signer;
+use crate::trust::cosign::Signatures;
 
 use super::decide::Decision;
 use super::plan::PlanSink;
@@ -108,6 +109,9 @@ pub struct RunState {
     /// digests the manifests send there (see `copy::Request::fresh`).
     pub fresh_destinations: BTreeSet<RepoKey>,
     pub promote: PromoteReport,
+    /// The staging signatures Validate read, by source repository and digest, so that
+    /// Sign carries them over without reading them again.
+    pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
     /// Built by Setup for runs that sign (`--confirm` with `--sign`).
     pub signer: Option<Signer>,
     pub signing: SignReport,
@@ -137,6 +141,7 @@ impl RunState {
             decisions: Vec::new(),
             fresh_destinations: BTreeSet::new(),
             promote: PromoteReport::default(),
+            staging_signatures: BTreeMap::new(),
             signer: None,
             signing: SignReport::default(),
             phases: Vec::new(),

@@ -16,6 +16,8 @@
 pub mod cosign;
 pub mod identity;
 pub mod key;
+pub mod keyless;
+pub mod root;
 pub mod sign;
 pub mod signer;
 pub mod token;

@@ -79,7 +79,7 @@ impl Signer {
     }
 
     /// What a signature by this signer satisfies: used to skip images it already signed.
-    pub fn policy(&self) -> Policy {
+    pub async fn policy(&self) -> Policy {
         match self {
             Signer::Key { public, .. } => Policy::Key(public.clone()),
         }

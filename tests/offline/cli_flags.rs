@@ -71,6 +71,9 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
         Some("k8s-artifacts-prod/images=registry.k8s.io"),
     ),
     ("--replicate-signatures", Some("false")),
+    ("--staging-signature-key", None),
+    ("--require-staging-signature", Some("false")),
+    ("--trusted-root", None),
 ];
 
 /// The help paragraph of one flag: from its line to the next flag line.

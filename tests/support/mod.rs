@@ -20,6 +20,7 @@
 //! ```
 
 pub mod client;
+pub mod cosign;
 pub mod fault_proxy;
 pub mod ggcr;
 pub mod http_server;
