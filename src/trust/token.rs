@@ -8,13 +8,16 @@
 //!   Google application-default credentials found where Google's libraries find them
 //!   ([`adc`]).
 //!
+//! [`TokenFetcher`] is the [`super::keyless::TokenProvider`] the keyless signer asks for
+//! a token whenever it needs a new certificate.
+//!
 //! Claims are read, not verified: Fulcio verifies the token. No token, private key,
 //! refresh token or client secret ever appears in an error or a log line.
 mod adc;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -134,8 +137,8 @@ impl IdentityToken {
     }
 
     /// The `exp` claim: fetch a new token before this.
-    pub fn expires_at(&self) -> SystemTime {
-        self.token.expiration().into()
+    pub fn expires_at(&self) -> jiff::Timestamp {
+        self.token.expiration()
     }
 
     /// The JWT itself, for presenting to Fulcio and nothing else.
@@ -154,8 +157,22 @@ impl std::fmt::Debug for IdentityToken {
         f.debug_struct("IdentityToken")
             .field("identity", &self.identity())
             .field("issuer", &self.issuer())
-            .field("expires", &self.token.expiration())
+            .field("expires", &self.expires_at())
             .finish_non_exhaustive()
+    }
+}
+
+/// A [`TokenSource`] with the HTTP client it fetches through: what the keyless signer asks
+/// for a token whenever it needs a new certificate.
+pub struct TokenFetcher {
+    pub source: TokenSource,
+    pub http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl super::keyless::TokenProvider for TokenFetcher {
+    async fn token(&self) -> Result<oidc::IdentityToken, Error> {
+        Ok(self.source.fetch(&self.http).await?.into_sigstore())
     }
 }
 
@@ -209,12 +226,12 @@ fn read_token_file(path: &Path) -> Result<IdentityToken, Error> {
     let token = IdentityToken::parse(jwt.trim()).map_err(|why| fail(Step::Claims, why))?;
     // Fulcio would refuse it too, but only after the run built everything else; and a stale
     // file means whatever rotates it has stopped, which is what the user needs to hear.
-    if token.expires_at() <= SystemTime::now() {
+    if token.expires_at() <= jiff::Timestamp::now() {
         return Err(fail(
             Step::Expired,
             format!(
                 "it expired at {}; CI systems rewrite such files before they expire: is whatever writes it still running?",
-                token.token.expiration()
+                token.expires_at()
             ),
         ));
     }
@@ -427,12 +444,8 @@ mod tests {
         )
     }
 
-    fn in_an_hour() -> u64 {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs()
-            + 3600
+    fn in_an_hour() -> i64 {
+        jiff::Timestamp::now().as_second() + 3600
     }
 
     /// A client like the one Setup passes in (whose TLS needs a crypto provider).
@@ -457,7 +470,7 @@ mod tests {
         let token = IdentityToken::parse(&text).expect("a valid JWT");
         assert_eq!(token.identity(), "signer@p.iam.gserviceaccount.com");
         assert_eq!(token.issuer(), "https://accounts.google.com");
-        assert_eq!(token.expires_at(), SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
+        assert_eq!(token.expires_at().as_second(), exp);
         assert_eq!(token.expose_jwt(), text);
         let debug = format!("{token:?}");
         assert!(debug.contains("signer@p.iam.gserviceaccount.com"), "{debug}");
@@ -491,15 +504,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_token_file_is_read_again_on_every_fetch() {
+    async fn a_token_file_is_read_again_whenever_the_signer_needs_a_token() {
+        use crate::trust::keyless::TokenProvider as _;
         let dir = tempfile::tempdir().expect("temp dir");
         let claims = |sub: &str| serde_json::json!({"iss": "https://ci.example", "sub": sub, "exp": in_an_hour()});
         let path = token_file(&dir, &format!("{}\n", jwt(claims("first"))));
-        let source = TokenSource::File(path.clone());
-        let http = http();
-        assert_eq!(source.fetch(&http).await.expect("first token").identity(), "first");
+        let tokens = TokenFetcher {
+            source: TokenSource::File(path.clone()),
+            http: http(),
+        };
+        assert_eq!(tokens.token().await.expect("first token").identity(), "first");
         std::fs::write(&path, jwt(claims("rotated"))).expect("rotate");
-        assert_eq!(source.fetch(&http).await.expect("rotated token").identity(), "rotated");
+        assert_eq!(tokens.token().await.expect("rotated token").identity(), "rotated");
     }
 
     #[tokio::test]

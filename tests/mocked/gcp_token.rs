@@ -10,7 +10,6 @@
 //! scanned for the keys and tokens involved.
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -111,11 +110,8 @@ fn refusing_port() -> (socket2::Socket, String) {
     (socket, format!("http://127.0.0.1:{port}"))
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 /// An identity token as IAM mints it for `ACCOUNT` (unsigned: only Fulcio checks).
@@ -128,7 +124,7 @@ fn id_token(claims: Value) -> String {
     )
 }
 
-fn google_claims(exp: u64) -> Value {
+fn google_claims(exp: i64) -> Value {
     json!({
         "aud": "sigstore", "azp": "1000000000000000000002", "email": ACCOUNT, "email_verified": true,
         "exp": exp, "iat": exp - 3600, "iss": GOOGLE_ISSUER, "sub": "1000000000000000000002",
@@ -281,7 +277,7 @@ async fn a_service_account_key_signs_an_rs256_assertion_and_iam_mints_the_accoun
     assert_eq!(token.identity(), ACCOUNT);
     assert_eq!(token.email(), Some(ACCOUNT));
     assert_eq!(token.issuer(), GOOGLE_ISSUER);
-    assert_eq!(token.expires_at(), SystemTime::UNIX_EPOCH + Duration::from_secs(exp));
+    assert_eq!(token.expires_at().as_second(), exp);
     assert_eq!(token.expose_jwt(), minted);
 
     // The assertion: Google's JWT-bearer grant, RS256 over the key, for the token endpoint.
@@ -307,9 +303,9 @@ async fn a_service_account_key_signs_an_rs256_assertion_and_iam_mints_the_accoun
     assert_eq!(claims["iss"], CALLER);
     assert_eq!(claims["aud"], token_uri.as_str());
     assert_eq!(claims["scope"], "https://www.googleapis.com/auth/cloud-platform");
-    let iat = claims["iat"].as_u64().expect("iat");
+    let iat = claims["iat"].as_i64().expect("iat");
     assert!((before..=now()).contains(&iat), "iat {iat} is the time of signing");
-    assert_eq!(claims["exp"].as_u64(), Some(iat + 3600));
+    assert_eq!(claims["exp"].as_i64(), Some(iat + 3600));
     assert_eq!(claims.as_object().map(|c| c.len()), Some(5), "{claims}");
     let signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("base64url signature");
     ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, &rsa_key().public_der)
