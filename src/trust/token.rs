@@ -6,7 +6,7 @@
 //! - [`TokenSource::Google`]: Go kpromo's way. The IAM Credentials API mints a token for a
 //!   service account (`generateIdToken`, audience `sigstore`, with its email), called with
 //!   Google application-default credentials found where Google's libraries find them
-//!   ([`adc`]).
+//!   (`token/adc.rs`).
 //!
 //! [`TokenFetcher`] is the [`super::keyless::TokenProvider`] the keyless signer asks for
 //! a token whenever it needs a new certificate.
