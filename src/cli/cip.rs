@@ -13,7 +13,9 @@ use crate::registry::ClientOptions;
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
 use crate::trust::verify::{IdentityPolicy, Matcher};
-use crate::trust::{IdentityRewrite, SignatureTarget, SignerConfig, StagingPolicy, TrustOptions};
+use crate::trust::{
+    GoogleEndpoints, IdentityRewrite, SignatureTarget, SignerConfig, StagingPolicy, TokenSource, TrustOptions,
+};
 use zeroize::Zeroizing;
 
 const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
@@ -158,6 +160,31 @@ pub struct CipArgs {
     /// COSIGN_PASSWORD environment variable. [kpromo addition]
     #[arg(long, value_name = "FILE", help_heading = "Signing")]
     pub signing_key_password_file: Option<PathBuf>,
+
+    /// Keyless signing with the OIDC identity token (a JWT) in this file, read again when a
+    /// new certificate is needed. Without it (and without --signing-key), a token is minted
+    /// for --signer-account with Google application-default credentials, as Go kpromo
+    /// does. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub identity_token: Option<PathBuf>,
+
+    /// Fulcio (v2 API) that certifies keyless signing keys. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://fulcio.sigstore.dev",
+        help_heading = "Signing"
+    )]
+    pub fulcio_url: String,
+
+    /// Rekor (v1 API) that logs keyless signatures. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://rekor.sigstore.dev",
+        help_heading = "Signing"
+    )]
+    pub rekor_url: String,
 
     /// Destination registry (as named in the manifests) that holds the signatures of every
     /// image promoted to it. Default: the first destination whose name starts with
@@ -362,14 +389,25 @@ impl CipArgs {
     /// never logged.
     fn trust_options(&self) -> Result<TrustOptions, Failure> {
         let signer = match set_path(&self.signing_key) {
-            Some(path) => Some(SignerConfig::Key {
+            Some(path) => SignerConfig::Key {
                 path: path.clone(),
                 password: self.signing_key_password()?,
-            }),
-            None => None,
+            },
+            None => SignerConfig::Keyless {
+                tokens: match set_path(&self.identity_token) {
+                    Some(file) => TokenSource::File(file.clone()),
+                    None => TokenSource::Google {
+                        account: self.signer_account.clone(),
+                        endpoints: GoogleEndpoints::from_env(),
+                    },
+                },
+                fulcio_url: self.fulcio_url.clone(),
+                rekor_url: self.rekor_url.clone(),
+                trusted_root: set_path(&self.trusted_root).cloned(),
+            },
         };
         Ok(TrustOptions {
-            signer,
+            signer: Some(signer),
             staging: StagingPolicy {
                 key: set_path(&self.staging_signature_key).cloned(),
                 identity: Some(self.certificate_policy()?),

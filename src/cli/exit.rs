@@ -68,7 +68,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => Usage,
             Failure::Pipeline(e) => match **e {
-                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } | P::NoSigner => Usage,
+                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } | P::NoSigner(_) => Usage,
                 P::Read { .. }
                 | P::Unopened(_)
                 | P::TagMoves(_)
@@ -115,7 +115,7 @@ mod tests {
             })
             .into(),
             pipeline::Error::Overlaps(vec![problem()]).into(),
-            pipeline::Error::NoSigner.into(),
+            pipeline::Error::NoSigner(Vec::new()).into(),
             pipeline::Error::RegistryName {
                 name: "Bad Name".into(),
                 source: Box::new(registry_error()),

@@ -41,11 +41,11 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     }
     let Some(signer) = &state.signer else {
         // Setup builds a signer for every run that reaches this phase.
-        return Err(Error::NoSigner);
+        return Err(Error::NoSigner(Vec::new()));
     };
     let tops = jobs(state);
     let jobs = with_children(state, tops).await?;
-    info!("signing {} images with {}", jobs.len(), signer.describe());
+    info!("signing {} images with {}", jobs.len(), signer.describe().await);
     let version = env!("CARGO_PKG_VERSION");
     let state_ref = &*state;
     let results: Vec<(Job, Result<Outcome, crate::trust::Error>)> = stream::iter(jobs)

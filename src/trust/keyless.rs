@@ -152,7 +152,9 @@ fn cosign_bundle(entry: &LogEntry) -> Result<String, Error> {
         "Payload": {
             "body": entry.body.to_base64(),
             "integratedTime": integrated.as_second(),
-            "logIndex": entry.log_index,
+            // A JSON number, as cosign and every verifier read it (sigstore's own types
+            // write protobuf's int64-as-string, which the signed timestamp does not cover).
+            "logIndex": entry.log_index.get(),
             "logID": entry.log_id,
         },
     });

@@ -448,3 +448,110 @@ async fn keyless_staging_signatures_are_verified_against_the_trusted_root_and_id
         assert_eq!(world.mirror_writes(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_signatures_from_the_fake_fulcio_and_rekor_verify_with_skopeo_and_reruns_log_nothing() {
+    let fake = SigstoreFake::start();
+    let world = world();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (issuer, signer) = ("https://oidc.example", "promoter@example.com");
+    let token = dir.path().join("token");
+    std::fs::write(&token, identity_token(issuer, signer, 3600)).expect("write token");
+    let index = Index::multi_arch(Format::Oci, 71, &["amd64", "arm64/v8"], None);
+    within(
+        60,
+        "push fixtures",
+        world.staging.pusher().push_index("staging/foo", &index, &["1.0"]),
+    )
+    .await;
+    world.write_project(
+        "p",
+        &world.src(),
+        &world.dsts(),
+        &[("foo", vec![(index.digest.as_str(), vec!["1.0"])])],
+    );
+    let (url, trusted_root) = (fake.url(), fake.trusted_root());
+    let args = [
+        "--identity-token",
+        token.to_str().expect("utf-8"),
+        "--fulcio-url",
+        &url,
+        "--rekor-url",
+        &url,
+        "--trusted-root",
+        trusted_root.to_str().expect("utf-8"),
+        "--signing-identity-rewrite",
+        "prod=registry.example",
+    ];
+    world.spawn_confirm(&args).wait(120).expect_code(0);
+    let digests = [&index.digest, &index.children[0].digest, &index.children[1].digest];
+    assert_eq!(
+        fake.rekor_entries().len(),
+        digests.len(),
+        "one Rekor entry per signature"
+    );
+    assert_eq!(fake.certificates_issued().len(), 1, "one certificate for the whole run");
+
+    let canonical = (0..3).min_by_key(|i| world.dsts()[*i].clone()).expect("a mirror");
+    let (fulcio_ca, rekor_key) = (fake.fulcio_root_pem(), fake.rekor_public_key_pem());
+    let trust = |email| CosignTrust::Keyless {
+        fulcio_ca: &fulcio_ca,
+        rekor_key: &rekor_key,
+        issuer,
+        email,
+    };
+    let public_name = SignedIdentity::ExactRepository("registry.example/foo");
+    for digest in digests {
+        let pulled = format!("{}/prod/foo@{digest}", world.mirrors[canonical].host());
+        verifiers::skopeo_cosign(&pulled, &trust(signer), &public_name, None)
+            .unwrap_or_else(|e| panic!("{digest}: skopeo refuses: {e}"));
+        let refused = verifiers::skopeo_cosign(&pulled, &trust("someone@example.com"), &public_name, None);
+        assert!(refused.is_err(), "{digest}: skopeo accepts another identity");
+    }
+
+    // kpromo verify, keyless, agrees; another identity does not verify.
+    let verify = |identity: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kpromo"))
+            .args([
+                "verify",
+                "--certificate-identity",
+                identity,
+                "--certificate-oidc-issuer",
+                issuer,
+                "--trusted-root",
+            ])
+            .arg(&trusted_root)
+            .arg(format!("{}/prod/foo:1.0", world.mirrors[canonical].host()))
+            .output()
+            .expect("run kpromo verify")
+    };
+    assert_eq!(verify(signer).status.code(), Some(0));
+    assert_eq!(verify("someone@example.com").status.code(), Some(1));
+
+    // A rerun: nothing signed again, no Rekor entry, no write.
+    world.clear_seen();
+    world.spawn_confirm(&args).wait(120).expect_code(0);
+    assert_eq!(world.mirror_writes(), 0);
+    assert_eq!(fake.rekor_entries().len(), digests.len(), "a rerun logs nothing");
+
+    // An expired token fails in Setup, before anything is written.
+    std::fs::write(&token, identity_token(issuer, signer, -60)).expect("write token");
+    let other = Image::simple(Format::Oci, 72);
+    within(
+        60,
+        "push fixtures",
+        world.staging.pusher().push_image("staging/bar", &other, &[]),
+    )
+    .await;
+    world.write_project(
+        "q",
+        &world.src(),
+        &world.dsts(),
+        &[("bar", vec![(other.digest.as_str(), vec!["1.0"])])],
+    );
+    world.clear_seen();
+    let expired = world.spawn_confirm(&args).wait(120);
+    expired.expect_code(1);
+    assert!(expired.stderr.contains("expired"), "{}", expired.stderr);
+    assert_eq!(world.mirror_writes(), 0);
+}

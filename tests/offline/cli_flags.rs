@@ -64,6 +64,9 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--insecure-registry", None),
     ("--signing-key", None),
     ("--signing-key-password-file", None),
+    ("--identity-token", None),
+    ("--fulcio-url", Some("https://fulcio.sigstore.dev")),
+    ("--rekor-url", Some("https://rekor.sigstore.dev")),
     ("--signature-registry", None),
     ("--canonical-registry-prefix", Some("us-central1-docker.pkg.dev")),
     (
