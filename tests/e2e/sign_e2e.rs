@@ -18,8 +18,8 @@ use crate::support::pki::SigningKey;
 use crate::support::sigstore_fake::{SigstoreFake, identity_token};
 use crate::support::trust_tools::TrustTools;
 use crate::support::verifiers::{self, CosignTrust, SignedIdentity};
-use crate::support::world::World;
-use crate::support::{TestRegistry, within};
+use crate::support::world::{World, assert_complete, is_write};
+use crate::support::{Action, Rule, TestRegistry, Times, within};
 
 const SIG_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
@@ -534,6 +534,34 @@ async fn keyless_signatures_from_the_fake_fulcio_and_rekor_verify_with_skopeo_an
     assert_eq!(world.mirror_writes(), 0);
     assert_eq!(fake.rekor_entries().len(), digests.len(), "a rerun logs nothing");
 
+    // Rekor unreachable: the image is promoted, reported unsigned, and a rerun signs it.
+    let third = Image::simple(Format::Oci, 73);
+    within(
+        60,
+        "push fixtures",
+        world.staging.pusher().push_image("staging/baz", &third, &[]),
+    )
+    .await;
+    world.write_project(
+        "r",
+        &world.src(),
+        &world.dsts(),
+        &[("baz", vec![(third.digest.as_str(), vec!["1.0"])])],
+    );
+    let mut no_rekor = args.to_vec();
+    no_rekor[5] = "http://127.0.0.1:9";
+    let unsigned = world.spawn_confirm(&no_rekor).wait(120);
+    unsigned.expect_code(1);
+    for needle in ["promoted but unsigned", "rekor", third.digest.as_str()] {
+        assert!(
+            unsigned.stderr.to_lowercase().contains(needle),
+            "{needle}: {}",
+            unsigned.stderr
+        );
+    }
+    world.spawn_confirm(&args).wait(120).expect_code(0);
+    assert_eq!(fake.rekor_entries().len(), digests.len() + 1, "the rerun signs it");
+
     // An expired token fails in Setup, before anything is written.
     std::fs::write(&token, identity_token(issuer, signer, -60)).expect("write token");
     let other = Image::simple(Format::Oci, 72);
@@ -554,4 +582,71 @@ async fn keyless_signatures_from_the_fake_fulcio_and_rekor_verify_with_skopeo_an
     expired.expect_code(1);
     assert!(expired.stderr.contains("expired"), "{}", expired.stderr);
     assert_eq!(world.mirror_writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_signature_push_reports_promoted_but_unsigned_and_a_rerun_only_signs() {
+    let world = world();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(keys.path(), "signing");
+    let image = Image::simple(Format::Oci, 81);
+    within(
+        60,
+        "push fixtures",
+        world.staging.pusher().push_image("staging/foo", &image, &["1.0"]),
+    )
+    .await;
+    world.write_project(
+        "p",
+        &world.src(),
+        &world.dsts(),
+        &[("foo", vec![(image.digest.as_str(), vec!["1.0"])])],
+    );
+    let canonical = (0..3).min_by_key(|i| world.dsts()[*i].clone()).expect("a mirror");
+    let sig_manifest = r"/manifests/sha256-[0-9a-f]{64}\.sig$";
+    world.proxies[canonical].set_rules(vec![Rule::new(
+        Some("PUT"),
+        sig_manifest,
+        Action::Status {
+            status: 403,
+            retry_after: None,
+        },
+        Times::Always,
+    )]);
+    // One public name for every mirror, so one signature at the canonical one.
+    let args = [
+        "--signing-key",
+        key.private.to_str().expect("utf-8"),
+        "--signing-identity-rewrite",
+        "prod=registry.example",
+    ];
+    let refused = world.spawn_confirm(&args).wait(120);
+    refused.expect_code(1);
+    for needle in ["promoted but unsigned", "rerun to sign", image.digest.as_str()] {
+        assert!(refused.stderr.contains(needle), "{needle}: {}", refused.stderr);
+    }
+    let failed = refused.summary["signatures"]["failed"]
+        .as_array()
+        .expect("signatures.failed");
+    assert_eq!(failed.len(), 1, "{}", refused.summary);
+    for mirror in &world.mirrors {
+        assert_eq!(assert_complete(mirror, "prod/foo").await, ["1.0"], "promoted, unsigned");
+    }
+
+    // The registry takes the push again: the rerun signs and copies nothing.
+    world.proxies[canonical].set_rules(vec![]);
+    world.clear_seen();
+    world.spawn_confirm(&args).wait(120).expect_code(0);
+    let writes: Vec<String> = world
+        .proxies
+        .iter()
+        .flat_map(|p| p.seen())
+        .filter(|s| is_write(&s.method) && !s.path.contains("/blobs/uploads/"))
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(writes.len(), 1, "only the .sig manifest is written: {writes:?}");
+    assert!(writes[0].ends_with(".sig"), "{writes:?}");
+    let layers = signature_layers(&world.mirrors[canonical], "prod/foo", &image.digest).await;
+    assert_eq!(layers.len(), 1);
+    assert!(openssl_verifies(keys.path(), &key.public, &layers[0]));
 }
