@@ -168,7 +168,9 @@ fn assemble(
         }
         images.retain(|image| !image.dmap.is_empty());
     }
-    loaded.problems.extend(validate::images(&images_path, &images));
+    loaded
+        .problems
+        .extend(validate::images(&images_path, &images, &registries));
     loaded.manifests.push(Manifest {
         path,
         images_path,

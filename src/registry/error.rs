@@ -52,8 +52,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid registry reference {reference:?}: {message}")]
+    /// A registry or repository name outside the grammar of [`super::reference`].
+    #[error("invalid registry reference {}: {message}", super::reference::quoted(.reference))]
     InvalidReference { reference: String, message: String },
+    /// A repository name or tag that the grammar refuses, caught before it became a URL
+    /// or a path (a name from a hostile listing, or a caller's bug).
+    #[error("{registry}: {operation}: invalid {what} {}: {message}", super::reference::quoted(.name))]
+    InvalidName {
+        registry: String,
+        operation: String,
+        /// `repository name` or `tag`.
+        what: &'static str,
+        name: String,
+        message: String,
+    },
+    /// `--registry-ca-file` cannot be used: unreadable, not PEM, or without a certificate.
+    #[error("CA file {}: {message}", .path.display())]
+    CaFile { path: std::path::PathBuf, message: String },
     /// Manifest bytes that the operation cannot use (checked before anything is sent).
     #[error("{registry}: {operation}: {source}")]
     InvalidManifest {

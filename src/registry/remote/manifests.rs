@@ -22,7 +22,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::HEAD,
-            self.manifest_url(repo, reference).await?,
+            self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
@@ -52,12 +52,21 @@ impl RemoteRegistry {
         Ok(self.get_manifest(repo, reference).await?.map(|m| m.descriptor()))
     }
 
-    async fn manifest_url(&self, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
+    async fn manifest_url(&self, op: &str, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
         let r = match reference {
+            ManifestRef::Tag(t) if !crate::registry::reference::is_valid_tag(t) => {
+                return Err(Error::InvalidName {
+                    registry: self.name.clone(),
+                    operation: op.to_string(),
+                    what: "tag",
+                    name: t.clone(),
+                    message: "a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'".into(),
+                });
+            }
             ManifestRef::Tag(t) => t.clone(),
             ManifestRef::Digest(d) => d.to_string(),
         };
-        self.url(&format!("/v2/{repo}/manifests/{r}")).await
+        self.repo_url(op, repo, &format!("manifests/{r}")).await
     }
 
     pub(super) async fn get_manifest(&self, repo: &str, reference: &ManifestRef) -> Result<Option<RawManifest>, Error> {
@@ -65,7 +74,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::GET,
-            self.manifest_url(repo, reference).await?,
+            self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
@@ -125,7 +134,7 @@ impl RemoteRegistry {
         {
             return Err(self.mismatch(&op, *want, actual));
         }
-        let url = self.manifest_url(repo, reference).await?;
+        let url = self.manifest_url(&op, repo, reference).await?;
         let mut blob_unknown_retries = 0;
         let reply = loop {
             let call = Call::new(op.clone(), Method::PUT, url.clone(), vec![auth::repo_scope(repo, true)])

@@ -68,7 +68,7 @@ impl RemoteRegistry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Native, Error> {
-        let mut url = self.url(&format!("/v2/{repo}/referrers/{subject}")).await?;
+        let mut url = self.repo_url(op, repo, &format!("referrers/{subject}")).await?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }

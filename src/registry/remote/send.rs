@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{RemoteRegistry, concurrency, endpoint, gate, retry, transport};
 use crate::digest::Digest;
-use crate::registry::{Error, OciCode};
+use crate::registry::{Error, OciCode, reference};
 
 /// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +106,24 @@ impl Reply {
 }
 
 impl RemoteRegistry {
+    /// `/v2/<repo>/<rest>` on this registry. `repo` is checked against the repository
+    /// grammar first: URLs resolve dot segments, so `../../etc` would leave `/v2/`.
+    pub(crate) async fn repo_url(&self, op: &str, repo: &str, rest: &str) -> Result<Url, Error> {
+        self.check_repo(op, repo)?;
+        self.url(&format!("/v2/{repo}/{rest}")).await
+    }
+
+    /// Refuses a repository name outside the grammar, naming the operation.
+    pub(crate) fn check_repo(&self, op: &str, repo: &str) -> Result<(), Error> {
+        reference::check_repository(repo).map_err(|e| Error::InvalidName {
+            registry: self.name.clone(),
+            operation: op.to_string(),
+            what: "repository name",
+            name: repo.to_string(),
+            message: e.to_string(),
+        })
+    }
+
     pub(crate) async fn url(&self, path: &str) -> Result<Url, Error> {
         self.base()
             .await?

@@ -47,7 +47,7 @@ struct CatalogPage {
 impl RemoteRegistry {
     pub(super) async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
         let op = format!("list tags of {repo}");
-        let first = self.url(&format!("/v2/{repo}/tags/list")).await?;
+        let first = self.repo_url(&op, repo, "tags/list").await?;
         let scopes = vec![auth::repo_scope(repo, false)];
         let mut out = TagList::default();
         let mut seen_tags = HashSet::new();
