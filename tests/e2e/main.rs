@@ -9,6 +9,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// Registries that misbehave on purpose: endless listings, huge referrers lists, foreign realms.
+mod hostile_registry;
 // The promotion benchmark, ignored here: scripts/bench-promote.sh runs it in release mode.
 mod promote_bench;
 // `kpromo cip --confirm` promotes between staging and three mirrors; skopeo checks them.

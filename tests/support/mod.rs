@@ -21,6 +21,7 @@
 pub mod client;
 pub mod fault_proxy;
 pub mod ggcr;
+pub mod hostile;
 pub mod http_server;
 pub mod images;
 pub mod nginx;

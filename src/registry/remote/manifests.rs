@@ -5,14 +5,18 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::send::{Call, Payload, header_str};
+use super::send::{BodyCap, Call, Payload, header_str};
 use super::{RemoteRegistry, auth, referrers};
 use crate::digest::Digest;
 use crate::registry::media::{self, ManifestError, MediaType};
 use crate::registry::{Descriptor, Error, ManifestRef, OciCode, RawManifest};
 
 /// Largest manifest accepted (distribution caps PUT bodies at 4 MiB; leave room).
-const MANIFEST_LIMIT: usize = 16 << 20;
+const MANIFEST_CAP: BodyCap = BodyCap {
+    bytes: 16 << 20,
+    what: "bytes in one manifest",
+    flag: None,
+};
 /// Extra attempts of a manifest PUT refused with `MANIFEST_BLOB_UNKNOWN` (see its use).
 const MANIFEST_BLOB_UNKNOWN_RETRIES: usize = 2;
 
@@ -78,7 +82,7 @@ impl RemoteRegistry {
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
-        let fetched = self.fetch(call, MANIFEST_LIMIT).await?;
+        let fetched = self.fetch(call, MANIFEST_CAP).await?;
         match fetched.status {
             StatusCode::NOT_FOUND => return Ok(None),
             s if s.is_success() => {}
@@ -101,14 +105,17 @@ impl RemoteRegistry {
         {
             return Err(self.mismatch(&op, said, actual));
         }
-        // A generic Content-Type (text/plain, application/json) says nothing: read the body.
-        let media_type = match content_type {
-            Some(ct) if ct.as_str().starts_with("application/vnd.") => ct,
-            other => media::sniff_media_type(&bytes).map_err(|e| {
-                let sent = other.map_or_else(|| "no Content-Type".to_string(), |ct| format!("Content-Type {ct}"));
-                self.protocol(&op, format!("the registry sent {sent}, and {e}"))
-            })?,
-        };
+        let (media_type, contradicted) = media::served_media_type(content_type.as_ref(), &bytes).map_err(|e| {
+            let sent = content_type.map_or_else(|| "no Content-Type".to_string(), |ct| format!("Content-Type {ct}"));
+            self.protocol(&op, format!("the registry sent {sent}, and {e}"))
+        })?;
+        if let Some(header) = contradicted {
+            tracing::warn!(
+                registry = %self.name,
+                %op,
+                "the registry sent Content-Type {header} but the manifest is {media_type}: using the manifest's own type"
+            );
+        }
         Ok(Some(RawManifest {
             media_type,
             bytes,
