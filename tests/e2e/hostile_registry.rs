@@ -286,3 +286,47 @@ async fn a_tls_registry_with_a_plain_http_realm_gets_no_credentials() {
     assert!(!stderr.contains(PASSWORD), "the password reached the output");
     assert_eq!(server.requests(), 0, "no request reached the plain-HTTP realm");
 }
+
+/// The dry run of issue 14 (3,926 pages in 180 s, no log line): a staging registry whose
+/// tag pages never end. The binary stops at the cap, exit 1, naming registry and cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_against_an_endless_staging_stops_at_the_cap() {
+    let hostile = HostileRegistry::start(Trick::EndlessTags { page: 100 });
+    let mirror = TestRegistry::start(RegistryOptions::plain());
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "registries:\n- name: {}/staging\n  src: true\n- name: {}/prod\nimages:\n- name: img\n  dmap:\n    \"sha256:{}\": [\"1.0\"]\n",
+            hostile.host(),
+            mirror.host(),
+            "a".repeat(64)
+        ),
+    )
+    .expect("write manifest");
+    let output = within(
+        120,
+        "kpromo cip (dry run)",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_kpromo"))
+            .arg("cip")
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["--registry-max-tag-pages=40", "--registry-rate-limit=1000"])
+            .env("DOCKER_CONFIG", dir.path().join("no-docker-config"))
+            .output(),
+    )
+    .await
+    .expect("run kpromo");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let error = stderr.rfind("Error: ").map_or("", |at| &stderr[at..]);
+    assert!(
+        error.contains(&format!(
+            "{}: list tags of staging/img: more than 40 tag-list pages",
+            hostile.host()
+        )) && error.contains("--registry-max-tag-pages"),
+        "{error}"
+    );
+    assert_eq!(hostile.served(), 40);
+}

@@ -25,7 +25,7 @@ use super::{
 use crate::digest::Digest;
 use send::Call;
 
-mod auth;
+pub(crate) mod auth;
 mod blobs;
 mod concurrency;
 mod credentials;
