@@ -135,11 +135,12 @@ impl Auth {
         }
     }
 
-    async fn credential(&self) -> Result<Option<Credential>, String> {
+    async fn credential(&self) -> Result<Option<Credential>, Error> {
         self.credential
             .get_or_init(|| credentials::lookup(self.config_dir.clone(), self.registry.clone()))
             .await
             .clone()
+            .map_err(|message| self.unauthorized(0, message))
     }
 
     /// Whether a credential was found for this host (`false` also before any lookup).
@@ -184,18 +185,8 @@ impl Auth {
         let Some(challenge) = self.challenge() else {
             return Ok(None);
         };
-        // Checked before the docker config is even read: nothing goes to a realm that
-        // breaks the rule, credentials or not.
-        let realm = match &challenge {
-            Challenge::Bearer { realm, .. } => Some(self.realm_url(realm, target)?),
-            Challenge::Basic => None,
-        };
-        let credential = self
-            .credential()
-            .await
-            .map_err(|message| self.unauthorized(0, message))?;
         match challenge {
-            Challenge::Basic => match credential {
+            Challenge::Basic => match self.credential().await? {
                 Some(Credential::Basic { username, password }) => Ok(Some(Authorization::Basic {
                     username,
                     password: Secret(password),
@@ -206,16 +197,17 @@ impl Auth {
                 )),
                 None => Ok(None),
             },
-            Challenge::Bearer { service, .. } => {
-                let Some(realm) = realm else {
-                    return Ok(None);
-                };
+            Challenge::Bearer { realm, service, .. } => {
+                // First of all, the docker config included: nothing goes to a realm that
+                // breaks the rule, with credentials or without.
+                let realm = self.realm_url(&realm, target)?;
                 let key = scope_key(scopes);
                 if let Some(cached) = lock(&self.tokens).get(&key)
                     && cached.expires > Instant::now()
                 {
                     return Ok(Some(Authorization::Bearer(cached.token.clone())));
                 }
+                let credential = self.credential().await?;
                 let (token, ttl) = self
                     .fetch_token(
                         http,
