@@ -10,6 +10,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// Registries that misbehave on purpose: endless listings, huge referrers lists, foreign realms.
+mod hostile_registry;
+// Names: what `manifest validate` accepts, a dry run against real distribution accepts.
+mod names_dry_run;
 // The promotion benchmark, ignored here: scripts/bench-promote.sh runs it in release mode.
 mod promote_bench;
 // `kpromo cip --confirm` promotes between staging and three mirrors; skopeo checks them.
