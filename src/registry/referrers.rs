@@ -11,8 +11,9 @@
 //! idea).
 //!
 //! Extending the list is a read-modify-write of one index, so writers are serialised per
-//! (backend, repository, subject) in this process. Another process can still race: the
-//! distribution API has no compare-and-swap.
+//! (backend, repository, subject) in this process, and each write is read back (see
+//! [`add_to_fallback_index`]): another process can still race, since the distribution API
+//! has no compare-and-swap.
 use std::collections::BTreeMap;
 
 use crate::digest::Digest;
@@ -147,7 +148,19 @@ pub(crate) async fn put_with_fallback<R: Registry + ?Sized>(
     add_to_fallback_index(registry, repo, &pushed).await
 }
 
+/// Times the fallback index is written before giving up on another writer that keeps
+/// replacing it.
+const FALLBACK_WRITES: usize = 3;
+
 /// Adds a referrer, already pushed, to its subject's fallback index unless it is listed.
+///
+/// Writers in this process take turns (per backend, repository and subject). Another
+/// process can still replace the index between this read and this write, dropping the
+/// entry just added (the distribution API has no compare-and-swap), so the index is read
+/// back after each write and the entry added again if it is gone. A writer elsewhere that
+/// does not read back can still lose its own entry to this one: every entry in the index
+/// names a manifest pushed before it, so what is lost is only findability, which that
+/// writer's rerun restores.
 pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
     registry: &R,
     repo: &str,
@@ -156,24 +169,51 @@ pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
     let key = (registry.name().to_string(), repo.to_string(), pushed.subject);
     let _writer = FALLBACK_WRITERS.lock(key).await;
     let tag = fallback_tag(&pushed.subject);
+    let operation = format!("add referrer {} to {repo}{tag}", pushed.manifest.digest);
     let invalid = |source| Error::InvalidManifest {
         registry: registry.name().to_string(),
-        operation: format!("add referrer {} to {repo}{tag}", pushed.manifest.digest),
+        operation: operation.clone(),
         source,
     };
-    let existing = match registry.get_manifest(repo, &tag).await? {
-        Some(index) => Some(ManifestLinks::parse(&index.bytes).map_err(invalid)?),
-        None => None,
+    let read = || async {
+        match registry.get_manifest(repo, &tag).await? {
+            Some(index) => Ok(Some(ManifestLinks::parse(&index.bytes).map_err(invalid)?)),
+            None => Ok(None),
+        }
     };
-    let mut entries = existing.as_ref().map(|l| l.manifests.clone()).unwrap_or_default();
-    if entries.iter().any(|e| e.digest == pushed.manifest.digest) {
+    let lists_it = |index: &Option<ManifestLinks>| {
+        index
+            .as_ref()
+            .is_some_and(|l| l.manifests.iter().any(|e| e.digest == pushed.manifest.digest))
+    };
+    let mut current = read().await?;
+    for attempt in 0..FALLBACK_WRITES {
+        if lists_it(&current) {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tracing::warn!(
+                "{}: {operation}: another writer replaced the index; adding the entry again",
+                registry.name()
+            );
+        }
+        let mut entries = current.as_ref().map(|l| l.manifests.clone()).unwrap_or_default();
+        entries.push(pushed.entry());
+        let index = ImageIndex::new(entries, current.as_ref())
+            .to_manifest()
+            .map_err(|e| invalid(ManifestError::Invalid(e)))?;
+        registry.put_manifest(repo, &tag, &index).await?;
+        current = read().await?;
+    }
+    if lists_it(&current) {
         return Ok(());
     }
-    entries.push(pushed.entry());
-    let index = ImageIndex::new(entries, existing.as_ref())
-        .to_manifest()
-        .map_err(|e| invalid(ManifestError::Invalid(e)))?;
-    registry.put_manifest(repo, &tag, &index).await
+    Err(Error::Contended {
+        registry: registry.name().to_string(),
+        operation,
+        what: format!("the referrers fallback index {repo}{tag}"),
+        attempts: FALLBACK_WRITES,
+    })
 }
 
 #[cfg(test)]
