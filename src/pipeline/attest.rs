@@ -44,8 +44,8 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         None => trust_jobs::plan(state).await?,
     };
     let mut report = AttestReport::default();
-    let done = attest_all(state, jobs, &mut report).await?;
-    carry(state, &done, &mut report).await?;
+    let mut done = attest_all(state, jobs, &mut report).await?;
+    carry(state, &mut done, &mut report).await?;
     if state.options.trust.replicate {
         replicate(state, &done, &mut report).await?;
     }
@@ -193,9 +193,10 @@ async fn list(repo: &copy::Repo, image: &Digest) -> Result<Vec<Referrer>, String
 
 /// The staging referrers each canonical destination lacks, copied there (one read of
 /// each, byte for byte) and listed as referrers of the image.
-async fn carry(state: &RunState, done: &[Done], report: &mut AttestReport) -> Result<(), Error> {
+async fn carry(state: &RunState, done: &mut [Done], report: &mut AttestReport) -> Result<(), Error> {
     let mut request = copy::Request::default();
-    for finished in done {
+    let mut wanted_by: BTreeMap<(copy::RepoId, Digest), usize> = BTreeMap::new();
+    for (i, finished) in done.iter().enumerate() {
         if finished.to_carry.is_empty() {
             continue;
         }
@@ -203,9 +204,16 @@ async fn carry(state: &RunState, done: &[Done], report: &mut AttestReport) -> Re
         let to = request.repo(state.repo(finished.job.at)?);
         for referrer in &finished.to_carry {
             request.want_referrer((from, *referrer), to);
+            wanted_by.insert((to, *referrer), i);
         }
     }
-    report.carried += run_copy(state, &request, report).await;
+    for delivered in run_copy(state, &request, report).await {
+        let referrer = delivered.source.1;
+        if let Some(i) = wanted_by.get(&(delivered.destination, referrer)) {
+            done[*i].at_canonical.insert(referrer);
+            report.carried += 1;
+        }
+    }
     Ok(())
 }
 
@@ -252,7 +260,7 @@ async fn replicate(state: &RunState, done: &[Done], report: &mut AttestReport) -
             request.want_referrer((from, *referrer), to);
         }
     }
-    report.replicated += run_copy(state, &request, report).await;
+    report.replicated += run_copy(state, &request, report).await.len();
     Ok(())
 }
 
@@ -263,16 +271,16 @@ struct MirrorListing<'a> {
     referrers: Vec<Referrer>,
 }
 
-/// Runs a copy of referrers; returns how many were delivered, reporting every failure.
-async fn run_copy(state: &RunState, request: &copy::Request, report: &mut AttestReport) -> usize {
+/// Runs a copy of referrers; returns what was delivered, reporting every failure.
+async fn run_copy(state: &RunState, request: &copy::Request, report: &mut AttestReport) -> Vec<copy::Delivered> {
     if request.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let copied = copy::run(request, &state.cancel).await;
     for failure in copied.failures {
         report.failed.push((failure.at.clone(), failure.cause.to_string()));
     }
-    copied.delivered.len()
+    copied.delivered
 }
 
 /// This run's time, RFC 3339 UTC to the second: one for every attestation it writes.

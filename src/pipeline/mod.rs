@@ -31,6 +31,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;
 
 pub use decide::Decision;
 pub use error::Error;

@@ -219,6 +219,7 @@ pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::memory::MemoryRegistry;
     use crate::registry::oci_layout;
     use crate::registry::test_image::TestImage;
 
@@ -255,6 +256,61 @@ mod tests {
         assert_eq!(sboms.len(), 1);
         assert_eq!(sboms[0].digest, sbom.digest);
         assert_eq!(sboms[0].annotations.get("n").map(String::as_str), Some("2"));
+    }
+
+    /// What another writer's index lists: its own referrer only.
+    fn their_index(theirs: &TestImage) -> RawManifest {
+        let entry = ContentDescriptor {
+            media_type: theirs.manifest.media_type.clone(),
+            digest: theirs.digest(),
+            size: theirs.manifest.bytes.len() as u64,
+            urls: Vec::new(),
+            artifact_type: Some("application/spdx+json".into()),
+            platform: None,
+            annotations: None,
+        };
+        ImageIndex::new(vec![entry], None).to_manifest().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_index_another_writer_replaces_gets_the_entry_back_and_never_lists_a_missing_manifest() {
+        let registry = MemoryRegistry::new("mem");
+        let subject = TestImage::single("app", &[b"layer"]);
+        registry.seed("app", &subject, &["v1"]);
+        let theirs = TestImage::referrer(&subject, "application/spdx+json", 1);
+        let ours = TestImage::referrer(&subject, "application/vnd.dev.sigstore.bundle.v0.3+json", 2);
+        theirs.push(&registry, "app", &[]).await.unwrap();
+        ours.push_blobs(&registry, "app").await.unwrap();
+        let tag = format!("sha256-{}", subject.digest().hex());
+        // Right after our write, theirs lands: read back, ours is gone, and is added again.
+        registry.rival_writer("app", &tag, their_index(&theirs), 1);
+        registry.put_referrer("app", &ours.manifest).await.unwrap();
+        let listed = registry.list_referrers("app", &subject.digest(), None).await.unwrap();
+        let mut digests: Vec<Digest> = listed.iter().map(|r| r.digest).collect();
+        digests.sort();
+        let mut expected = vec![theirs.digest(), ours.digest()];
+        expected.sort();
+        assert_eq!(digests, expected, "both writers' entries");
+
+        // A writer that keeps replacing it: a clear error naming the index; whatever the
+        // index lists is there.
+        let third = TestImage::referrer(&subject, "application/vnd.in-toto+json", 3);
+        third.push_blobs(&registry, "app").await.unwrap();
+        registry.rival_writer("app", &tag, their_index(&theirs), 10);
+        let err = registry.put_referrer("app", &third.manifest).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("kept changing under another writer") && text.contains(&tag),
+            "{text}"
+        );
+        assert!(err.rerun_helps(), "{text}");
+        let stored = registry.repo("app");
+        for listed in registry.list_referrers("app", &subject.digest(), None).await.unwrap() {
+            assert!(
+                stored.manifests.contains_key(&listed.digest),
+                "{listed:?} is listed but missing"
+            );
+        }
     }
 
     #[tokio::test]
