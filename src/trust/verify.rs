@@ -317,8 +317,9 @@ fn message_signature(payload: &[u8], signature: &[u8]) -> (&'static str, Value) 
 pub struct SignedStatement {
     envelope: DsseEnvelope,
     statement: StatementView,
-    /// The bundle as found, or made from the `.att` layer's annotations (keyless only).
-    evidence: Result<Bundle, String>,
+    /// What proves a keyless signer: the bundle as found, or made from the `.att` layer's
+    /// annotations; `None` when it was signed with a key (no certificate).
+    evidence: Result<Option<Bundle>, String>,
 }
 
 /// Who signed an attestation that verifies.
@@ -338,10 +339,11 @@ impl SignedStatement {
         };
         let envelope = envelope.clone();
         let statement = StatementView::parse(&envelope.payload_type, envelope.payload.as_bytes())?;
+        let keyless = bundle.signing_certificate().is_some();
         Ok(Self {
             envelope,
             statement,
-            evidence: Ok(bundle),
+            evidence: Ok(keyless.then_some(bundle)),
         })
     }
 
@@ -354,8 +356,13 @@ impl SignedStatement {
             "dsseEnvelope",
             serde_json::to_value(&envelope).map_err(|e| e.to_string())?,
         );
+        let evidence = if annotations.contains_key(CERTIFICATE_ANNOTATION) {
+            legacy_bundle(content, annotations).map(Some)
+        } else {
+            Ok(None)
+        };
         Ok(Self {
-            evidence: legacy_bundle(content, annotations),
+            evidence,
             envelope,
             statement,
         })
@@ -368,7 +375,8 @@ impl SignedStatement {
     /// Checks the signature against `policy` (keyless: the certificate chain, its
     /// transparency evidence and the log entry against the trusted root, then the
     /// signer), then that the Statement is about `image`. A sound attestation by
-    /// someone else is [`Rejection::Foreign`], whatever it is about.
+    /// someone else is [`Rejection::Foreign`], whatever it is about; so, under a keyless
+    /// policy, is one signed with a key (whose signer no identity names).
     pub fn verify(&self, image: &Digest, policy: &Policy) -> Result<VerifiedBy, Rejection> {
         let invalid = Rejection::Invalid;
         let signer = match policy {
@@ -380,7 +388,13 @@ impl SignedStatement {
                 }
             }
             Policy::Keyless { identity, verifier } => {
-                let bundle = self.evidence.as_ref().map_err(|why| invalid(why.clone()))?;
+                // Signed with a key: not by anyone the identity policy can name.
+                let Some(bundle) = self.evidence.as_ref().map_err(|why| invalid(why.clone()))? else {
+                    return Err(Rejection::Foreign(format!(
+                        "signed with a key, not by {} (issuer {})",
+                        identity.identity, identity.issuer
+                    )));
+                };
                 // The verifier also binds the Statement to an artifact; it is given one of
                 // the Statement's own subjects, so that whom the attestation is by is known
                 // before what it is about (checked below, against the image).
