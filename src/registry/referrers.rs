@@ -204,6 +204,11 @@ pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
             .map_err(|e| invalid(ManifestError::Invalid(e)))?;
         registry.put_manifest(repo, &tag, &index).await?;
         current = read().await?;
+        if current.is_none() {
+            // No index at all right after writing one: not another writer (nothing here
+            // deletes), a registry that cannot show what it just took. Believed.
+            return Ok(());
+        }
     }
     if lists_it(&current) {
         return Ok(());
