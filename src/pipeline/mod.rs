@@ -148,7 +148,7 @@ async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error>
         let requests_before = state.requests();
         let outcome = phase.run(state).await;
         let took = start.elapsed();
-        let requests = state.requests().saturating_sub(requests_before);
+        let requests = state.requests().since(requests_before);
         state.phases.push(state::PhaseTiming { name, took, requests });
         match outcome {
             Ok(flow) => {

@@ -12,7 +12,7 @@ use crate::registry::RegistryStats;
 
 use super::Error;
 use super::plan::Counts;
-use super::state::{AttestReport, Attested, ProvenanceRecord, RunState, SignReport};
+use super::state::{AttestReport, Attested, ProvenanceRecord, Requests, RunState, SignReport};
 use crate::trust::provenance::Outcome;
 
 /// What a run did, including a failed one.
@@ -41,8 +41,16 @@ pub struct RunReport {
     pub registries: BTreeMap<String, RegistryStats>,
     pub phases_ms: Vec<(String, u128)>,
     /// Registry requests each phase sent, all registries together.
-    pub phase_requests: Vec<(String, u64)>,
+    pub phase_requests: Vec<PhaseRequests>,
     pub total_ms: u128,
+}
+
+/// The registry requests of one phase.
+#[derive(Debug, Serialize)]
+pub struct PhaseRequests {
+    pub phase: String,
+    #[serde(flatten)]
+    pub requests: Requests,
 }
 
 /// The Provenance phase in the summary: counts per outcome, and each source image.
@@ -111,10 +119,7 @@ impl RunReport {
         let write_requests = registries
             .values()
             .flat_map(|s| s.requests.iter())
-            .filter(|(key, _)| {
-                let method = key.split_whitespace().next().unwrap_or_default();
-                matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
-            })
+            .filter(|(counter, _)| Requests::is_write(counter))
             .map(|(_, n)| n)
             .sum();
         Self {
@@ -135,7 +140,14 @@ impl RunReport {
                 .iter()
                 .map(|t| (t.name.to_string(), t.took.as_millis()))
                 .collect(),
-            phase_requests: state.phases.iter().map(|t| (t.name.to_string(), t.requests)).collect(),
+            phase_requests: state
+                .phases
+                .iter()
+                .map(|t| PhaseRequests {
+                    phase: t.name.to_string(),
+                    requests: t.requests,
+                })
+                .collect(),
             total_ms: total.as_millis(),
             registries,
         }
@@ -213,7 +225,7 @@ impl RunReport {
             .phases_ms
             .iter()
             .zip(&self.phase_requests)
-            .map(|((n, ms), (_, requests))| format!("{n} {ms} ms ({requests} requests)"))
+            .map(|((n, ms), p)| format!("{n} {ms} ms ({} requests)", p.requests.all))
             .collect();
         info!("summary: phases: {}; total {} ms", phases.join(", "), self.total_ms);
     }

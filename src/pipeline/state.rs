@@ -143,7 +143,31 @@ pub struct Attested {
 pub struct PhaseTiming {
     pub name: &'static str,
     pub took: Duration,
-    pub requests: u64,
+    pub requests: Requests,
+}
+
+/// Registry requests, all registries together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Requests {
+    pub all: u64,
+    /// Those with a writing method (PUT, POST, PATCH, DELETE).
+    pub writes: u64,
+}
+
+impl Requests {
+    /// Whether a request counter ("METHOD STATUS", as in `RegistryStats`) counts writes.
+    pub fn is_write(counter: &str) -> bool {
+        let method = counter.split_whitespace().next().unwrap_or_default();
+        matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
+    }
+
+    /// The requests sent between `earlier` and `self`.
+    pub fn since(self, earlier: Requests) -> Requests {
+        Requests {
+            all: self.all.saturating_sub(earlier.all),
+            writes: self.writes.saturating_sub(earlier.writes),
+        }
+    }
 }
 
 /// The shared run state.
@@ -247,11 +271,17 @@ impl RunState {
     }
 
     /// Requests sent so far, all registries together.
-    pub fn requests(&self) -> u64 {
-        self.backends()
-            .values()
-            .map(|registry| registry.stats().requests.values().sum::<u64>())
-            .sum()
+    pub fn requests(&self) -> Requests {
+        let mut requests = Requests::default();
+        for registry in self.backends().values() {
+            for (counter, n) in registry.stats().requests {
+                requests.all += n;
+                if Requests::is_write(&counter) {
+                    requests.writes += n;
+                }
+            }
+        }
+        requests
     }
 
     /// Distinct backends in use, by name, for statistics.
