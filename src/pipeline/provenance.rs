@@ -71,9 +71,9 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         if facts.verified {
             state.provenance.insert(source, facts.clone());
         }
-        if !referrers.is_empty() {
-            state.staging_referrers.insert(source, referrers);
-        }
+        // Kept even when empty: an image with no referrers is the common case, and Attest
+        // would otherwise list it again.
+        state.staging_referrers.insert(source, referrers);
         state.provenance_report.push(ProvenanceRecord {
             image,
             outcome,
