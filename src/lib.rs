@@ -7,7 +7,8 @@
 //!   (`kpromo manifest validate`, offline).
 //! - Domains: [`copy`] (the copy engine: image graphs, blobs and tags into destination
 //!   repositories), [`edges`] (promotion edges, overlaps), [`manifest`] (schema, strict
-//!   loading, validation).
+//!   loading, validation), [`policy`] (who may promote what: rules, roles, CEL
+//!   conditions)).
 //! - [`registry`]: one `Registry` trait; remote registries and OCI layout directories
 //!   behind it.
 pub mod check;
@@ -17,6 +18,7 @@ pub mod digest;
 pub mod edges;
 pub mod manifest;
 pub mod pipeline;
+pub mod policy;
 pub mod registry;
 pub mod snapshot;
 pub mod sync;
