@@ -8,9 +8,10 @@
 //! - Domains: [`copy`] (the copy engine: image graphs, blobs and tags into destination
 //!   repositories), [`edges`] (promotion edges, overlaps), [`manifest`] (schema, strict
 //!   loading, validation), [`policy`] (who may promote what: rules, roles, CEL
-//!   conditions)).
+//!   conditions), [`audit`] (the append-only record of decisions and writes).
 //! - [`registry`]: one `Registry` trait; remote registries and OCI layout directories
 //!   behind it.
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod copy;
