@@ -98,15 +98,20 @@ impl AuditLog {
     /// Writes many records (plan decisions, verdicts) in whole-line batches, durable
     /// once all are written.
     pub fn emit_all(&self, events: impl IntoIterator<Item = Event>) -> Result<(), Error> {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = self.batch();
         for event in events {
-            batch.push(self.record(event));
-            if batch.len() == BATCH {
-                self.append(&batch, false)?;
-                batch.clear();
-            }
+            batch.push(event)?;
         }
-        self.append(&batch, true)
+        batch.finish()
+    }
+
+    /// A writer for many records produced one by one: whole-line batches, durable at
+    /// [`Batch::finish`].
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            log: self,
+            pending: Vec::with_capacity(BATCH),
+        }
     }
 
     /// `write` records so far, and how many of them failed.
@@ -130,6 +135,29 @@ impl AuditLog {
             sink: self.sink.name().to_string(),
             source,
         })
+    }
+}
+
+/// Records on their way to the sink, [`BATCH`] at a time.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    log: &'a AuditLog,
+    pending: Vec<Record>,
+}
+
+impl Batch<'_> {
+    pub fn push(&mut self, event: Event) -> Result<(), Error> {
+        self.pending.push(self.log.record(event));
+        if self.pending.len() == BATCH {
+            self.log.append(&self.pending, false)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and makes everything durable.
+    pub fn finish(self) -> Result<(), Error> {
+        self.log.append(&self.pending, true)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Phase 2, Plan: load manifests, compute edges, refuse overlaps, read only the affected
 //! repositories ([`super::inventory`]) and decide every edge (Go's
 //! `GetPromotionCandidates`). The decided plan goes to the [`PlanSink`] the CLI passed
-//! in, then tag moves (and `_LOST_` edges with `--fail-on-lost`) refuse the whole plan,
-//! before anything is written.
+//! in, then the policy (`--policy`, [`super::authorize`]), tag moves and `_LOST_` edges
+//! with `--fail-on-lost` may refuse the whole plan, before anything is written.
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -16,6 +16,7 @@ use super::decide::Decision;
 use super::inventory::{affected_repos, decide_edges};
 use super::state::RunState;
 use super::{Error, Flow};
+use super::{authorize, record};
 
 /// What a [`PlanSink`] may fail with; the pipeline reports it as [`Error::Report`].
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -81,6 +82,8 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         return Ok(Flow::Stop("no manifests to process, nothing to promote"));
     }
     state.manifests = manifests.len();
+    let digests = record::manifest_digests(state, &manifests);
+    record::run_start(state, digests)?;
     state.edges = EdgeSet::from_manifests(&manifests);
     for redundant in state.edges.redundant() {
         debug!(
@@ -98,6 +101,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         return Err(Error::Overlaps(overlaps));
     }
     open_roots(state)?;
+    record::install(state);
     info!(
         "{} edges from {} manifests; reading {} repositories",
         state.edges.len(),
@@ -139,6 +143,7 @@ fn open_roots(state: &mut RunState) -> Result<(), Error> {
 pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
     decide_edges(state).await?;
     log_findings(state);
+    record::decisions(state)?;
     let counts = Counts::of(&state.decisions);
     let plan = Plan {
         manifests: state.manifests,
@@ -147,6 +152,7 @@ pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
         counts,
     };
     state.sink.plan(&plan).map_err(Error::Report)?;
+    authorize::enforce(state)?;
     if counts.tag_moves > 0 {
         return Err(Error::TagMoves(counts.tag_moves));
     }

@@ -24,6 +24,8 @@ pub struct RunReport {
     pub edges: usize,
     /// Edge decisions.
     pub decisions: Counts,
+    /// Edges the policy denied (0 without `--policy`).
+    pub policy_denied: usize,
     #[serde(flatten)]
     pub promote: Counters,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
@@ -56,6 +58,7 @@ impl RunReport {
             manifests: state.manifests,
             edges: state.edges.len(),
             decisions: Counts::of(&state.decisions),
+            policy_denied: state.policy_denied,
             promote: state.promote.counters.clone(),
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),

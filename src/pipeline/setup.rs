@@ -1,8 +1,8 @@
-//! Phase 1, Setup: open the registry client set and arm Ctrl-C.
+//! Phase 1, Setup: load the policy, open the registry client set and arm Ctrl-C.
 //!
 //! Go prewarms the sigstore TUF cache here; kpromo has no signing yet, so Setup only
 //! prepares what every later phase shares.
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use crate::registry::Registries;
 use crate::sync::Cancel;
@@ -11,6 +11,24 @@ use super::state::RunState;
 use super::{Error, Flow};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
+    if let Some(path) = &state.options.policy {
+        let policy = crate::policy::load(path).map_err(|e| {
+            // One log line per problem, as for manifests.
+            for problem in &e.problems {
+                error!("{problem}");
+            }
+            Error::Policy(e)
+        })?;
+        info!(
+            "policy {}: {} rules, {} roles; acting for {} (roles: {})",
+            path.display(),
+            policy.rules.len(),
+            policy.roles.len(),
+            state.options.actor,
+            policy.roles_of(&state.options.actor).join(", ")
+        );
+        state.policy = Some(policy);
+    }
     let registries = Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?;
     state.registries = Some(registries);
     arm_interrupt(state.cancel.clone());

@@ -2,13 +2,14 @@
 //!
 //! Later phases (Provenance, Sign, Attest) only need read access to the edges, their
 //! decisions and what Promote delivered, so all of it lives here instead of in locals.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::copy::{self, Repo};
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
+use crate::policy::{Evidence, Policy};
 use crate::registry::{MediaType, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 
@@ -53,6 +54,9 @@ pub struct Subject {
     pub copied: bool,
 }
 
+/// A source image: its repository and digest. What evidence is gathered about.
+pub type SourceImage = (RepoKey, Digest);
+
 /// What the Promote phase did, for the summary and for Sign/Attest.
 #[derive(Debug, Default)]
 pub struct PromoteReport {
@@ -86,6 +90,15 @@ pub struct RunState {
     /// Destination repositories the plan found not to exist: no tags, and none of the
     /// digests the manifests send there (see `copy::Request::fresh`).
     pub fresh_destinations: BTreeSet<RepoKey>,
+    /// `--policy`, loaded by Setup.
+    pub policy: Option<Policy>,
+    /// What is known about each source image the plan writes: Plan fills the image
+    /// facts it read; Provenance and Validate are to fill provenance and signatures.
+    pub evidence: HashMap<SourceImage, Evidence>,
+    /// Edges the policy denied.
+    pub policy_denied: usize,
+    /// Whether the audit log has this run's `run_start` record yet.
+    pub audit_started: bool,
     pub promote: PromoteReport,
     pub phases: Vec<PhaseTiming>,
 }
@@ -112,6 +125,10 @@ impl RunState {
             roots: BTreeMap::new(),
             decisions: Vec::new(),
             fresh_destinations: BTreeSet::new(),
+            policy: None,
+            evidence: HashMap::new(),
+            policy_denied: 0,
+            audit_started: false,
             promote: PromoteReport::default(),
             phases: Vec::new(),
         }

@@ -20,6 +20,7 @@ use crate::digest::Digest;
 use crate::manifest::Position;
 
 mod actor;
+pub mod check;
 mod condition;
 mod evaluate;
 mod facts;
@@ -135,6 +136,16 @@ impl Verdict {
     pub fn is_denied(&self) -> bool {
         matches!(self, Verdict::Deny(_))
     }
+
+    /// The rule that decided, if a rule did (not the default, not undecided).
+    pub fn rule(&self) -> Option<RuleId> {
+        match self {
+            Verdict::Allow(Some(id)) | Verdict::Deny(Denial::Rule(id) | Denial::ConditionFailed { rule: id, .. }) => {
+                Some(*id)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Policy {
@@ -155,6 +166,15 @@ impl Policy {
     pub fn rule_location(&self, id: RuleId) -> String {
         let rule = &self.rules[id];
         format!("rule '{}' ({}:{})", rule.name, self.path.display(), rule.pos.line)
+    }
+
+    /// `file:line` of the rule that decided `verdict`, or of `default`.
+    pub fn position_of(&self, verdict: &Verdict) -> String {
+        match (verdict.rule(), self.default_pos) {
+            (Some(id), _) => format!("{}:{}", self.path.display(), self.rules[id].pos.line),
+            (None, Some(pos)) => format!("{}:{}", self.path.display(), pos.line),
+            (None, None) => self.path.display().to_string(),
+        }
     }
 
     /// What a verdict means, in a sentence naming the rule and where it is written.

@@ -236,11 +236,7 @@ fn run_case(policy: &Policy, case: RawCase, at: Position) -> Result<CaseResult, 
         Verdict::Allow(_) => Effect::Allow,
         Verdict::Deny(_) | Verdict::Depends(_) => Effect::Deny,
     };
-    let deciding_rule = match &verdict {
-        Verdict::Allow(Some(id)) | Verdict::Deny(super::Denial::Rule(id)) => Some(policy.rules[*id].name.as_str()),
-        Verdict::Deny(super::Denial::ConditionFailed { rule, .. }) => Some(policy.rules[*rule].name.as_str()),
-        _ => None,
-    };
+    let deciding_rule = verdict.rule().map(|id| policy.rules[id].name.as_str());
     let rule_ok = case.rule.as_deref().is_none_or(|want| deciding_rule == Some(want));
     let expected = match &case.rule {
         Some(rule) => format!("{} by rule '{rule}'", case.expect.label()),
