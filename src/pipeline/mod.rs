@@ -134,7 +134,8 @@ pub async fn run(options: &Options, sink: Box<dyn PlanSink>) -> Outcome {
     let mut state = RunState::new(options.clone(), sink);
     let started = Instant::now();
     let mut result = run_phases(&mut state, &PHASES).await;
-    // A run that ended before reading its manifests still says who started it.
+    // A run that ended before reading its manifests still says who started it (and
+    // the phase records that waited for that are written).
     if let Err(e) = record::run_start(&mut state, Vec::new())
         && result.is_ok()
     {

@@ -47,6 +47,7 @@ pub(super) fn run_start(state: &mut RunState, manifests: Vec<FileDigest>) -> Res
     }
     state.audit_started = true;
     let actor = &state.options.actor;
+    let waiting = std::mem::take(&mut state.audit_waiting);
     log.emit(Event::RunStart(RunStart {
         actor: actor.name.clone(),
         actor_source: actor.source.label().to_string(),
@@ -58,19 +59,30 @@ pub(super) fn run_start(state: &mut RunState, manifests: Vec<FileDigest>) -> Res
             sha256: p.digest.to_string(),
         }),
     }))?;
+    let mut batch = log.batch();
+    for event in waiting {
+        batch.push(event)?;
+    }
+    batch.finish()?;
     Ok(())
 }
 
-/// A phase boundary, durable.
-pub(super) fn phase(state: &RunState, phase: &str, status: &str, took: Option<Duration>) -> Result<(), Error> {
+/// A phase boundary, durable. Boundaries before `run_start` (Setup, the start of Plan)
+/// wait for it, so that every run's records begin with who started it.
+pub(super) fn phase(state: &mut RunState, phase: &str, status: &str, took: Option<Duration>) -> Result<(), Error> {
     let Some(log) = &state.options.audit else {
         return Ok(());
     };
-    log.emit(Event::Phase(PhaseEvent {
+    let event = Event::Phase(PhaseEvent {
         phase: phase.to_string(),
         status: status.to_string(),
         duration_ms: took.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-    }))?;
+    });
+    if !state.audit_started {
+        state.audit_waiting.push(event);
+        return Ok(());
+    }
+    log.emit(event)?;
     Ok(())
 }
 

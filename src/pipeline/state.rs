@@ -99,6 +99,8 @@ pub struct RunState {
     pub policy_denied: usize,
     /// Whether the audit log has this run's `run_start` record yet.
     pub audit_started: bool,
+    /// Records that come before `run_start` in time but after it in the log.
+    pub audit_waiting: Vec<crate::audit::Event>,
     pub promote: PromoteReport,
     pub phases: Vec<PhaseTiming>,
 }
@@ -129,6 +131,7 @@ impl RunState {
             evidence: HashMap::new(),
             policy_denied: 0,
             audit_started: false,
+            audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
             phases: Vec::new(),
         }

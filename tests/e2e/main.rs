@@ -9,6 +9,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// Policy and audit: allowed and denied runs, `policy check` against `cip`, the audit log
+// against the mirrors' access logs, kill -9, no secrets.
+mod governance;
 // The promotion benchmark, ignored here: scripts/bench-promote.sh runs it in release mode.
 mod promote_bench;
 // `kpromo cip --confirm` promotes between staging and three mirrors; skopeo checks them.
