@@ -405,3 +405,49 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// What `policy check` says offline never contradicts what `cip` will enforce: an
+    /// offline allow is an allow, and an offline deny a deny, whatever the registries
+    /// answer (the plan's decision, provenance, signatures, image facts).
+    #[test]
+    fn offline_verdicts_hold_for_every_registry_state(
+        entries in proptest::collection::vec((0..2usize, 0..2usize, 0..3usize, proptest::option::of(0..4usize), 0..3u8), 1..12),
+        actor_name in prop::sample::select(vec!["alice", "robot-ci", "carol", "mallory"]),
+        hours in 0u64..24 * 400,
+    ) {
+        let policy = policy();
+        let edges = edge_set(&entries);
+        let actor = actor(actor_name);
+        let now = at("2026-06-01T00:00:00Z") + Duration::from_secs(hours * 3600);
+        let registry_states: Vec<(&str, Evidence)> = ["copy", "retag"]
+            .into_iter()
+            .flat_map(|d| [(d, Evidence::default()), (d, verified())])
+            .collect();
+        for edge in edges.edges() {
+            let facts = |decision, evidence| Facts {
+                edge: EdgeFacts {
+                    src_registry: edges.name(edge.src_registry),
+                    dst_registry: edges.name(edge.dst_registry),
+                    image: edges.name(edge.image),
+                    digest: edge.digest,
+                    tag: edges.tag(edge),
+                },
+                decision,
+                evidence,
+                now,
+            };
+            let offline = decide(&policy, &actor, &facts(None, None));
+            for (decision, evidence) in &registry_states {
+                let online = decide(&policy, &actor, &facts(Some(decision), Some(evidence)));
+                match &offline {
+                    Verdict::Allow(_) => prop_assert!(matches!(online, Verdict::Allow(_)), "{offline:?} then {online:?}"),
+                    Verdict::Deny(_) => prop_assert!(online.is_denied(), "{offline:?} then {online:?}"),
+                    Verdict::Depends(_) => {}
+                }
+            }
+        }
+    }
+}
