@@ -44,10 +44,10 @@ impl Fixtures {
             pusher.push_image("staging/bar", &self.bar, &[]).await;
         })
         .await;
-        let mut foo = vec![(self.foo.digest.as_str(), vec!["1.0", "latest"])];
-        foo.extend(self.foo.children.iter().map(|c| (c.digest.as_str(), vec![])));
-        let bar = vec![(self.bar.digest.as_str(), vec!["3.0"])];
-        world.write_project("p", &world.src(), dsts, &[("foo", foo), ("bar", bar)]);
+        let mut index = vec![(self.foo.digest.as_str(), vec!["1.0", "latest"])];
+        index.extend(self.foo.children.iter().map(|c| (c.digest.as_str(), vec![])));
+        let single = vec![(self.bar.digest.as_str(), vec!["3.0"])];
+        world.write_project("p", &world.src(), dsts, &[("foo", index), ("bar", single)]);
     }
 }
 
