@@ -1,5 +1,6 @@
 //! `kpromo policy check` and `kpromo policy test`: a policy asked offline, for CI on
 //! manifest pull requests and on policy repositories.
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -107,18 +108,18 @@ fn check(args: &CheckArgs) -> Result<ExitKind, Failure> {
     };
     let policy = policy::load(&args.policy).map_err(load_failure)?;
     let actor = Actor::resolve(args.actor.as_deref(), |name| std::env::var(name).ok());
-    let report = policy::check::check(&policy, &actor, &source, SystemTime::now()).map_err(load_failure)?;
-    let text = match args.output {
-        Output::Text => format!("{report}\n"),
-        Output::Json => {
-            let json = serde_json::to_string_pretty(&report).map_err(|e| Failure::Output {
-                what: "writing the report".into(),
-                source: e.into(),
-            })?;
-            format!("{json}\n")
-        }
-    };
-    super::print(&text)?;
+    let report = policy::check::check(policy, actor, &source, SystemTime::now()).map_err(load_failure)?;
+    // Written as rendered: on a large tree the report is far bigger than its verdicts.
+    super::write_stdout(|out| match args.output {
+        Output::Text => writeln!(out, "{report}"),
+        Output::Json => serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+    })
+    .map_err(|source| Failure::Output {
+        what: "writing the report to stdout".into(),
+        source,
+    })?;
     Ok(if report.is_denied() {
         ExitKind::Denied
     } else {

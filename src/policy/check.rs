@@ -2,10 +2,15 @@
 //! manifests, offline (no registry is read), for CI on manifest pull requests. The
 //! plan's decision and the evidence are unknown here, so a verdict that hinges on them
 //! is reported as depending on registry state rather than guessed.
+//!
+//! The report keeps each finding as an edge index and a verdict, and renders names and
+//! reasons only while it is written: on the real tree a broad rule can concern half a
+//! million edges, which as strings would be hundreds of megabytes.
 use std::fmt;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 
 use crate::edges::EdgeSet;
 use crate::manifest::ManifestSource;
@@ -13,7 +18,7 @@ use crate::manifest::load::{self, LoadError};
 
 use super::{Actor, Evaluator, Policy, Verdict};
 
-/// One edge the policy does not simply allow.
+/// One edge the policy does not simply allow, rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// `dst-registry/image:tag` (or `@digest` when tagless).
@@ -27,29 +32,44 @@ pub struct Finding {
     pub reason: String,
 }
 
-/// The whole answer.
-#[derive(Debug, Clone, Serialize)]
+/// The whole answer, with what it needs to render itself.
+#[derive(Debug)]
 pub struct CheckReport {
-    pub policy: String,
-    pub actor: String,
-    pub actor_source: String,
+    pub policy: Policy,
+    pub actor: Actor,
     pub roles: Vec<String>,
-    pub edges: usize,
+    pub edges: EdgeSet,
     pub allowed: usize,
-    pub denied: Vec<Finding>,
-    pub depends: Vec<Finding>,
+    /// Edge indexes (into `edges`) and verdicts.
+    pub denied: Vec<(usize, Verdict)>,
+    pub depends: Vec<(usize, Verdict)>,
 }
 
 impl CheckReport {
     pub fn is_denied(&self) -> bool {
         !self.denied.is_empty()
     }
+
+    /// The findings of one list, rendered one at a time.
+    pub fn findings<'a>(&'a self, list: &'a [(usize, Verdict)]) -> impl Iterator<Item = Finding> + 'a {
+        list.iter().map(|(index, verdict)| {
+            let edge = &self.edges.edges()[*index];
+            Finding {
+                destination: self.edges.destination(edge),
+                source: self.edges.src_reference(edge),
+                rule: verdict.rule().map(|id| self.policy.rules[id].name.clone()),
+                at: self.policy.position_of(verdict),
+                reason: self.policy.explain(verdict),
+            }
+        })
+    }
 }
 
+/// Text: one line per finding, then a summary line.
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (label, findings) in [("deny", &self.denied), ("depends", &self.depends)] {
-            for finding in findings {
+        for (label, list) in [("deny", &self.denied), ("depends", &self.depends)] {
+            for finding in self.findings(list) {
                 writeln!(
                     f,
                     "{label}: {} (from {}): {}",
@@ -62,15 +82,15 @@ impl fmt::Display for CheckReport {
         } else {
             format!("roles: {}", self.roles.join(", "))
         };
+        let actor = if self.actor.is_known() {
+            self.actor.name.as_str()
+        } else {
+            "an unknown actor"
+        };
         write!(
             f,
-            "{} edges for {} ({roles}): {} allowed, {} denied, {} depend on registry state",
-            self.edges,
-            if self.actor.is_empty() {
-                "an unknown actor"
-            } else {
-                &self.actor
-            },
+            "{} edges for {actor} ({roles}): {} allowed, {} denied, {} depend on registry state",
+            self.edges.len(),
             self.allowed,
             self.denied.len(),
             self.depends.len()
@@ -78,47 +98,61 @@ impl fmt::Display for CheckReport {
     }
 }
 
+/// JSON (`--output json`), streamed: findings are rendered as they are written.
+impl Serialize for CheckReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Findings<'a>(&'a CheckReport, &'a [(usize, Verdict)]);
+        impl Serialize for Findings<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.1.len()))?;
+                for finding in self.0.findings(self.1) {
+                    seq.serialize_element(&finding)?;
+                }
+                seq.end()
+            }
+        }
+        let mut s = serializer.serialize_struct("CheckReport", 8)?;
+        s.serialize_field("policy", &self.policy.path.display().to_string())?;
+        s.serialize_field("actor", &self.actor.name)?;
+        s.serialize_field("actor_source", self.actor.source.label())?;
+        s.serialize_field("roles", &self.roles)?;
+        s.serialize_field("edges", &self.edges.len())?;
+        s.serialize_field("allowed", &self.allowed)?;
+        s.serialize_field("denied", &Findings(self, &self.denied))?;
+        s.serialize_field("depends", &Findings(self, &self.depends))?;
+        s.end()
+    }
+}
+
 /// Loads the manifests named by `source` and asks `policy` about every edge, for `actor`
 /// at `now`.
-pub fn check(
-    policy: &Policy,
-    actor: &Actor,
-    source: &ManifestSource,
-    now: SystemTime,
-) -> Result<CheckReport, LoadError> {
+pub fn check(policy: Policy, actor: Actor, source: &ManifestSource, now: SystemTime) -> Result<CheckReport, LoadError> {
     let manifests = load::load(source, None)?;
     let edges = EdgeSet::from_manifests(&manifests);
     drop(manifests);
-    Ok(report(policy, actor, &edges, now))
+    Ok(report(policy, actor, edges, now))
 }
 
 /// The offline verdict of every edge of `edges`.
-pub fn report(policy: &Policy, actor: &Actor, edges: &EdgeSet, now: SystemTime) -> CheckReport {
-    let mut evaluator = Evaluator::new(policy, actor, edges, now);
-    let mut report = CheckReport {
-        policy: policy.path.display().to_string(),
-        actor: actor.name.clone(),
-        actor_source: actor.source.label().to_string(),
-        roles: evaluator.roles().to_vec(),
-        edges: edges.len(),
-        allowed: 0,
-        denied: Vec::new(),
-        depends: Vec::new(),
-    };
-    for edge in edges.edges() {
-        let verdict = evaluator.verdict(edge, None, None);
-        let finding = || Finding {
-            destination: edges.destination(edge),
-            source: edges.src_reference(edge),
-            rule: verdict.rule().map(|id| policy.rules[id].name.clone()),
-            at: policy.position_of(&verdict),
-            reason: policy.explain(&verdict),
-        };
-        match &verdict {
-            Verdict::Allow(_) => report.allowed += 1,
-            Verdict::Deny(_) => report.denied.push(finding()),
-            Verdict::Depends(_) => report.depends.push(finding()),
+pub fn report(policy: Policy, actor: Actor, edges: EdgeSet, now: SystemTime) -> CheckReport {
+    let mut evaluator = Evaluator::new(&policy, &actor, &edges, now);
+    let roles = evaluator.roles().to_vec();
+    let (mut allowed, mut denied, mut depends) = (0, Vec::new(), Vec::new());
+    for (index, edge) in edges.edges().iter().enumerate() {
+        match evaluator.verdict(edge, None, None) {
+            Verdict::Allow(_) => allowed += 1,
+            verdict @ Verdict::Deny(_) => denied.push((index, verdict)),
+            verdict @ Verdict::Depends(_) => depends.push((index, verdict)),
         }
     }
-    report
+    drop(evaluator);
+    CheckReport {
+        policy,
+        actor,
+        roles,
+        edges,
+        allowed,
+        denied,
+        depends,
+    }
 }

@@ -106,13 +106,18 @@ impl<T: Hash + Eq> Ids<T> {
         Self(HashMap::new())
     }
 
-    /// The id of `value`, `0` reserved for "unknown".
-    fn of(&mut self, value: &T) -> u32
+    /// The id of `value` (`0` is reserved for "unknown"); clones it only the first time.
+    fn of<Q>(&mut self, value: &Q) -> u32
     where
-        T: Clone,
+        T: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = T> + ?Sized,
     {
-        let next = u32::try_from(self.0.len() + 1).unwrap_or(u32::MAX);
-        *self.0.entry(value.clone()).or_insert(next)
+        if let Some(id) = self.0.get(value) {
+            return *id;
+        }
+        let id = u32::try_from(self.0.len() + 1).unwrap_or(u32::MAX);
+        self.0.insert(value.to_owned(), id);
+        id
     }
 }
 
@@ -139,6 +144,9 @@ pub struct Evaluator<'a> {
     by_image: HashMap<NameId, usize>,
     by_tag: HashMap<Option<NameId>, usize>,
     memo: HashMap<(RuleId, Key), Outcome>,
+    /// Reused per edge, so that a verdict allocates nothing once the caches are warm.
+    mask: Vec<u64>,
+    matching: Vec<(RuleId, Outcome)>,
     digests: Ids<Digest>,
     decisions: Ids<String>,
     images: Ids<super::ImageFacts>,
@@ -189,6 +197,8 @@ impl<'a> Evaluator<'a> {
             by_image: HashMap::new(),
             by_tag: HashMap::new(),
             memo: HashMap::new(),
+            mask: Vec::new(),
+            matching: Vec::new(),
             digests: Ids::new(),
             decisions: Ids::new(),
             images: Ids::new(),
@@ -217,29 +227,33 @@ impl<'a> Evaluator<'a> {
             evidence,
             now: self.now,
         };
-        let mask = self.mask_of(edge, &facts.edge);
-        let mut key: Option<Key> = None;
+        let mut mask = std::mem::take(&mut self.mask);
+        self.mask_of(edge, &facts.edge, &mut mask);
+        let mut matching = std::mem::take(&mut self.matching);
+        // Value ids of the parts read so far (0: not computed yet; ids start at 1).
+        let mut parts: Key = [0; Part::ALL.len()];
         let mut context: Option<Context<'static, 'static>> = None;
-        let mut matching = Vec::new();
         for id in set_bits(&mask) {
             let outcome = match &self.policy.rules[id].condition {
                 None => Outcome::True,
                 Some(condition) => {
-                    let full = *key.get_or_insert_with(|| self.key(edge, decision, evidence));
                     let reads = condition.reads();
-                    let mut projected = full;
-                    for (slot, part) in projected.iter_mut().zip(Part::ALL) {
-                        if !reads.contains(part) {
-                            *slot = 0;
+                    let mut key: Key = [0; Part::ALL.len()];
+                    for (slot, part) in Part::ALL.into_iter().enumerate() {
+                        if reads.contains(part) {
+                            if parts[slot] == 0 {
+                                parts[slot] = self.part_id(part, edge, decision, evidence);
+                            }
+                            key[slot] = parts[slot];
                         }
                     }
-                    match self.memo.get(&(id, projected)) {
+                    match self.memo.get(&(id, key)) {
                         Some(outcome) => outcome.clone(),
                         None => {
                             let context =
                                 context.get_or_insert_with(|| cel_context(&self.env, self.actor, &self.roles, &facts));
                             let outcome = condition.evaluate(context);
-                            self.memo.insert((id, projected), outcome.clone());
+                            self.memo.insert((id, key), outcome.clone());
                             outcome
                         }
                     }
@@ -247,7 +261,10 @@ impl<'a> Evaluator<'a> {
             };
             matching.push((id, outcome));
         }
-        combine(self.policy, matching)
+        let verdict = combine(self.policy, matching.drain(..));
+        self.mask = mask;
+        self.matching = matching;
+        verdict
     }
 
     fn edge_facts(&self, edge: &Edge) -> EdgeFacts<'a> {
@@ -261,36 +278,39 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The value ids of every part, for memo keys.
-    fn key(&mut self, edge: &Edge, decision: Option<&str>, evidence: Option<&Evidence>) -> Key {
-        Part::ALL.map(|part| match part {
-            Part::SrcRegistry => edge.src_registry,
-            Part::DstRegistry => edge.dst_registry,
-            Part::Image => edge.image,
-            Part::Tag => edge.tag.map_or(0, |t| t.saturating_add(1)),
+    /// The value id of one part of `edge`'s context, never 0: ids of names are shifted
+    /// by one, interned values start at 1, and an unknown part is `u32::MAX`.
+    fn part_id(&mut self, part: Part, edge: &Edge, decision: Option<&str>, evidence: Option<&Evidence>) -> u32 {
+        const UNKNOWN: u32 = u32::MAX;
+        let name = |id: NameId| id.saturating_add(1);
+        match part {
+            Part::SrcRegistry => name(edge.src_registry),
+            Part::DstRegistry => name(edge.dst_registry),
+            Part::Image => name(edge.image),
+            Part::Tag => edge.tag.map_or(UNKNOWN - 1, name),
             Part::Digest => self.digests.of(&edge.digest),
-            Part::Decision => decision.map_or(0, |d| self.decisions.of(&d.to_string())),
-            Part::ImageFacts => evidence.map_or(0, |e| self.images.of(&e.image)),
-            Part::Provenance => evidence.map_or(0, |e| self.provenances.of(&e.provenance)),
-            Part::StagingSignature => evidence.map_or(0, |e| self.signatures.of(&e.staging_signature)),
-        })
+            Part::Decision => decision.map_or(UNKNOWN, |d| self.decisions.of(d)),
+            Part::ImageFacts => evidence.map_or(UNKNOWN, |e| self.images.of(&e.image)),
+            Part::Provenance => evidence.map_or(UNKNOWN, |e| self.provenances.of(&e.provenance)),
+            Part::StagingSignature => evidence.map_or(UNKNOWN, |e| self.signatures.of(&e.staging_signature)),
+        }
     }
 
-    /// The rules whose scope matches `edge` for this actor.
-    fn mask_of(&mut self, edge: &Edge, facts: &EdgeFacts<'_>) -> Vec<u64> {
+    /// The rules whose scope matches `edge` for this actor, into `mask`.
+    fn mask_of(&mut self, edge: &Edge, facts: &EdgeFacts<'_>, mask: &mut Vec<u64>) {
         let lookups = [
             self.cached(Dimension::Source, edge, facts),
             self.cached(Dimension::Destination, edge, facts),
             self.cached(Dimension::Image, edge, facts),
             self.cached(Dimension::Tag, edge, facts),
         ];
-        let mut mask = self.actor_mask.clone();
+        mask.clear();
+        mask.extend_from_slice(&self.actor_mask);
         for start in lookups {
             for (word, m) in mask.iter_mut().zip(&self.masks[start..start + self.words]) {
                 *word &= m;
             }
         }
-        mask
     }
 
     /// Where the mask of one dimension of `edge` starts in `masks`, computed on first use.

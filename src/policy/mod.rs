@@ -180,17 +180,17 @@ impl Policy {
     /// What a verdict means, in a sentence naming the rule and where it is written.
     pub fn explain(&self, verdict: &Verdict) -> String {
         let default_at = || match self.default_pos {
-            Some(pos) => format!("{}:{}", self.path.display(), pos.line),
-            None => format!("{}, which sets no default", self.path.display()),
+            Some(pos) => format!(", {}:{}", self.path.display(), pos.line),
+            None => format!(": {} sets no default", self.path.display()),
         };
         match verdict {
             Verdict::Allow(Some(id)) => format!("allowed by {}", self.rule_location(*id)),
-            Verdict::Allow(None) => format!("allowed by the default ({})", default_at()),
+            Verdict::Allow(None) => format!("allowed by the default (allow{})", default_at()),
             Verdict::Deny(Denial::Rule(id)) => format!("denied by {}", self.rule_location(*id)),
             Verdict::Deny(Denial::ConditionFailed { rule, error }) => {
                 format!("denied: the condition of {} failed: {error}", self.rule_location(*rule))
             }
-            Verdict::Deny(Denial::Default) => format!("denied: no rule allows it (default deny, {})", default_at()),
+            Verdict::Deny(Denial::Default) => format!("denied: no rule allows it (default deny{})", default_at()),
             Verdict::Depends(ids) => {
                 let rules: Vec<String> = ids.iter().map(|id| self.rule_location(*id)).collect();
                 format!("depends on registry state ({})", rules.join(", "))

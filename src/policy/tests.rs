@@ -327,7 +327,7 @@ fn default_allow_makes_rules_a_block_list() {
     .unwrap();
     assert_eq!(
         verdict_of(&policy, &base("", "x", "")),
-        "allowed by the default (p.yaml:5)"
+        "allowed by the default (allow, p.yaml:5)"
     );
     assert_eq!(
         verdict_of(
