@@ -75,10 +75,6 @@ impl AuditLog {
         }
     }
 
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
     /// The redacted command line, for `run_start`.
     pub fn arguments(&self) -> &[String] {
         &self.arguments
@@ -93,16 +89,6 @@ impl AuditLog {
             }
         }
         self.append(&[self.record(event)], true)
-    }
-
-    /// Writes many records (plan decisions, verdicts) in whole-line batches, durable
-    /// once all are written.
-    pub fn emit_all(&self, events: impl IntoIterator<Item = Event>) -> Result<(), Error> {
-        let mut batch = self.batch();
-        for event in events {
-            batch.push(event)?;
-        }
-        batch.finish()
     }
 
     /// A writer for many records produced one by one: whole-line batches, durable at
