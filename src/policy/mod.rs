@@ -21,7 +21,9 @@ use crate::manifest::Position;
 
 mod actor;
 pub mod check;
+mod checker;
 mod condition;
+mod context;
 mod evaluate;
 mod facts;
 mod glob;
