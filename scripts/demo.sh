@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bundled demo: a real promotion from one OCI layout directory to three, with no
 # registry server. Copies examples/demo to a fresh directory and runs kpromo there:
-# dry run (the plan), --confirm (the promotion), the result, and a rerun (a no-op).
+# dry run (the plan), --confirm (the promotion, signed with a key made here), the result,
+# and a rerun (a no-op).
 #
 #   scripts/demo.sh                 build kpromo (release) and run the demo
 #   KPROMO=path/to/kpromo scripts/demo.sh     use an existing binary
@@ -29,14 +30,30 @@ cp -R "$repo/examples/demo/." "$work/"
 cd "$work"
 
 if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+
+# Promoted images are signed, as in Go kpromo. The demo signs with a key it makes here
+# (an unencrypted PKCS#8 P-256 key; a cosign key works the same with COSIGN_PASSWORD).
+# The three mirrors serve one public name, demo.example/<image> (as the regional mirrors
+# behind registry.k8s.io do), so each image is signed once, at the first mirror.
+if command -v openssl >/dev/null; then
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out signing.key 2>/dev/null
+  openssl pkey -in signing.key -pubout -out signing.pub
+  signing=(--signing-key signing.key)
+  for mirror in eu us asia; do
+    signing+=(--signing-identity-rewrite "mirrors/$mirror=demo.example")
+  done
+else
+  echo "demo: openssl not found, promoting without signing (--sign=false)"
+  signing=(--sign=false)
+fi
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 step "Dry run (the default): plan the promotion and print it; nothing is written"
 run "$kpromo" cip --thin-manifest-dir "$work"
 
-step "Promote: the same command with --confirm"
-run "$kpromo" cip --thin-manifest-dir "$work" --confirm
+step "Promote: the same command with --confirm (and a key to sign with)"
+run "$kpromo" cip --thin-manifest-dir "$work" --confirm "${signing[@]}"
 
 step "Result: every mirror now holds the promoted images"
 for mirror in eu us asia; do
@@ -48,7 +65,7 @@ if command -v skopeo >/dev/null; then
   echo
 fi
 
-step "Rerun: everything is already promoted, so nothing is copied"
-run "$kpromo" cip --thin-manifest-dir "$work" --confirm
+step "Rerun: everything is already promoted and signed, so nothing is written"
+run "$kpromo" cip --thin-manifest-dir "$work" --confirm "${signing[@]}"
 
 step "Done. The demo directory is kept: $work"

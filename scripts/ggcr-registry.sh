@@ -4,12 +4,12 @@
 # docker-registry, the suite's other registry) has no referrers API, so kpromo's native referrers
 # path is tested against this one (docs/decisions/0002-referrers-test-registry.md).
 #
-# Everything comes from Debian packages, fetched with `apt-get download` through a private apt
-# configuration: the system's sources, package lists and dpkg state are never touched, and no
-# root is needed (sudo only installs debian-archive-keyring where it is missing). Bookworm gives the Go 1.19 toolchain, trixie the go-containerregistry
-# source package (bookworm does not package it). Both are only unpacked.
+# Everything comes from Debian packages, fetched and only unpacked without touching the system's
+# apt state (scripts/lib/debian-apt.sh). Bookworm gives the Go 1.19 toolchain, trixie the
+# go-containerregistry source package (bookworm does not package it).
 #
-# The binary is cached and rebuilt only when this script changes; a rerun prints its path at once.
+# The binary is cached and rebuilt only when this script (or the library it sources) changes; a
+# rerun prints its path at once.
 #
 # Usage: scripts/ggcr-registry.sh      (prints the binary's path on stdout, progress on stderr)
 # Environment:
@@ -22,34 +22,14 @@ set -euo pipefail
 cache="${KPROMO_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kpromo-test}"
 binary="$cache/ggcr-registry"
 stamp="$cache/ggcr-registry.recipe"
-recipe="recipe $(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+scripts=$(dirname "${BASH_SOURCE[0]}")
+recipe="recipe $(cat "${BASH_SOURCE[0]}" "$scripts/lib/debian-apt.sh" | sha256sum | cut -d' ' -f1)"
+# shellcheck source-path=SCRIPTDIR source=lib/debian-apt.sh
+. "$scripts/lib/debian-apt.sh"
 
 log() { echo "ggcr-registry.sh: $*" >&2; }
 
 is_built() { [ -x "$binary" ] && [ "$(head -n1 "$stamp" 2>/dev/null)" = "$recipe" ]; }
-
-# The URL of the Debian archive this machine's apt already uses for its own release, so the
-# script works behind whatever mirror or proxy the machine is set up with.
-debian_mirror() {
-  if [ -n "${KPROMO_DEBIAN_MIRROR:-}" ]; then
-    echo "${KPROMO_DEBIAN_MIRROR%/}"
-    return
-  fi
-  local id="" codename=""
-  if [ -r /etc/os-release ]; then
-    # shellcheck disable=SC1091
-    read -r id codename < <(. /etc/os-release && echo "${ID:-none} ${VERSION_CODENAME:-}")
-  fi
-  if [ "$id" = debian ] && [ -n "$codename" ]; then
-    # --print-uris lists what an update would fetch (from an empty private lists directory, so
-    # every source shows up) without downloading anything.
-    local uris
-    mkdir -p "$work/probe-lists/partial"
-    uris=$(apt-get update --print-uris -o Dir::State::Lists="$work/probe-lists" 2>/dev/null) || true
-    sed -n "\|^'\(.*\)/dists/$codename/InRelease'.*|{s||\1|p;q}" <<<"$uris"
-  fi
-}
 
 mkdir -p "$cache"
 if is_built; then
@@ -70,54 +50,10 @@ rm -rf "$cache"/.ggcr-build.*
 work=$(mktemp -d "$cache/.ggcr-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-for tool in apt-get dpkg-deb tar flock sha256sum; do
-  command -v "$tool" >/dev/null || { log "needs $tool (a Debian or Ubuntu machine)"; exit 1; }
-done
-if [ ! -r "$keyring" ]; then
-  log "installing debian-archive-keyring (verifies the Debian packages)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends debian-archive-keyring
-fi
-mirror=$(debian_mirror)
-if [ -z "$mirror" ]; then
-  log "no Debian archive among this machine's apt sources: set KPROMO_DEBIAN_MIRROR to its URL"
-  exit 1
-fi
-
-apt="$work/apt"
-mkdir -p "$apt/sources.list.d" "$apt/preferences.d" "$apt/lists/partial" "$apt/cache/archives/partial"
-: >"$apt/status"
-cat >"$apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $mirror
-Suites: bookworm trixie
-Components: main
-Targets: Packages
-Signed-By: $keyring
-EOF
-# The system's apt.conf.d still applies (proxies, mirror settings); sources, pins, lists and the
-# dpkg status are private. As root, apt would hand downloads to the `_apt` user, who cannot
-# write into a private directory under $HOME; running them as the caller avoids that.
-apt_private=(
-  -q
-  -o Dir::Etc::SourceList=/dev/null
-  -o Dir::Etc::SourceParts="$apt/sources.list.d"
-  -o Dir::Etc::Preferences=/dev/null
-  -o Dir::Etc::PreferencesParts="$apt/preferences.d"
-  -o Dir::State::Lists="$apt/lists"
-  -o Dir::State::Status="$apt/status"
-  -o Dir::Cache="$apt/cache"
-  -o APT::Sandbox::User="$(id -un)"
-  -o Acquire::Languages=none
-)
-log "fetching package lists (bookworm, trixie) from $mirror"
-apt-get "${apt_private[@]}" update >/dev/null
-mkdir -p "$work/debs" "$work/root"
-(cd "$work/debs" && apt-get "${apt_private[@]}" download \
-  golang-1.19-go/bookworm golang-1.19-src/bookworm \
-  golang-github-google-go-containerregistry-dev/trixie >/dev/null)
+debian_apt_init "$work" bookworm trixie
+mkdir -p "$work/root"
+debian_download "$work/debs" golang-1.19-go/bookworm golang-1.19-src/bookworm \
+  golang-github-google-go-containerregistry-dev/trixie
 # Only what `go build` of one program needs: the go command, compile/asm/link, the standard
 # library's source and its precompiled archives (reused for every package without cgo), and the
 # go-containerregistry tree. That is 190 MB of the 480 MB the packages hold.

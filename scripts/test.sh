@@ -22,6 +22,10 @@ fi
 # The registry with the OCI 1.1 referrers API (go-containerregistry's, from Debian packages):
 # built once into a cache, so this returns at once when the binary is already there.
 bash scripts/ggcr-registry.sh >/dev/null
+# The independent verifiers of signatures and attestations (trixie's skopeo 1.18, sigstore-js,
+# sigstore-python, securesystemslib, in-toto) and the fake Fulcio/Rekor's packages: installed once
+# into the same cache, about 25 s cold, at once when current.
+bash scripts/trust-tools.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -23,3 +23,4 @@ pub mod policy;
 pub mod registry;
 pub mod snapshot;
 pub mod sync;
+pub mod trust;

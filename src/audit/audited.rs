@@ -61,6 +61,16 @@ impl Audited {
     }
 }
 
+/// cosign's tag scheme says what a tag holds: `sha256-<hex>.sig` is an image's
+/// signature, `sha256-<hex>.att` its attestations; any other tag is a plain tag.
+fn tag_kind(tag: &str) -> WriteKind {
+    match tag.strip_prefix("sha256-").and_then(|rest| rest.rsplit_once('.')) {
+        Some((hex, "sig")) if hex.len() == 64 => WriteKind::Signature,
+        Some((hex, "att")) if hex.len() == 64 => WriteKind::Attestation,
+        _ => WriteKind::Tag,
+    }
+}
+
 /// A referrer is a signature when its artifact type says so (cosign's, sigstore
 /// bundles), an attestation otherwise.
 fn referrer_kind(manifest: &RawManifest) -> WriteKind {
@@ -101,7 +111,7 @@ impl Registry for Audited {
 
     async fn put_manifest(&self, repo: &str, reference: &ManifestRef, manifest: &RawManifest) -> Result<(), Error> {
         let (kind, shown) = match reference {
-            ManifestRef::Tag(tag) => (WriteKind::Tag, tag.clone()),
+            ManifestRef::Tag(tag) => (tag_kind(tag), tag.clone()),
             ManifestRef::Digest(digest) => (WriteKind::Manifest, digest.to_string()),
         };
         let write = self.write(kind, repo, shown, &manifest.digest, manifest.bytes.len() as u64);
@@ -214,6 +224,16 @@ mod tests {
             ]
         );
         assert_eq!(log.write_counts(), (2, 1));
+    }
+
+    #[test]
+    fn cosign_tags_are_signatures_and_attestations() {
+        let hex = "a".repeat(64);
+        assert_eq!(tag_kind(&format!("sha256-{hex}.sig")), WriteKind::Signature);
+        assert_eq!(tag_kind(&format!("sha256-{hex}.att")), WriteKind::Attestation);
+        assert_eq!(tag_kind("sha256-abc.sig"), WriteKind::Tag);
+        assert_eq!(tag_kind("v1.0.sig"), WriteKind::Tag);
+        assert_eq!(tag_kind("latest"), WriteKind::Tag);
     }
 
     #[tokio::test]

@@ -14,6 +14,9 @@ use crate::pipeline;
 use crate::policy::Actor;
 use crate::registry::ClientOptions;
 use crate::snapshot::{self, OutputFormat};
+use crate::trust::key::Password;
+use crate::trust::{IdentityRewrite, SignatureTarget, SignerConfig, TrustOptions};
+use zeroize::Zeroizing;
 
 const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
 const DEFAULT_ISSUER: &str = "https://accounts.google.com";
@@ -147,6 +150,50 @@ pub struct CipArgs {
     #[arg(long, value_name = "REGEX", help_heading = "Signing")]
     pub certificate_oidc_issuer_regexp: Option<String>,
 
+    /// Sign with this key instead of keyless: a cosign key (`cosign generate-key-pair`,
+    /// encrypted; its password from COSIGN_PASSWORD or --signing-key-password-file) or an
+    /// unencrypted PKCS#8 EC P-256 key. Works offline. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub signing_key: Option<PathBuf>,
+
+    /// File holding the password of --signing-key (its first line). Default: the
+    /// COSIGN_PASSWORD environment variable. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub signing_key_password_file: Option<PathBuf>,
+
+    /// Destination registry (as named in the manifests) that holds the signatures of every
+    /// image promoted to it. Default: the first destination whose name starts with
+    /// --canonical-registry-prefix, else the first destination in sort order.
+    /// [kpromo addition]
+    #[arg(long, value_name = "REGISTRY", help_heading = "Signing")]
+    pub signature_registry: Option<String>,
+
+    /// Prefix of the canonical destination registry (see --signature-registry).
+    /// [kpromo addition]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "us-central1-docker.pkg.dev",
+        help_heading = "Signing"
+    )]
+    pub canonical_registry_prefix: String,
+
+    /// FROM=TO: the name a signature vouches for is the destination `registry/image` with
+    /// everything up to and including the path segments FROM replaced by TO. Repeatable;
+    /// the first that applies wins. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "FROM=TO",
+        default_value = "k8s-artifacts-prod/images=registry.k8s.io",
+        value_parser = IdentityRewrite::parse,
+        help_heading = "Signing"
+    )]
+    pub signing_identity_rewrite: Vec<IdentityRewrite>,
+
+    /// Copy every `.sig` manifest from the canonical destination to the other destinations
+    /// too (for registries without a redirector in front). [kpromo addition]
+    #[arg(long, help_heading = "Signing", value_name = "BOOL")]
+    pub replicate_signatures: bool,
     // ---- Policy and audit (kpromo additions) ----
     /// Policy file deciding who may promote what (roles, allow/deny rules, CEL
     /// conditions; docs/policy.md). Checked before anything is written: one denied edge
@@ -309,6 +356,7 @@ impl CipArgs {
             parse_only: self.parse_only,
             fail_on_lost: self.fail_on_lost,
             sign: self.sign,
+            trust: self.trust_options()?,
             registry: self.client_options(),
             policy: set_path(&self.policy).cloned(),
             actor: Actor::resolve(set(&self.actor), |name| std::env::var(name).ok()),
@@ -332,6 +380,42 @@ impl CipArgs {
         })?;
         let arguments: Vec<String> = std::env::args().collect();
         Ok(Some(Arc::new(AuditLog::new(Arc::new(sink), &arguments))))
+    }
+
+    /// Signing and verification settings. Secrets (the key's password) are read here but
+    /// never logged.
+    fn trust_options(&self) -> Result<TrustOptions, Failure> {
+        let signer = match set_path(&self.signing_key) {
+            Some(path) => Some(SignerConfig::Key {
+                path: path.clone(),
+                password: self.signing_key_password()?,
+            }),
+            None => None,
+        };
+        Ok(TrustOptions {
+            signer,
+            target: SignatureTarget {
+                registry: set(&self.signature_registry).map(str::to_string),
+                canonical_prefix: self.canonical_registry_prefix.clone(),
+                rewrites: self.signing_identity_rewrite.clone(),
+            },
+            replicate: self.replicate_signatures,
+            max_ops: self.max_signature_ops as usize,
+            ..TrustOptions::default()
+        })
+    }
+
+    /// --signing-key-password-file's first line, else COSIGN_PASSWORD, else none.
+    fn signing_key_password(&self) -> Result<Option<Password>, Failure> {
+        if let Some(file) = set_path(&self.signing_key_password_file) {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .map_err(|e| Failure::Usage(format!("--signing-key-password-file {}: {e}", file.display())))?,
+            );
+            let first = text.lines().next().unwrap_or_default();
+            return Ok(Some(Zeroizing::new(first.to_string())));
+        }
+        Ok(std::env::var("COSIGN_PASSWORD").ok().map(Zeroizing::new))
     }
 
     /// The snapshot request when a snapshot flag is set (Go's first mode).
@@ -382,7 +466,7 @@ impl CipArgs {
                 self.vuln_severity_threshold
             )));
         }
-        self.pipeline_options().map(|options| Mode::Promote(Box::new(options)))
+        self.pipeline_options().map(|o| Mode::Promote(Box::new(o)))
     }
 }
 

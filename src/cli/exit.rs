@@ -72,7 +72,12 @@ impl Failure {
         match self {
             Failure::Usage(_) => Usage,
             Failure::Pipeline(e) => match **e {
-                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } | P::Policy(_) => Usage,
+                P::Setup(_)
+                | P::Manifests(_)
+                | P::Overlaps(_)
+                | P::RegistryName { .. }
+                | P::NoSigner
+                | P::Policy(_) => Usage,
                 P::PolicyDenied { .. } => Denied,
                 P::Read { .. }
                 | P::Unopened(_)
@@ -81,7 +86,9 @@ impl Failure {
                 | P::Report(_)
                 | P::Interrupted
                 | P::Audit(_)
-                | P::Failed { .. } => Promotion,
+                | P::Failed { .. }
+                | P::Signer(_)
+                | P::Unsigned { .. } => Promotion,
             },
             Failure::Snapshot(e) => match **e {
                 S::Manifests(_) | S::Overlaps(_) | S::RegistryName { .. } => Usage,
@@ -118,6 +125,7 @@ mod tests {
             })
             .into(),
             pipeline::Error::Overlaps(vec![problem()]).into(),
+            pipeline::Error::NoSigner.into(),
             pipeline::Error::RegistryName {
                 name: "Bad Name".into(),
                 source: Box::new(registry_error()),
@@ -150,6 +158,12 @@ mod tests {
             pipeline::Error::TagMoves(1).into(),
             pipeline::Error::Lost(2).into(),
             pipeline::Error::Interrupted.into(),
+            pipeline::Error::Signer(crate::trust::Error::Crypto("bad".into())).into(),
+            pipeline::Error::Unsigned {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
             pipeline::Error::Report("disk full".into()).into(),
             pipeline::Error::Audit(Box::new(crate::audit::Error {
                 sink: "audit.jsonl".into(),

@@ -55,6 +55,22 @@ pub enum Error {
     /// The audit log could not be written: the run stops rather than go on unaudited.
     #[error(transparent)]
     Audit(Box<audit::Error>),
+    /// A `--confirm` run that signs, with no signer configured.
+    #[error(
+        "signing is on (as in Go kpromo) but no signer is configured: give --signing-key FILE (a cosign or \
+         PKCS#8 P-256 key), or --identity-token FILE (keyless), or Google application-default credentials \
+         that can mint a token for --signer-account (GOOGLE_APPLICATION_CREDENTIALS or the metadata server); \
+         or pass --sign=false to promote without signing"
+    )]
+    NoSigner,
+    /// The signer cannot be set up (a key that does not load, a token that cannot be had).
+    #[error("setting up the signer: {0}")]
+    Signer(#[source] crate::trust::Error),
+    /// Promotion succeeded, but some images are not signed.
+    #[error(
+        "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"
+    )]
+    Unsigned { count: usize, first: String },
     /// Ctrl-C.
     #[error("interrupted: stopped between units of work; nothing is half-written, rerun to finish")]
     Interrupted,

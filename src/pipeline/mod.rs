@@ -17,6 +17,7 @@ use crate::audit::AuditLog;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::policy::Actor;
 use crate::registry::ClientOptions;
+use crate::trust::TrustOptions;
 
 mod attest;
 mod authorize;
@@ -40,7 +41,7 @@ pub use decide::Decision;
 pub use error::Error;
 pub use plan::{Counts, Plan, PlanSink, SinkError};
 pub use report::RunReport;
-pub use state::Subject;
+pub use state::{SignReport, Signed, Subject};
 
 use state::RunState;
 
@@ -55,7 +56,9 @@ pub struct Options {
     pub parse_only: bool,
     /// Exit 1 when any source digest is `_LOST_` (Go only logs them).
     pub fail_on_lost: bool,
+    /// Sign (and attest) what is promoted; Go's default.
     pub sign: bool,
+    pub trust: TrustOptions,
     pub registry: ClientOptions,
     /// A policy file deciding who may promote what (`None`: whoever can push may).
     pub policy: Option<PathBuf>,

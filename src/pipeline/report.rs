@@ -12,7 +12,7 @@ use crate::registry::RegistryStats;
 
 use super::Error;
 use super::plan::Counts;
-use super::state::RunState;
+use super::state::{RunState, SignReport};
 
 /// What a run did, including a failed one.
 #[derive(Debug, Serialize)]
@@ -28,6 +28,8 @@ pub struct RunReport {
     pub policy_denied: usize,
     #[serde(flatten)]
     pub promote: Counters,
+    /// What the Sign phase did, image by image.
+    pub signatures: SignReport,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
     pub write_requests: u64,
     pub retries: u64,
@@ -60,6 +62,7 @@ impl RunReport {
             decisions: Counts::of(&state.decisions),
             policy_denied: state.policy_denied,
             promote: state.promote.counters.clone(),
+            signatures: state.signing.clone(),
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),
             phases_ms: state
@@ -89,6 +92,16 @@ impl RunReport {
             self.promote.source_bytes_read,
             self.promote.bytes_uploaded
         );
+        let signed = &self.signatures.signed;
+        if !signed.is_empty() || !self.signatures.failed.is_empty() {
+            info!(
+                "summary: signatures: {} new, {} already there, {} failed, {} replicated",
+                signed.iter().filter(|s| s.newly).count(),
+                signed.iter().filter(|s| !s.newly).count(),
+                self.signatures.failed.len(),
+                self.signatures.replicated
+            );
+        }
         for (name, stats) in &self.registries {
             let total: u64 = stats.requests.values().sum();
             let concurrency = stats.concurrency.map_or_else(String::new, |c| {

@@ -1,11 +1,11 @@
-//! Phase 1, Setup: load the policy, open the registry client set and arm Ctrl-C.
-//!
-//! Go prewarms the sigstore TUF cache here; kpromo has no signing yet, so Setup only
-//! prepares what every later phase shares.
+//! Phase 1, Setup: load the policy, open the registry client set, build the signer of
+//! a run that will sign (so that a bad policy, a key that does not load or a missing
+//! signer fails before any write), and arm Ctrl-C.
 use tracing::{error, info, warn};
 
 use crate::registry::Registries;
 use crate::sync::Cancel;
+use crate::trust::Signer;
 
 use super::state::RunState;
 use super::{Error, Flow};
@@ -31,6 +31,10 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     }
     let registries = Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?;
     state.registries = Some(registries);
+    if state.options.confirm && state.options.sign {
+        let config = state.options.trust.signer.as_ref().ok_or(Error::NoSigner)?;
+        state.signer = Some(Signer::new(config).await.map_err(Error::Signer)?);
+    }
     arm_interrupt(state.cancel.clone());
     Ok(Flow::Continue)
 }

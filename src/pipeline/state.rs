@@ -12,6 +12,7 @@ use crate::edges::{Edge, EdgeSet, NameId};
 use crate::policy::{Evidence, Policy};
 use crate::registry::{MediaType, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
+use crate::trust::Signer;
 
 use super::decide::Decision;
 use super::plan::PlanSink;
@@ -66,6 +67,26 @@ pub struct PromoteReport {
     pub failures: Vec<copy::Failure>,
 }
 
+/// What the Sign phase did, for the summary.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SignReport {
+    /// Every image signed by this run or found signed by this signer already.
+    pub signed: Vec<Signed>,
+    /// `.sig` manifests copied to other destinations (`--replicate-signatures`).
+    pub replicated: usize,
+    /// Images left unsigned: reference and why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// One image with a valid signature by this run's signer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Signed {
+    /// `registry/image@digest` where the signature is.
+    pub reference: String,
+    /// Signed by this run (as opposed to found signed).
+    pub newly: bool,
+}
+
 /// Wall time of one finished phase.
 #[derive(Debug, Clone)]
 pub struct PhaseTiming {
@@ -102,6 +123,9 @@ pub struct RunState {
     /// Records that come before `run_start` in time but after it in the log.
     pub audit_waiting: Vec<crate::audit::Event>,
     pub promote: PromoteReport,
+    /// Built by Setup for runs that sign (`--confirm` with `--sign`).
+    pub signer: Option<Signer>,
+    pub signing: SignReport,
     pub phases: Vec<PhaseTiming>,
 }
 
@@ -133,6 +157,8 @@ impl RunState {
             audit_started: false,
             audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
+            signer: None,
+            signing: SignReport::default(),
             phases: Vec::new(),
         }
     }
@@ -147,12 +173,16 @@ impl RunState {
             .roots
             .get(&key.registry)
             .ok_or_else(|| Error::Unopened(registry.to_string()))?;
-        let image = self.edges.name(key.image);
         Ok(Repo {
             registry: root.registry.clone(),
-            path: root.repo(image),
-            display: format!("{registry}/{image}"),
+            path: root.repo(self.edges.name(key.image)),
+            display: self.repo_display(key),
         })
+    }
+
+    /// `registry/image` as the manifests name it, for messages.
+    pub fn repo_display(&self, key: RepoKey) -> String {
+        format!("{}/{}", self.edges.name(key.registry), self.edges.name(key.image))
     }
 
     /// Edges paired with their decisions (empty before Plan).

@@ -28,6 +28,7 @@ fn options(confirm: bool) -> Options {
         parse_only: false,
         fail_on_lost: false,
         sign: false,
+        trust: Default::default(),
         registry: ClientOptions::default(),
         policy: None,
         actor: Actor {
@@ -717,4 +718,171 @@ async fn an_audited_run_records_every_write_and_every_verdict() {
     let decisions = records.iter().filter(|r| matches!(r.event, Event::Decision(_))).count();
     assert_eq!(decisions, 2, "one record per edge to write");
     assert!(records.iter().all(|r| r.run_id == records[0].run_id));
+}
+
+/// A signer with a fresh key made by ring (not by the code under test).
+fn key_signer() -> crate::trust::Signer {
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &ring::rand::SystemRandom::new()).unwrap();
+    let key = sigstore_sign::crypto::KeyPair::from_pkcs8_der(pkcs8.as_ref()).unwrap();
+    let der = key.public_key_der().unwrap();
+    let public = crate::trust::key::public_key_from_der(der.as_bytes()).unwrap();
+    crate::trust::Signer::Key {
+        key,
+        public: Arc::new(public),
+    }
+}
+
+/// A confirmed, signing run whose mirrors (`*/prod`) all serve `registry.example`.
+fn signing_state(world: &World, manifests: &[Manifest]) -> RunState {
+    let mut state = world.state(manifests, true);
+    state.options.sign = true;
+    state.options.trust.max_ops = 4;
+    state.options.trust.target.rewrites = vec![crate::trust::IdentityRewrite::parse("prod=registry.example").unwrap()];
+    state.signer = Some(key_signer());
+    state
+}
+
+/// The signature layers of `image` in `repo` of `host`, with their payloads.
+fn signatures(world: &World, host: &str, repo: &str, image: Digest) -> Vec<(crate::trust::cosign::Payload, String)> {
+    use crate::trust::cosign::{Payload, SIGNATURE_ANNOTATION, Signatures, signature_tag};
+    let r = world.host(host).repo(repo);
+    let Some(digest) = r.tags.get(&signature_tag(&image)) else {
+        return Vec::new();
+    };
+    let sigs = Signatures::parse(&r.manifests[digest]).unwrap();
+    sigs.layers
+        .iter()
+        .map(|l| {
+            let payload = Payload::parse(&r.blobs[&l.digest]).unwrap();
+            (payload, l.annotations[SIGNATURE_ANNOTATION].clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_promoted_digest_is_signed_once_at_the_canonical_destination() {
+    let world = World::new(&["stage", "a-mirror", "b-mirror"]);
+    let img = multi_arch();
+    let loose = TestImage::single("loose", &[b"tagless"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    world.host("stage").seed("staging/foo", &loose, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["b-mirror/prod", "a-mirror/prod"],
+        &[("foo", vec![(img.digest(), vec!["1.0"]), (loose.digest(), vec![])])],
+    );
+    let mut state = signing_state(&world, std::slice::from_ref(&m));
+    plan_and_promote(&mut state).await;
+    run_phases(&mut state, &[Phase::Sign]).await.expect("sign");
+
+    // Both mirrors serve one public name; a-mirror sorts first: the canonical
+    // destination. The index, both children and the tagless image: one signature each.
+    for digest in [
+        img.digest(),
+        img.children[0].digest(),
+        img.children[1].digest(),
+        loose.digest(),
+    ] {
+        let sigs = signatures(&world, "a-mirror", "prod/foo", digest);
+        assert_eq!(sigs.len(), 1, "{digest}");
+        assert_eq!(sigs[0].0.critical.identity.docker_reference, "registry.example/foo");
+        assert_eq!(sigs[0].0.critical.image.docker_manifest_digest, digest.to_string());
+        assert!(
+            signatures(&world, "b-mirror", "prod/foo", digest).is_empty(),
+            "not replicated"
+        );
+    }
+    assert_eq!(state.signing.signed.iter().filter(|s| s.newly).count(), 4);
+
+    // A rerun (nothing to copy) signs nothing again and writes nothing.
+    world.clear_logs();
+    let mut rerun = signing_state(&world, &[m]);
+    rerun.signer = state.signer.take();
+    plan_and_promote(&mut rerun).await;
+    run_phases(&mut rerun, &[Phase::Sign]).await.expect("sign");
+    assert_eq!(world.writes(), 0, "{:?}", world.host("a-mirror").writes());
+    assert_eq!(rerun.signing.signed.iter().filter(|s| !s.newly).count(), 4);
+}
+
+#[tokio::test]
+async fn staging_signatures_are_carried_and_replicated_with_ours() {
+    let world = World::new(&["stage", "a-mirror", "b-mirror"]);
+    let img = TestImage::single("x", &[b"layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    // The builder signed the staging image with its own key.
+    let builder = key_signer();
+    let stage_repo = crate::copy::Repo {
+        registry: world.host("stage"),
+        path: "staging/foo".into(),
+        display: "stage/staging/foo".into(),
+    };
+    let built = crate::trust::sign::sign_image(&builder, &stage_repo, &img.digest(), "builder/foo", None, "0")
+        .await
+        .unwrap();
+    assert_eq!(built, crate::trust::sign::Outcome::Signed);
+    let m = foo_1_0(&["a-mirror/prod", "b-mirror/prod"], img.digest());
+    let mut state = signing_state(&world, &[m]);
+    state.options.trust.replicate = true;
+    plan_and_promote(&mut state).await;
+    run_phases(&mut state, &[Phase::Sign]).await.expect("sign");
+    for mirror in ["a-mirror", "b-mirror"] {
+        let names: Vec<String> = signatures(&world, mirror, "prod/foo", img.digest())
+            .into_iter()
+            .map(|(p, _)| p.critical.identity.docker_reference)
+            .collect();
+        assert_eq!(
+            names,
+            ["builder/foo", "registry.example/foo"],
+            "{mirror}: the builder's first, then ours"
+        );
+    }
+    assert_eq!(state.signing.replicated, 1);
+}
+
+#[tokio::test]
+async fn a_confirmed_run_without_a_signer_fails_in_setup() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("x", &[b"layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let mut state = world.state(&[foo_1_0(&["m1/prod"], img.digest())], true);
+    state.options.sign = true;
+    let err = run_phases(&mut state, &[Phase::Setup]).await.expect_err("no signer");
+    assert!(matches!(err, Error::NoSigner), "{err}");
+    assert!(err.to_string().contains("--sign=false"), "{err}");
+    assert_eq!(world.writes(), 0);
+}
+
+#[tokio::test]
+async fn signing_writes_are_audited_as_signatures() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("amd64", &[b"one layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = foo_1_0(&["m1/prod"], img.digest());
+    let sink = Arc::new(MemorySink::default());
+    let mut state = signing_state(&world, &[m]);
+    state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+    super::record::install(&mut state);
+    plan_and_promote(&mut state).await;
+    run_phases(&mut state, &[Phase::Sign]).await.expect("sign");
+
+    let kinds: Vec<WriteKind> = sink
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Write(w) => Some(w.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == WriteKind::Signature).count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.len(),
+        world.host("m1").writes().len(),
+        "the Sign phase's writes go through the audited backends too"
+    );
 }

@@ -1,7 +1,8 @@
 //! End-to-end tests against real servers on 127.0.0.1, started by the harness
 //! (`tests/support`): CNCF distribution, the token server, the nginx rate-limit front and
 //! the fault proxy, driven by kpromo's client or by the built `kpromo` binary. Results are
-//! checked with clients independent of kpromo (the harness's pusher, skopeo).
+//! checked with clients independent of kpromo (the harness's pusher, skopeo), signatures and
+//! attestations with verifiers independent of kpromo (`support::verifiers`).
 //!
 //! One test binary per kind of test (e2e, mocked, offline), with a module per subject, so a
 //! build links the library once per kind rather than once per subject.
@@ -28,7 +29,12 @@ mod registry_harness;
 mod registry_operations;
 // Referrers: the fallback index on distribution and layouts, the API on go-containerregistry's.
 mod registry_referrers;
+// Signing with a key during promotion; every signature checked by OpenSSL.
+mod sign_e2e;
 // `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
 mod snapshot_registry;
+// Self-tests of the signature and attestation oracles: skopeo, sigstore-js, sigstore-python,
+// securesystemslib, in-toto-attestation, openssl, and the fake Fulcio/Rekor.
+mod trust_harness;
 // Tests that need the machine to themselves: ignored here, run one by one by scripts/test.sh.
 mod solo;

@@ -229,6 +229,8 @@ fn kpromo(dir: &Path, summary: &Path) -> Command {
     c.args([
         "cip",
         "--confirm",
+        // Promotion alone; signing has its own benchmark.
+        "--sign=false",
         "--log-level",
         "warn",
         "--registry-rate-limit",

@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Command;
 
+use base64::Engine as _;
 use kpromo::digest::Digest;
 use kpromo::registry::oci_layout;
 use kpromo::registry::{ManifestRef, Registry};
@@ -105,10 +106,15 @@ async fn demo_promotes_into_every_mirror_and_reruns_as_a_no_op() {
             "{mirror}"
         );
         for (repo, tags) in &expected_tags {
+            let listed = reg.list_tags(repo).await.unwrap().expect("repo").tags;
+            let (signatures, promoted): (Vec<String>, Vec<String>) =
+                listed.into_iter().partition(|t| t.ends_with(".sig"));
+            assert_eq!(&promoted, tags, "{mirror}/{repo}");
+            // Signed once, at the first mirror in sort order (all three serve one name).
             assert_eq!(
-                &reg.list_tags(repo).await.unwrap().expect("repo").tags,
-                tags,
-                "{mirror}/{repo}"
+                signatures.is_empty(),
+                mirror != "asia",
+                "{mirror}/{repo}: {signatures:?}"
             );
             for t in tags {
                 // Staging tags differ from production ones ("latest" is only in the
@@ -154,15 +160,70 @@ async fn demo_promotes_into_every_mirror_and_reruns_as_a_no_op() {
         .expect("staging index");
     assert_eq!(raw.stdout, staged.bytes);
 
-    let before = inodes(&work.join("mirrors"));
-    kpromo(
-        &work,
-        &[
-            "cip",
-            "--thin-manifest-dir",
-            work.to_str().expect("utf-8 path"),
-            "--confirm",
-        ],
+    // OpenSSL, not kpromo, checks a signature: payload and signature read from the files.
+    let sig_tag = format!("sha256-{}.sig", staged.digest.hex());
+    let sig_manifest = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}/mirrors/asia/multi:{sig_tag}", work.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        sig_manifest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sig_manifest.stderr)
     );
+    let sig_manifest: serde_json::Value = serde_json::from_slice(&sig_manifest.stdout).unwrap();
+    let layer = &sig_manifest["layers"][0];
+    let payload_hex = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let payload = work.join("mirrors/asia/multi/blobs/sha256").join(payload_hex);
+    let payload_json: serde_json::Value = serde_json::from_slice(&std::fs::read(&payload).unwrap()).unwrap();
+    assert_eq!(
+        payload_json["critical"]["identity"]["docker-reference"],
+        "demo.example/multi"
+    );
+    assert_eq!(
+        payload_json["critical"]["image"]["docker-manifest-digest"],
+        staged.digest.to_string()
+    );
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(
+            layer["annotations"]["dev.cosignproject.cosign/signature"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let signature_file = tmp.path().join("signature.der");
+    std::fs::write(&signature_file, signature).unwrap();
+    let verified = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(work.join("signing.pub"))
+        .arg("-signature")
+        .arg(&signature_file)
+        .arg(&payload)
+        .output()
+        .expect("openssl");
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("Verified OK"),
+        "openssl: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    let before = inodes(&work.join("mirrors"));
+    let mut rerun = vec![
+        "cip",
+        "--thin-manifest-dir",
+        work.to_str().expect("utf-8 path"),
+        "--confirm",
+        "--signing-key",
+        "signing.key",
+    ];
+    for rewrite in [
+        "mirrors/eu=demo.example",
+        "mirrors/us=demo.example",
+        "mirrors/asia=demo.example",
+    ] {
+        rerun.extend(["--signing-identity-rewrite", rewrite]);
+    }
+    kpromo(&work, &rerun);
     assert_eq!(inodes(&work.join("mirrors")), before, "a rerun must not write anything");
 }

@@ -28,12 +28,16 @@ pub mod pki;
 pub mod process;
 pub mod push;
 pub mod registry;
+pub mod sigstore_fake;
 pub mod skopeo;
 pub mod token_server;
+pub mod trust_tools;
+pub mod verifiers;
 pub mod world;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fault_proxy::{Action, FaultProxy, Rule, Times};
@@ -52,6 +56,18 @@ pub fn require_tool(name: &str) {
         "`{name}` is not installed: run scripts/test.sh, which installs docker-registry, skopeo, \
          nginx-light, apache2-utils and openssl"
     );
+}
+
+/// Where the scripts that install test tools (scripts/ggcr-registry.sh, scripts/trust-tools.sh)
+/// cache them: `$KPROMO_TEST_CACHE`, else `$XDG_CACHE_HOME/kpromo-test`, else
+/// `$HOME/.cache/kpromo-test` (the scripts' own rule).
+pub fn test_cache_dir() -> PathBuf {
+    let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    set("KPROMO_TEST_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| set("XDG_CACHE_HOME").map(|dir| Path::new(&dir).join("kpromo-test")))
+        .or_else(|| set("HOME").map(|home| Path::new(&home).join(".cache/kpromo-test")))
+        .expect("neither KPROMO_TEST_CACHE, XDG_CACHE_HOME nor HOME is set: cannot find the test tool cache")
 }
 
 /// A port that was free a moment ago on 127.0.0.1. Callers retry on a lost race.

@@ -93,3 +93,40 @@ pub fn make_token_key(dir: &Path) -> TokenKey {
         cert_der: read("token.der"),
     }
 }
+
+/// A P-256 signing key pair made by openssl, as cosign and sigstore use: `private` is
+/// unencrypted PKCS#8 PEM (what `--signing-key` accepts), `public` SubjectPublicKeyInfo PEM.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl SigningKey {
+    /// Writes `NAME.key` and `NAME.pub` under `dir`.
+    pub fn generate(dir: &Path, name: &str) -> SigningKey {
+        super::require_tool("openssl");
+        let key = SigningKey {
+            private: dir.join(format!("{name}.key")),
+            public: dir.join(format!("{name}.pub")),
+        };
+        let s = |path: &PathBuf| path.to_str().expect("utf-8 temp path").to_string();
+        #[rustfmt::skip]
+        run("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", &s(&key.private)]);
+        run(
+            "openssl",
+            &["pkey", "-in", &s(&key.private), "-pubout", "-out", &s(&key.public)],
+        );
+        key
+    }
+
+    /// openssl's ECDSA signature (SHA-256, DER) over exactly `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let file = tempfile::NamedTempFile::new().expect("temporary message file");
+        std::fs::write(file.path(), message).expect("write message");
+        let private = self.private.to_str().expect("utf-8 key path");
+        let input = file.path().to_str().expect("utf-8 temp path");
+        run("openssl", &["dgst", "-sha256", "-sign", private, input]).stdout
+    }
+}

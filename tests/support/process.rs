@@ -3,6 +3,7 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A spawned server in its own process group, killed and reaped on drop.
 #[derive(Debug)]
@@ -33,6 +34,29 @@ impl ChildGuard {
         }
     }
 
+    /// Spawns a server told to bind port 0 and waits until it logs `listening` (a line prefix
+    /// ending just before the port it got). Binding before reporting means no other process can
+    /// take the port between our choosing it and the server binding it, and the server queues
+    /// requests from then on.
+    pub fn spawn_reporting_port(what: &str, command: Command, log: &Path, listening: &str) -> (ChildGuard, u16) {
+        let mut child = ChildGuard::spawn(what, command, log);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(port) = reported_port(log, listening) {
+                return (child, port);
+            }
+            if let Some(exit) = child.exited() {
+                panic!("{what} did not start: {exit}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} reported no port within 15 s: {}",
+                child.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -60,6 +84,14 @@ impl Drop for ChildGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The port from a server's "listening" line, once that line is complete.
+fn reported_port(log: &Path, listening: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let (_, rest) = text.split_once(listening)?;
+    let (port, _) = rest.split_once('\n')?;
+    port.trim().parse().ok()
 }
 
 /// Runs a short-lived tool to completion and fails the test with its stderr on error.

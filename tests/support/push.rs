@@ -232,6 +232,14 @@ impl Pusher {
         (status, content_type, response.bytes().await.expect("manifest body"))
     }
 
+    /// GET a (small) blob whole; `None` when `repo` lacks it.
+    pub async fn get_blob(&self, repo: &str, digest: &str) -> Option<Bytes> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        let response = self.send(repo, Method::GET, &url, &[], None).await;
+        (response.status() == StatusCode::OK).then_some(())?;
+        Some(response.bytes().await.expect("blob body"))
+    }
+
     /// HEAD a blob: whether `repo` has it.
     pub async fn has_blob(&self, repo: &str, digest: &str) -> bool {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);

@@ -91,9 +91,15 @@ impl World {
     }
 
     /// Starts `kpromo cip --thin-manifest-dir DIR --summary-json …` plus `extra` (a dry
-    /// run unless `extra` holds `--confirm`).
+    /// run unless `extra` holds `--confirm`). Runs do not sign unless `extra` says how
+    /// (`--signing-key`): the promotion tests count every write, and the signing tests
+    /// (`sign_e2e`) check signatures on their own.
     pub fn spawn(&self, extra: &[&str]) -> Running {
-        Running::spawn(&self.kpromo, self.dir.path(), extra)
+        let signs = extra
+            .iter()
+            .any(|a| a.starts_with("--signing-key") || a.starts_with("--sign="));
+        let sign_flag: &[&str] = if signs { &[] } else { &["--sign=false"] };
+        Running::spawn(&self.kpromo, self.dir.path(), &[sign_flag, extra].concat())
     }
 
     /// Starts `kpromo cip --thin-manifest-dir DIR --confirm --summary-json …` plus `extra`.

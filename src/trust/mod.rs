@@ -1,0 +1,86 @@
+//! Trust: signing promoted images the way `cosign verify` checks them, and verifying
+//! signatures (staging images before promotion; any image with `kpromo verify`).
+//!
+//! - [`cosign`]: the `.sig` tag format, pure;
+//! - [`key`]: signing and verification keys from files (cosign's encrypted keys, PKCS#8);
+//! - [`signer`]: a [`signer::Signer`] signs payloads with a key, or keyless (an ephemeral
+//!   key certified by Fulcio for an OIDC identity, each signature logged in Rekor);
+//! - [`identity`]: which name a signature vouches for, and where it is written, pure;
+//! - [`verify`]: checks signature layers against a key or an expected identity;
+//! - [`sign`]: signs one image at one repository, keeping every signature already there.
+//!
+//! Nothing here knows the pipeline or flags: the CLI builds [`TrustOptions`], the
+//! pipeline's Setup builds the signer from it, Validate and Sign call down here.
+pub mod cosign;
+pub mod identity;
+pub mod key;
+pub mod sign;
+pub mod signer;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::registry;
+
+pub use identity::{IdentityRewrite, SignatureTarget};
+pub use signer::{Signer, SignerConfig};
+pub use verify::{Matcher, Policy};
+
+/// Everything about signing and verification a run needs, independent of the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct TrustOptions {
+    /// How to sign; `None` when nothing is configured (a `--confirm` run that signs
+    /// then fails in Setup, before any write).
+    pub signer: Option<SignerConfig>,
+    /// What staging signatures must satisfy.
+    pub staging: StagingPolicy,
+    /// Which destination gets the signatures, and under which name.
+    pub target: SignatureTarget,
+    /// Copy `.sig` manifests to every destination, not only the canonical one.
+    pub replicate: bool,
+    /// Signatures made or checked at once.
+    pub max_ops: usize,
+}
+
+/// How staging signatures are checked in the Validate phase.
+#[derive(Debug, Clone, Default)]
+pub struct StagingPolicy {
+    /// Verify against this public key; otherwise keyless, against `identity`.
+    pub key: Option<PathBuf>,
+    pub identity: Option<verify::IdentityPolicy>,
+    /// sigstore `trusted_root.json` for keyless checks (default: the public-good root).
+    pub trusted_root: Option<PathBuf>,
+    /// Refuse unsigned staging images (Go lets them through).
+    pub require: bool,
+}
+
+/// What can go wrong with signing or verification.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A key file that cannot be used (never with the password in the text).
+    #[error("signing key {path}: {why}")]
+    Key { path: String, why: String },
+    /// No signer configured, or one that cannot be set up.
+    #[error("{0}")]
+    Signer(String),
+    #[error("{0}")]
+    Crypto(String),
+    /// A signature that does not verify, or does not vouch for what it must.
+    #[error("{reference}: {why}")]
+    Invalid { reference: String, why: String },
+    /// The registry refused or failed while reading or writing signatures.
+    #[error(transparent)]
+    Registry(#[from] Box<registry::Error>),
+}
+
+impl From<registry::Error> for Error {
+    fn from(e: registry::Error) -> Self {
+        Error::Registry(Box::new(e))
+    }
+}
+
+/// `repo@digest`, for messages.
+pub(crate) fn reference(display: &str, digest: &Digest) -> String {
+    format!("{display}@{digest}")
+}
