@@ -65,6 +65,11 @@ if command -v skopeo >/dev/null; then
   echo
 fi
 
+if [ "${signing[0]}" = --signing-key ]; then
+  step "Verify the signature the way a user would (kpromo verify, with the public key)"
+  run "$kpromo" verify --key signing.pub oci:./mirrors/asia/multi:2.0 oci:./mirrors/asia/hello:1.0
+fi
+
 step "Rerun: everything is already promoted and signed, so nothing is written"
 run "$kpromo" cip --thin-manifest-dir "$work" --confirm "${signing[@]}"
 

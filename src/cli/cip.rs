@@ -15,7 +15,10 @@ use crate::policy::Actor;
 use crate::registry::ClientOptions;
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
-use crate::trust::{IdentityRewrite, SignatureTarget, SignerConfig, TrustOptions};
+use crate::trust::verify::{IdentityPolicy, Matcher};
+use crate::trust::{
+    GoogleEndpoints, IdentityRewrite, SignatureTarget, SignerConfig, StagingPolicy, TokenSource, TrustOptions,
+};
 use zeroize::Zeroizing;
 
 const DEFAULT_SIGNER: &str = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com";
@@ -161,6 +164,31 @@ pub struct CipArgs {
     #[arg(long, value_name = "FILE", help_heading = "Signing")]
     pub signing_key_password_file: Option<PathBuf>,
 
+    /// Keyless signing with the OIDC identity token (a JWT) in this file, read again when a
+    /// new certificate is needed. Without it (and without --signing-key), a token is minted
+    /// for --signer-account with Google application-default credentials, as Go kpromo
+    /// does. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub identity_token: Option<PathBuf>,
+
+    /// Fulcio (v2 API) that certifies keyless signing keys. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://fulcio.sigstore.dev",
+        help_heading = "Signing"
+    )]
+    pub fulcio_url: String,
+
+    /// Rekor (v1 API) that logs keyless signatures. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://rekor.sigstore.dev",
+        help_heading = "Signing"
+    )]
+    pub rekor_url: String,
+
     /// Destination registry (as named in the manifests) that holds the signatures of every
     /// image promoted to it. Default: the first destination whose name starts with
     /// --canonical-registry-prefix, else the first destination in sort order.
@@ -212,6 +240,23 @@ pub struct CipArgs {
     /// [kpromo addition]
     #[arg(long, value_name = "FILE|-", help_heading = "Policy and audit")]
     pub audit_log: Option<PathBuf>,
+
+    /// Verify staging signatures with this public key (PEM) instead of keyless
+    /// (--certificate-identity and --certificate-oidc-issuer against --trusted-root).
+    /// [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub staging_signature_key: Option<PathBuf>,
+
+    /// Refuse staging images that have no signature by the expected signer (Go lets
+    /// unsigned images through). [kpromo addition]
+    #[arg(long, help_heading = "Signing", value_name = "BOOL")]
+    pub require_staging_signature: bool,
+
+    /// sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys) for keyless
+    /// signatures. Default: the public-good instance's, refreshed through TUF when
+    /// reachable, else the copy built into kpromo. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub trusted_root: Option<PathBuf>,
 
     // ---- Registry access (kpromo additions) ----
     /// Requests per second allowed per registry host. [kpromo addition]
@@ -386,14 +431,31 @@ impl CipArgs {
     /// never logged.
     fn trust_options(&self) -> Result<TrustOptions, Failure> {
         let signer = match set_path(&self.signing_key) {
-            Some(path) => Some(SignerConfig::Key {
+            Some(path) => SignerConfig::Key {
                 path: path.clone(),
                 password: self.signing_key_password()?,
-            }),
-            None => None,
+            },
+            None => SignerConfig::Keyless {
+                tokens: match set_path(&self.identity_token) {
+                    Some(file) => TokenSource::File(file.clone()),
+                    None => TokenSource::Google {
+                        account: self.signer_account.clone(),
+                        endpoints: GoogleEndpoints::from_env(),
+                    },
+                },
+                fulcio_url: self.fulcio_url.clone(),
+                rekor_url: self.rekor_url.clone(),
+                trusted_root: set_path(&self.trusted_root).cloned(),
+            },
         };
         Ok(TrustOptions {
-            signer,
+            signer: Some(signer),
+            staging: StagingPolicy {
+                key: set_path(&self.staging_signature_key).cloned(),
+                identity: Some(self.certificate_policy()?),
+                trusted_root: set_path(&self.trusted_root).cloned(),
+                require: self.require_staging_signature,
+            },
             target: SignatureTarget {
                 registry: set(&self.signature_registry).map(str::to_string),
                 canonical_prefix: self.canonical_registry_prefix.clone(),
@@ -401,7 +463,30 @@ impl CipArgs {
             },
             replicate: self.replicate_signatures,
             max_ops: self.max_signature_ops as usize,
-            ..TrustOptions::default()
+        })
+    }
+
+    /// The signer identity staging signatures must have: a `-regexp` flag, when given,
+    /// takes precedence over its exact form (as in Go kpromo v4.6.0, which passes one or
+    /// the other to cosign, never both).
+    fn certificate_policy(&self) -> Result<IdentityPolicy, Failure> {
+        let matcher = |exact: &str, regexp: &Option<String>, flag: &str| match set(regexp) {
+            Some(re) => regex::Regex::new(re)
+                .map(Matcher::Regex)
+                .map_err(|e| Failure::Usage(format!("--{flag}-regexp {re:?}: {e}"))),
+            None => Ok(Matcher::Exact(exact.to_string())),
+        };
+        Ok(IdentityPolicy {
+            identity: matcher(
+                &self.certificate_identity,
+                &self.certificate_identity_regexp,
+                "certificate-identity",
+            )?,
+            issuer: matcher(
+                &self.certificate_oidc_issuer,
+                &self.certificate_oidc_issuer_regexp,
+                "certificate-oidc-issuer",
+            )?,
         })
     }
 

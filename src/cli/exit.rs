@@ -76,7 +76,7 @@ impl Failure {
                 | P::Manifests(_)
                 | P::Overlaps(_)
                 | P::RegistryName { .. }
-                | P::NoSigner
+                | P::NoSigner(_)
                 | P::Policy(_) => Usage,
                 P::PolicyDenied { .. } => Denied,
                 P::Read { .. }
@@ -88,6 +88,7 @@ impl Failure {
                 | P::Audit(_)
                 | P::Failed { .. }
                 | P::Signer(_)
+                | P::StagingSignatures { .. }
                 | P::Unsigned { .. } => Promotion,
             },
             Failure::Snapshot(e) => match **e {
@@ -125,7 +126,7 @@ mod tests {
             })
             .into(),
             pipeline::Error::Overlaps(vec![problem()]).into(),
-            pipeline::Error::NoSigner.into(),
+            pipeline::Error::NoSigner(Vec::new()).into(),
             pipeline::Error::RegistryName {
                 name: "Bad Name".into(),
                 source: Box::new(registry_error()),

@@ -8,6 +8,7 @@ pub mod logging;
 mod plan;
 mod policy;
 mod removed;
+mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -57,6 +58,12 @@ pub enum Command {
     /// Work with promotion manifests offline.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+
+    /// Check the cosign signatures of images (`HOST/REPO:TAG`, `HOST/REPO@DIGEST` or an OCI
+    /// layout `oci:DIR:TAG`) with a public key, or keyless against an expected signer
+    /// identity. Prints one line per image (or JSON); exits 0 only when every image has a
+    /// valid signature, 1 otherwise, 2 on usage errors.
+    Verify(Box<verify::VerifyArgs>),
 
     /// Check manifests against a policy offline, or run a policy's table tests.
     #[command(subcommand)]
@@ -124,6 +131,7 @@ pub fn main() -> ExitCode {
 fn run(cmd: &Command) -> Result<ExitKind, Failure> {
     match cmd {
         Command::Cip(args) => cip::run(args).map(|()| ExitKind::Success),
+        Command::Verify(args) => verify::run(args),
         Command::Manifest(ManifestCommand::Validate { path }) => {
             let report = crate::check::check_path(path);
             print(&format!("{report}\n"))?;

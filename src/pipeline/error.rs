@@ -55,17 +55,25 @@ pub enum Error {
     /// The audit log could not be written: the run stops rather than go on unaudited.
     #[error(transparent)]
     Audit(Box<audit::Error>),
-    /// A `--confirm` run that signs, with no signer configured.
+    /// A `--confirm` run that signs, with no signer configured; the places looked at for
+    /// Google credentials, if any.
     #[error(
         "signing is on (as in Go kpromo) but no signer is configured: give --signing-key FILE (a cosign or \
          PKCS#8 P-256 key), or --identity-token FILE (keyless), or Google application-default credentials \
-         that can mint a token for --signer-account (GOOGLE_APPLICATION_CREDENTIALS or the metadata server); \
-         or pass --sign=false to promote without signing"
+         that can mint a token for --signer-account (GOOGLE_APPLICATION_CREDENTIALS, gcloud's \
+         application_default_credentials.json, or the metadata server); or pass --sign=false to promote \
+         without signing{}",
+        looked_at(.0)
     )]
-    NoSigner,
+    NoSigner(Vec<String>),
     /// The signer cannot be set up (a key that does not load, a token that cannot be had).
     #[error("setting up the signer: {0}")]
     Signer(#[source] crate::trust::Error),
+    /// Staging images whose signatures refuse the promotion; nothing was written.
+    #[error(
+        "staging signatures: {count} source images refused (each logged above); nothing was promoted; first: {first}"
+    )]
+    StagingSignatures { count: usize, first: String },
     /// Promotion succeeded, but some images are not signed.
     #[error(
         "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"
@@ -77,6 +85,14 @@ pub enum Error {
     /// Some copies failed; each failure is logged and blocked only what depends on it.
     #[error("running image promotion: {count} operations failed (rerun converges); first: {first}")]
     Failed { count: usize, first: copy::Failure },
+}
+
+fn looked_at(places: &[String]) -> String {
+    if places.is_empty() {
+        String::new()
+    } else {
+        format!(" (looked at: {})", places.join("; "))
+    }
 }
 
 fn manifests_message(e: &LoadError) -> String {

@@ -4,8 +4,9 @@
 use tracing::{error, info, warn};
 
 use crate::registry::Registries;
+use crate::registry::remote::build_client;
 use crate::sync::Cancel;
-use crate::trust::Signer;
+use crate::trust::{Error as TrustError, Signer};
 
 use super::state::RunState;
 use super::{Error, Flow};
@@ -32,8 +33,13 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let registries = Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?;
     state.registries = Some(registries);
     if state.options.confirm && state.options.sign {
-        let config = state.options.trust.signer.as_ref().ok_or(Error::NoSigner)?;
-        state.signer = Some(Signer::new(config).await.map_err(Error::Signer)?);
+        let config = state.options.trust.signer.as_ref().ok_or(Error::NoSigner(Vec::new()))?;
+        let http = build_client(&state.options.registry).map_err(|e| Error::Setup(Box::new(e)))?;
+        state.signer = Some(Signer::new(config, http).await.map_err(|e| match e {
+            // Go's default (Google credentials) with no credentials: nothing configured.
+            TrustError::NoGoogleCredentials { looked, .. } => Error::NoSigner(looked),
+            other => Error::Signer(other),
+        })?);
     }
     arm_interrupt(state.cancel.clone());
     Ok(Flow::Continue)

@@ -11,10 +11,10 @@ use tracing::{error, info};
 
 use crate::copy::{self, Repo};
 use crate::digest::Digest;
-use crate::registry::ManifestRef;
 use crate::registry::media::references;
+use crate::registry::{ManifestRef, MediaType};
 use crate::trust::cosign::signature_tag;
-use crate::trust::sign::{Outcome, sign_image};
+use crate::trust::sign::{Outcome, Staging, sign_image};
 
 use super::decide::Decision;
 use super::state::{RepoKey, RunState, SignReport, Signed};
@@ -41,11 +41,11 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     }
     let Some(signer) = &state.signer else {
         // Setup builds a signer for every run that reaches this phase.
-        return Err(Error::NoSigner);
+        return Err(Error::NoSigner(Vec::new()));
     };
     let tops = jobs(state);
     let jobs = with_children(state, tops).await?;
-    info!("signing {} images with {}", jobs.len(), signer.describe());
+    info!("signing {} images with {}", jobs.len(), signer.describe().await);
     let version = env!("CARGO_PKG_VERSION");
     let state_ref = &*state;
     let results: Vec<(Job, Result<Outcome, crate::trust::Error>)> = stream::iter(jobs)
@@ -57,7 +57,12 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                 let staging = state_ref
                     .repo(job.staging)
                     .map_err(|e| crate::trust::Error::Signer(e.to_string()))?;
-                sign_image(signer, &at, &job.image, &job.identity, Some(&staging), version).await
+                let validated = state_ref.staging_signatures.get(&(job.staging, job.image));
+                let staging = Staging {
+                    repo: &staging,
+                    signatures: validated,
+                };
+                sign_image(signer, &at, &job.image, &job.identity, Some(staging), version).await
             }
             .await;
             (job, outcome)
@@ -164,16 +169,26 @@ type Destinations = (BTreeSet<RepoKey>, RepoKey);
 /// Adds a job for every child of an index (recursively), read from where it is signed:
 /// cosign's `--recursive`, so a platform image pulled by digest verifies too.
 async fn with_children(state: &RunState, tops: Vec<Job>) -> Result<Vec<Job>, Error> {
+    // What Promote delivered has a known media type: no read to learn it is no index.
+    let known: BTreeMap<Digest, &MediaType> = state
+        .promote
+        .subjects
+        .iter()
+        .map(|s| (s.digest, &s.media_type))
+        .collect();
     let mut all: BTreeMap<(RepoKey, Digest), Job> = BTreeMap::new();
     let mut frontier = tops;
     for _depth in 0..=MAX_DEPTH {
         let mut next = Vec::new();
         let reads: Vec<Result<(Job, Vec<Digest>), Error>> = stream::iter(frontier)
             .filter(|job| std::future::ready(!all.contains_key(&(job.at, job.image))))
-            .map(|job| async move {
-                let at = state.repo(job.at)?;
-                let children = children_of(&at, &job.image).await?;
-                Ok((job, children))
+            .map(|job| {
+                let known = known.get(&job.image).copied();
+                async move {
+                    let at = state.repo(job.at)?;
+                    let children = children_of(&at, &job.image, known).await?;
+                    Ok((job, children))
+                }
             })
             .buffer_unordered(copy::PENDING_REQUESTS)
             .collect()
@@ -196,12 +211,26 @@ async fn with_children(state: &RunState, tops: Vec<Job>) -> Result<Vec<Job>, Err
     Ok(all.into_values().collect())
 }
 
-/// The children of `image` at `at` when it is an index.
-async fn children_of(at: &Repo, image: &Digest) -> Result<Vec<Digest>, Error> {
+/// The children of `image` at `at` when it is an index. Only an index is read whole;
+/// an image of unknown media type costs one HEAD.
+async fn children_of(at: &Repo, image: &Digest, media_type: Option<&MediaType>) -> Result<Vec<Digest>, Error> {
     let read = |source| Error::Read {
         during: "reading promoted images to sign",
         source: Box::new(source),
     };
+    let by_digest = ManifestRef::Digest(*image);
+    let is_index = match media_type {
+        Some(known) => known.is_index(),
+        None => at
+            .registry
+            .head_manifest(&at.path, &by_digest)
+            .await
+            .map_err(read)?
+            .is_some_and(|d| d.media_type.is_index()),
+    };
+    if !is_index {
+        return Ok(Vec::new());
+    }
     let Some(manifest) = at
         .registry
         .get_manifest(&at.path, &ManifestRef::Digest(*image))

@@ -13,6 +13,7 @@ use crate::policy::{Evidence, Policy};
 use crate::registry::{MediaType, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 use crate::trust::Signer;
+use crate::trust::cosign::Signatures;
 
 use super::decide::Decision;
 use super::plan::PlanSink;
@@ -123,6 +124,9 @@ pub struct RunState {
     /// Records that come before `run_start` in time but after it in the log.
     pub audit_waiting: Vec<crate::audit::Event>,
     pub promote: PromoteReport,
+    /// The staging signatures Validate read, by source repository and digest, so that
+    /// Sign carries them over without reading them again.
+    pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
     /// Built by Setup for runs that sign (`--confirm` with `--sign`).
     pub signer: Option<Signer>,
     pub signing: SignReport,
@@ -157,6 +161,7 @@ impl RunState {
             audit_started: false,
             audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
+            staging_signatures: BTreeMap::new(),
             signer: None,
             signing: SignReport::default(),
             phases: Vec::new(),

@@ -1,26 +1,146 @@
-//! Phase 4, Validate: check staging signatures, then stop here unless `--confirm`.
+//! Phase 4, Validate: check the staging images' signatures, once per source digest
+//! whatever the number of tags and mirrors; then stop here unless `--confirm`.
 //!
-//! Staging signature verification is not implemented yet (its issue comes later); the
-//! dry-run stop is.
-use tracing::info;
+//! A staging image without a `.sig` passes (as in Go), unless
+//! `--require-staging-signature`. One with a signature that does not verify (tampered,
+//! or for another digest) stops the run before any write. One signed only by someone
+//! else than the expected identity passes with a warning, or stops the run with
+//! `--require-staging-signature`.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use super::state::RunState;
+use futures_util::{StreamExt, stream};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use crate::digest::Digest;
+use crate::trust::cosign::Signatures;
+use crate::trust::verify::{IdentityPolicy, Policy, Verdict, attached_signatures, keyless_verifier, verify_signatures};
+use crate::trust::{StagingPolicy, key, root};
+
+use super::state::{RepoKey, RunState};
 use super::{Error, Flow};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
-    let sources: std::collections::BTreeSet<_> = state
+    let sources: BTreeSet<(RepoKey, Digest)> = state
         .decided()
         .filter(|(_, d)| d.writes())
-        .map(|(e, _)| (e.src_registry, e.image, e.digest))
+        .map(|(e, _)| (RepoKey::source_of(e), e.digest))
         .collect();
-    info!(
-        "staging signature verification is not implemented yet: skipped for {} source images",
-        sources.len()
-    );
+    if !sources.is_empty() {
+        state.staging_signatures = check_staging_signatures(state, sources).await?;
+    }
     if !state.options.confirm {
         return Ok(Flow::Stop(
             "dry run complete, exiting before promotion (pass --confirm to promote)",
         ));
     }
     Ok(Flow::Continue)
+}
+
+/// One source image, its reference for messages, its signatures and their verdict.
+type Checked = ((RepoKey, Digest), String, Signatures, Verdict);
+
+/// Checks every source image's signatures; returns them for Sign to carry over.
+async fn check_staging_signatures(
+    state: &RunState,
+    sources: BTreeSet<(RepoKey, Digest)>,
+) -> Result<BTreeMap<(RepoKey, Digest), Signatures>, Error> {
+    let staging = &state.options.trust.staging;
+    // The policy (a key to load, or a trusted root to fetch) is only built once a
+    // staging signature turns up: most staging images are unsigned.
+    let policy: OnceCell<Policy> = OnceCell::new();
+    let checked: Vec<Result<Checked, Error>> = stream::iter(&sources)
+        .map(|(key, digest)| {
+            let policy = &policy;
+            async move {
+                let repo = state.repo(*key)?;
+                let reference = format!("{}@{digest}", repo.display);
+                let read = |e: crate::trust::Error| Error::StagingSignatures {
+                    count: 1,
+                    first: format!("{reference}: {e}"),
+                };
+                let signatures = attached_signatures(&repo, digest).await.map_err(read)?;
+                let verdict = if signatures.layers.is_empty() {
+                    Verdict::default()
+                } else {
+                    let policy = policy.get_or_try_init(|| staging_policy(staging)).await?;
+                    verify_signatures(&repo, digest, &signatures, policy)
+                        .await
+                        .map_err(read)?
+                };
+                Ok(((*key, *digest), reference, signatures, verdict))
+            }
+        })
+        .buffer_unordered(state.options.trust.max_ops.max(1))
+        .collect()
+        .await;
+
+    let mut refused: Vec<String> = Vec::new();
+    let (mut signed, mut unsigned) = (0, 0);
+    let mut read = BTreeMap::new();
+    for result in checked {
+        let (source, reference, signatures, verdict) = result?;
+        if !signatures.layers.is_empty() {
+            read.insert(source, signatures);
+        }
+        if !verdict.invalid.is_empty() {
+            refused.extend(
+                verdict
+                    .invalid
+                    .iter()
+                    .map(|why| format!("{reference}: invalid signature: {why}")),
+            );
+        } else if !verdict.valid.is_empty() {
+            signed += 1;
+        } else if verdict.unsigned() {
+            unsigned += 1;
+            if staging.require {
+                refused.push(format!("{reference}: not signed (--require-staging-signature)"));
+            }
+        } else {
+            let why = verdict.foreign.join("; ");
+            if staging.require {
+                refused.push(format!("{reference}: no signature by the expected signer: {why}"));
+            } else {
+                warn!("{reference}: staging signature by another signer, promoted anyway: {why}");
+            }
+        }
+    }
+    info!(
+        "staging signatures: {signed} of {} source images verified, {unsigned} unsigned",
+        sources.len()
+    );
+    for why in &refused {
+        tracing::error!("{why}");
+    }
+    match refused.first() {
+        Some(first) => Err(Error::StagingSignatures {
+            count: refused.len(),
+            first: first.clone(),
+        }),
+        None => Ok(read),
+    }
+}
+
+/// The staging policy: `--staging-signature-key`, else keyless against the trusted root
+/// for the `--certificate-*` identity.
+async fn staging_policy(staging: &StagingPolicy) -> Result<Policy, Error> {
+    let setup = |e: crate::trust::Error| Error::StagingSignatures {
+        count: 1,
+        first: format!("setting up staging signature checks: {e}"),
+    };
+    if let Some(path) = &staging.key {
+        return Ok(Policy::Key(Arc::new(key::load_public_key(path).map_err(setup)?)));
+    }
+    let identity: IdentityPolicy = staging.identity.clone().ok_or_else(|| Error::StagingSignatures {
+        count: 1,
+        first: "no staging signer identity to check against (--certificate-identity)".into(),
+    })?;
+    let trusted = root::load(staging.trusted_root.as_deref()).await.map_err(setup)?;
+    let verifier = keyless_verifier(&trusted).map_err(|e| setup(crate::trust::Error::Signer(e)))?;
+    Ok(Policy::Keyless {
+        identity,
+        verifier: Arc::new(verifier),
+    })
 }

@@ -25,6 +25,7 @@ use futures_util::Stream;
 use crate::digest::Digest;
 
 mod error;
+pub mod image_ref;
 pub mod media;
 #[cfg(test)]
 pub mod memory;

@@ -5,6 +5,8 @@
 //! - [`key`]: signing and verification keys from files (cosign's encrypted keys, PKCS#8);
 //! - [`signer`]: a [`signer::Signer`] signs payloads with a key, or keyless (an ephemeral
 //!   key certified by Fulcio for an OIDC identity, each signature logged in Rekor);
+//! - [`token`]: the OIDC identity token for keyless signing, from a file or minted by
+//!   Google's IAM Credentials API for a service account;
 //! - [`identity`]: which name a signature vouches for, and where it is written, pure;
 //! - [`verify`]: checks signature layers against a key or an expected identity;
 //! - [`sign`]: signs one image at one repository, keeping every signature already there.
@@ -14,8 +16,11 @@
 pub mod cosign;
 pub mod identity;
 pub mod key;
+pub mod keyless;
+pub mod root;
 pub mod sign;
 pub mod signer;
+pub mod token;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -25,6 +30,7 @@ use crate::registry;
 
 pub use identity::{IdentityRewrite, SignatureTarget};
 pub use signer::{Signer, SignerConfig};
+pub use token::{GoogleEndpoints, IdentityToken, TokenSource};
 pub use verify::{Matcher, Policy};
 
 /// Everything about signing and verification a run needs, independent of the CLI.
@@ -66,6 +72,21 @@ pub enum Error {
     Signer(String),
     #[error("{0}")]
     Crypto(String),
+    /// No Google application-default credentials in any place Google's libraries look;
+    /// `looked` says what each place held, in order.
+    #[error(
+        "no Google credentials to mint an identity token for {account}; looked at: {}",
+        .looked.join("; ")
+    )]
+    NoGoogleCredentials { account: String, looked: Vec<String> },
+    /// A step of getting an identity token failed. `origin` names the token file or the
+    /// service account; no text ever holds a token, key, refresh token or client secret.
+    #[error("{origin}: {step}: {why}")]
+    IdentityToken {
+        origin: String,
+        step: token::Step,
+        why: String,
+    },
     /// A signature that does not verify, or does not vouch for what it must.
     #[error("{reference}: {why}")]
     Invalid { reference: String, why: String },

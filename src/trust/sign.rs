@@ -27,6 +27,14 @@ pub enum Outcome {
     AlreadySigned,
 }
 
+/// Where an image's builder signatures are: its staging repository, and its signatures
+/// there when already read (the Validate phase reads them once).
+#[derive(Debug, Clone, Copy)]
+pub struct Staging<'a> {
+    pub repo: &'a Repo,
+    pub signatures: Option<&'a Signatures>,
+}
+
 /// Signs `image` at `at` for the name `identity`, carrying over the signatures of the
 /// same image at `staging` (if it has any). `version` goes into the payload.
 pub async fn sign_image(
@@ -34,7 +42,7 @@ pub async fn sign_image(
     at: &Repo,
     image: &Digest,
     identity: &str,
-    staging: Option<&Repo>,
+    staging: Option<Staging<'_>>,
     version: &str,
 ) -> Result<Outcome, Error> {
     let tag = ManifestRef::Tag(signature_tag(image));
@@ -42,7 +50,16 @@ pub async fn sign_image(
     let mut merged = existing.clone();
     let mut carried: Vec<(&Repo, Layer)> = Vec::new();
     if let Some(staging) = staging {
-        for layer in read_signatures(staging, &tag).await?.layers {
+        let read;
+        let signatures = match staging.signatures {
+            Some(known) => known,
+            None => {
+                read = read_signatures(staging.repo, &tag).await?;
+                &read
+            }
+        };
+        let staging = staging.repo;
+        for layer in signatures.layers.iter().cloned() {
             if !merged.contains(&layer) {
                 merged.layers.push(layer.clone());
                 carried.push((staging, layer));
@@ -92,7 +109,7 @@ async fn signed_by(
     carried: &[(&Repo, Layer)],
     image: &Digest,
 ) -> bool {
-    let policy = signer.policy();
+    let policy = signer.policy().await;
     let candidates = existing
         .layers
         .iter()

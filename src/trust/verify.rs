@@ -7,11 +7,21 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
 use sigstore_sign::crypto::VerificationKey;
-use sigstore_sign::types::SignatureBytes;
+use sigstore_sign::trust_root::TrustedRoot;
+use sigstore_sign::types::{Bundle, SignatureBytes};
+use sigstore_verify::{VerificationPolicy, Verifier};
 
-use super::cosign::{Payload, SIGNATURE_ANNOTATION};
+use super::cosign::{
+    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, Payload, SIGNATURE_ANNOTATION, Signatures,
+    signature_tag,
+};
+use super::sign::{read_payload, read_signatures};
+use super::{Error, reference};
+use crate::copy::Repo;
 use crate::digest::Digest;
+use crate::registry::ManifestRef;
 
 /// An expected value: exact, or a regular expression (`--certificate-identity-regexp`).
 #[derive(Debug, Clone)]
@@ -51,12 +61,47 @@ pub struct IdentityPolicy {
 pub enum Policy {
     /// Made with the private half of this key.
     Key(Arc<VerificationKey>),
+    /// Keyless: a certificate chaining to the trusted root (with its certificate
+    /// transparency and transparency-log evidence) for an expected identity.
+    Keyless {
+        identity: IdentityPolicy,
+        verifier: Arc<Verifier>,
+    },
 }
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Policy::Key(_) => f.write_str("Policy::Key"),
+            Policy::Keyless { identity, .. } => write!(
+                f,
+                "Policy::Keyless {{ identity: {}, issuer: {} }}",
+                identity.identity, identity.issuer
+            ),
+        }
+    }
+}
+
+/// A verifier over a sigstore trusted root (Fulcio CAs, Rekor and CT log keys).
+pub fn keyless_verifier(root: &TrustedRoot) -> Result<Verifier, String> {
+    Verifier::new(root).map_err(|e| format!("the trusted root cannot be used: {e}"))
+}
+
+/// Why a signature layer does not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// A sound signature, by someone else than the policy expects (keyless: another
+    /// identity or issuer). Not proof of tampering.
+    Foreign(String),
+    /// Not a valid signature of this image: it does not verify (with the key, or against
+    /// the trusted root), is malformed, or vouches for another digest.
+    Invalid(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Foreign(why) | Rejection::Invalid(why) => f.write_str(why),
         }
     }
 }
@@ -68,24 +113,134 @@ pub fn verify_layer(
     annotations: &BTreeMap<String, String>,
     image: &Digest,
     policy: &Policy,
-) -> Result<Payload, String> {
+) -> Result<Payload, Rejection> {
+    let invalid = Rejection::Invalid;
     let signature = annotations
         .get(SIGNATURE_ANNOTATION)
-        .ok_or_else(|| format!("no {SIGNATURE_ANNOTATION} annotation"))?;
+        .ok_or_else(|| invalid(format!("no {SIGNATURE_ANNOTATION} annotation")))?;
     let signature = STANDARD
         .decode(signature)
-        .map_err(|e| format!("signature is not base64: {e}"))?;
+        .map_err(|e| invalid(format!("signature is not base64: {e}")))?;
     match policy {
         Policy::Key(key) => key
             .verify(payload, &SignatureBytes::new(signature))
-            .map_err(|_| "signature does not verify with the given key".to_string())?,
+            .map_err(|_| invalid("signature does not verify with the given key".to_string()))?,
+        Policy::Keyless { identity, verifier } => {
+            let bundle = legacy_bundle(payload, &signature, annotations).map_err(invalid)?;
+            let verified = verifier
+                .verify(payload, &bundle, &VerificationPolicy::any_identity())
+                .map_err(|e| invalid(format!("keyless signature does not verify: {e}")))?;
+            let subject = verified.identity().map(|i| i.as_str().to_string()).unwrap_or_default();
+            let issuer = verified.issuer().unwrap_or_default();
+            if !identity.identity.matches(&subject) || !identity.issuer.matches(issuer) {
+                return Err(Rejection::Foreign(format!(
+                    "signed by {subject:?} (issuer {issuer:?}), not by {} (issuer {})",
+                    identity.identity, identity.issuer
+                )));
+            }
+        }
     }
-    let parsed = Payload::parse(payload)?;
+    let parsed = Payload::parse(payload).map_err(invalid)?;
     let signed = &parsed.critical.image.docker_manifest_digest;
     if *signed != image.to_string() {
-        return Err(format!("the signature is for {signed}, not for {image}"));
+        return Err(invalid(format!("the signature is for {signed}, not for {image}")));
     }
     Ok(parsed)
+}
+
+/// What the signatures attached to one image amount to under a policy.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The names valid signatures vouch for (`critical.identity.docker-reference`).
+    pub valid: Vec<String>,
+    /// Sound signatures by someone else.
+    pub foreign: Vec<String>,
+    /// Signatures that do not verify: tampering, or garbage.
+    pub invalid: Vec<String>,
+}
+
+impl Verdict {
+    /// No `.sig` at all.
+    pub fn unsigned(&self) -> bool {
+        self.valid.is_empty() && self.foreign.is_empty() && self.invalid.is_empty()
+    }
+}
+
+/// Reads and checks every signature attached to `image` in `repo`.
+pub async fn verify_image(repo: &Repo, image: &Digest, policy: &Policy) -> Result<Verdict, Error> {
+    let signatures = attached_signatures(repo, image).await?;
+    verify_signatures(repo, image, &signatures, policy).await
+}
+
+/// The signatures attached to `image` in `repo` (none when it has no `.sig`).
+pub async fn attached_signatures(repo: &Repo, image: &Digest) -> Result<Signatures, Error> {
+    read_signatures(repo, &ManifestRef::Tag(signature_tag(image))).await
+}
+
+/// Checks `signatures`, read from `repo`, as signatures of `image`.
+pub async fn verify_signatures(
+    repo: &Repo,
+    image: &Digest,
+    signatures: &Signatures,
+    policy: &Policy,
+) -> Result<Verdict, Error> {
+    let mut verdict = Verdict::default();
+    for layer in &signatures.layers {
+        let at = reference(&repo.display, &layer.digest);
+        let checked = match read_payload(repo, &layer.digest).await {
+            Ok(payload) => verify_layer(&payload, &layer.annotations, image, policy),
+            Err(Error::Registry(e)) => return Err(Error::Registry(e)),
+            Err(e) => Err(Rejection::Invalid(e.to_string())),
+        };
+        match checked {
+            Ok(payload) => verdict.valid.push(payload.critical.identity.docker_reference),
+            Err(Rejection::Foreign(why)) => verdict.foreign.push(format!("{at}: {why}")),
+            Err(Rejection::Invalid(why)) => verdict.invalid.push(format!("{at}: {why}")),
+        }
+    }
+    Ok(verdict)
+}
+
+/// A sigstore bundle (v0.1: certificate chain plus the log's signed entry timestamp) made
+/// from a cosign signature layer, so that one verifier checks both formats.
+fn legacy_bundle(payload: &[u8], signature: &[u8], annotations: &BTreeMap<String, String>) -> Result<Bundle, String> {
+    let annotation = |name: &str| {
+        annotations
+            .get(name)
+            .ok_or_else(|| format!("a keyless signature needs the {name} annotation"))
+    };
+    let mut certificates = Vec::new();
+    for pem_text in [
+        annotation(CERTIFICATE_ANNOTATION)?.as_str(),
+        annotations.get(CHAIN_ANNOTATION).map_or("", String::as_str),
+    ] {
+        for block in pem::parse_many(pem_text).map_err(|e| format!("certificate PEM: {e}"))? {
+            certificates.push(json!({"rawBytes": STANDARD.encode(block.contents())}));
+        }
+    }
+    let cosign: Value =
+        serde_json::from_str(annotation(BUNDLE_ANNOTATION)?).map_err(|e| format!("{BUNDLE_ANNOTATION}: {e}"))?;
+    let log_id = hex::decode(cosign["Payload"]["logID"].as_str().unwrap_or_default())
+        .map_err(|e| format!("{BUNDLE_ANNOTATION}: logID: {e}"))?;
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": {
+            "x509CertificateChain": {"certificates": certificates},
+            "tlogEntries": [{
+                "logIndex": cosign["Payload"]["logIndex"].as_i64().unwrap_or_default().to_string(),
+                "logId": {"keyId": STANDARD.encode(log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": cosign["Payload"]["integratedTime"].as_i64().unwrap_or_default().to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": cosign["SignedEntryTimestamp"]},
+                "canonicalizedBody": cosign["Payload"]["body"],
+            }],
+        },
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": STANDARD.encode(sigstore_sign::crypto::sha256(payload).as_bytes())},
+            "signature": STANDARD.encode(signature),
+        },
+    });
+    Bundle::from_json(&bundle.to_string()).map_err(|e| format!("the signature's certificate and log entry: {e}"))
 }
 
 #[cfg(test)]
@@ -111,12 +266,15 @@ mod tests {
         let ok = verify_layer(&payload, &annotations, &image, &key_policy(&signing)).unwrap();
         assert_eq!(ok.critical.identity.docker_reference, "registry.k8s.io/pause");
         let err = verify_layer(&payload, &annotations, &image, &key_policy(&other)).unwrap_err();
-        assert!(err.contains("does not verify"), "{err}");
+        assert!(err.to_string().contains("does not verify"), "{err}");
         let mut tampered = payload.to_vec();
         tampered[10] ^= 1;
         assert!(verify_layer(&tampered, &annotations, &image, &key_policy(&signing)).is_err());
         let err = verify_layer(&payload, &annotations, &Digest::of(b"other"), &key_policy(&signing)).unwrap_err();
-        assert!(err.contains("not for"), "{err}");
+        assert!(
+            matches!(&err, Rejection::Invalid(why) if why.contains("not for")),
+            "{err}"
+        );
         assert!(verify_layer(&payload, &BTreeMap::new(), &image, &key_policy(&signing)).is_err());
     }
 

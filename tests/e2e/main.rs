@@ -29,7 +29,10 @@ mod registry_harness;
 mod registry_operations;
 // Referrers: the fallback index on distribution and layouts, the API on go-containerregistry's.
 mod registry_referrers;
-// Signing with a key during promotion; every signature checked by OpenSSL.
+// The signing benchmark, ignored here: scripts/bench-sign.sh runs it in release mode.
+mod sign_bench;
+// Signing during promotion and staging signature checks; every signature checked by
+// verifiers kpromo did not write (OpenSSL, skopeo).
 mod sign_e2e;
 // `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
 mod snapshot_registry;

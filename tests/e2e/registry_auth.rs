@@ -1,50 +1,19 @@
 //! Credentials come from a docker config file (`$DOCKER_CONFIG/config.json`), as after
 //! `docker login`, for Basic-auth and token-auth registries; and no password, token or
 //! Authorization value ever reaches a log line or an error message. Every log event of
-//! the client (TRACE and up) is captured by a test subscriber and scanned. The subscriber
-//! is process-wide, so in the e2e binary the scan also covers what the clients of tests
-//! running alongside logged: stricter, never weaker, than a binary of its own.
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
+//! the client (TRACE and up) is captured by a test subscriber (`support::logs`) and
+//! scanned.
 use base64::Engine;
 use kpromo::registry::{Error, ManifestRef, Registry};
 
 use crate::support;
 use crate::support::client::{DockerConfig, digest, login_options, open, options_for, read_blob, stream_of};
 use crate::support::images::{Blob, Format, Image};
+use crate::support::logs::captured_logs;
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::{RegistryOptions, TestRegistry, within};
 
 const WRONG_PASSWORD: &str = "wrong-pw-must-not-leak";
-
-/// Every log line any test in this binary produced, at TRACE level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .init();
-        logs
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The secrets a run must never print, for one registry.
 fn secrets(registry: &TestRegistry) -> Vec<String> {

@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::support::images::{Blob, Format, Image, OCI_CONFIG, OCI_MANIFEST, sha256_digest};
+use crate::support::cosign::{
+    SIGNATURE_ANNOTATION, SignatureLayer, keyless_layer, push_signatures, simple_signing_payload,
+};
+use crate::support::images::{Format, Image, sha256_digest};
 use crate::support::pki::SigningKey;
 use crate::support::sigstore_fake::{SigstoreFake, identity_token};
 use crate::support::verifiers::{self, BundleTrust, CosignTrust, KeylessPolicy, SignedIdentity};
-use crate::support::{Pusher, RegistryOptions, TestRegistry, within};
+use crate::support::{RegistryOptions, TestRegistry, within};
 
-const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const ISSUER: &str = "https://oidc.example";
@@ -26,62 +26,6 @@ const SIGNER: &str = "promoter@example.com";
 /// Where the images are read (a test mirror) and the public name they are signed for.
 const MIRROR_REPO: &str = "k8s-artifacts-prod/images/pause";
 const PUBLIC_REPO: &str = "registry.k8s.io/pause";
-
-/// A cosign simple-signing payload, written out by hand as cosign writes it.
-fn simple_signing_payload(docker_reference: &str, digest: &str) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":"{docker_reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":{{"org.kubernetes.kpromo.version":"trust-harness"}}}}"#
-    )
-    .into_bytes()
-}
-
-/// One layer of a `.sig` manifest: the payload and its annotations.
-struct SignatureLayer {
-    payload: Vec<u8>,
-    annotations: Value,
-}
-
-impl SignatureLayer {
-    fn signed_with_key(payload: Vec<u8>, key: &SigningKey) -> SignatureLayer {
-        let signature = STANDARD.encode(key.sign(&payload));
-        SignatureLayer {
-            payload,
-            annotations: json!({ SIGNATURE_ANNOTATION: signature }),
-        }
-    }
-}
-
-/// Pushes `<repo>:sha256-<hex>.sig` for `digest` as cosign lays it out: an OCI image manifest, one
-/// simple-signing layer per signature, the config listing the layers' digests.
-async fn push_signatures(pusher: &Pusher, repo: &str, digest: &str, layers: &[SignatureLayer]) {
-    let blobs: Vec<Blob> = layers.iter().map(|l| Blob::from_bytes(l.payload.clone())).collect();
-    let config = Blob::from_bytes(
-        json!({
-            "architecture": "", "os": "", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>()},
-        })
-        .to_string(),
-    );
-    let descriptors: Vec<Value> = blobs
-        .iter()
-        .zip(layers)
-        .map(|(blob, layer)| {
-            json!({"mediaType": SIMPLE_SIGNING, "digest": blob.digest, "size": blob.size, "annotations": layer.annotations})
-        })
-        .collect();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config.digest, "size": config.size},
-        "layers": descriptors,
-    });
-    for blob in blobs.iter().chain([&config]) {
-        pusher.push_blob(repo, blob).await;
-    }
-    let tag = format!("{}.sig", digest.replace(':', "-"));
-    let bytes = Bytes::from(manifest.to_string());
-    pusher.put_manifest(repo, &tag, OCI_MANIFEST, &bytes).await;
-}
 
 fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
@@ -219,56 +163,6 @@ async fn skopeo_verifies_cosign_signatures_made_with_a_key() {
         "openssl over other bytes",
         "Verification failure",
     );
-}
-
-/// A keyless cosign signature layer made from sigstore-js's message-signature bundle over the
-/// payload: cosign's annotations are the bundle's signature, certificate and log entry (the SET
-/// and what it signs), plus the CA chain.
-fn keyless_layer(payload: Vec<u8>, bundle: &Value, chain_pem: &str) -> SignatureLayer {
-    let material = &bundle["verificationMaterial"];
-    let certificate = material["certificate"]["rawBytes"]
-        .as_str()
-        .or(material["x509CertificateChain"]["certificates"][0]["rawBytes"].as_str())
-        .expect("signing certificate in the bundle");
-    let der = STANDARD.decode(certificate).expect("certificate base64");
-    let pem_body: Vec<String> = STANDARD
-        .encode(der)
-        .as_bytes()
-        .chunks(64)
-        .map(|line| String::from_utf8_lossy(line).into_owned())
-        .collect();
-    let certificate_pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        pem_body.join("\n")
-    );
-    let entry = &material["tlogEntries"][0];
-    let number = |field: &Value| {
-        field
-            .as_str()
-            .and_then(|s| s.parse::<i64>().ok())
-            .expect("integer string")
-    };
-    let log_id = STANDARD
-        .decode(entry["logId"]["keyId"].as_str().expect("logId"))
-        .expect("logId base64");
-    let set = json!({
-        "SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
-        "Payload": {
-            "body": entry["canonicalizedBody"],
-            "integratedTime": number(&entry["integratedTime"]),
-            "logIndex": number(&entry["logIndex"]),
-            "logID": hex::encode(log_id),
-        },
-    });
-    SignatureLayer {
-        payload,
-        annotations: json!({
-            SIGNATURE_ANNOTATION: bundle["messageSignature"]["signature"],
-            "dev.sigstore.cosign/certificate": certificate_pem,
-            "dev.sigstore.cosign/chain": chain_pem,
-            "dev.sigstore.cosign/bundle": set.to_string(),
-        }),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

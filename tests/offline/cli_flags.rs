@@ -64,6 +64,9 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--insecure-registry", None),
     ("--signing-key", None),
     ("--signing-key-password-file", None),
+    ("--identity-token", None),
+    ("--fulcio-url", Some("https://fulcio.sigstore.dev")),
+    ("--rekor-url", Some("https://rekor.sigstore.dev")),
     ("--signature-registry", None),
     ("--canonical-registry-prefix", Some("us-central1-docker.pkg.dev")),
     (
@@ -71,6 +74,9 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
         Some("k8s-artifacts-prod/images=registry.k8s.io"),
     ),
     ("--replicate-signatures", Some("false")),
+    ("--staging-signature-key", None),
+    ("--require-staging-signature", Some("false")),
+    ("--trusted-root", None),
 ];
 
 /// The help paragraph of one flag: from its line to the next flag line.

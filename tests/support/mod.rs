@@ -3,8 +3,9 @@
 //! on the client under test. Checks go through `skopeo`, an independent client.
 //!
 //! The e2e test binary includes all of it (`tests/e2e/main.rs`); the offline binary only
-//! the image generator, `images.rs` (`tests/offline/main.rs`); `examples/bench_client.rs`
-//! the registries, pusher and client glue.
+//! the image generator, `images.rs` (`tests/offline/main.rs`); the mocked binary only the
+//! log capture, `logs.rs`; `examples/bench_client.rs` the registries, pusher and client
+//! glue.
 //!
 //! ```ignore
 //! let staging = TestRegistry::start(RegistryOptions::plain());     // or basic(), token(), tls()
@@ -19,10 +20,12 @@
 //! ```
 
 pub mod client;
+pub mod cosign;
 pub mod fault_proxy;
 pub mod ggcr;
 pub mod http_server;
 pub mod images;
+pub mod logs;
 pub mod nginx;
 pub mod pki;
 pub mod process;

@@ -92,12 +92,14 @@ impl World {
 
     /// Starts `kpromo cip --thin-manifest-dir DIR --summary-json …` plus `extra` (a dry
     /// run unless `extra` holds `--confirm`). Runs do not sign unless `extra` says how
-    /// (`--signing-key`): the promotion tests count every write, and the signing tests
-    /// (`sign_e2e`) check signatures on their own.
+    /// (`--signing-key`, `--identity-token`, `--sign=…`): the promotion tests count every
+    /// write, and the signing tests (`sign_e2e`) check signatures on their own.
     pub fn spawn(&self, extra: &[&str]) -> Running {
-        let signs = extra
-            .iter()
-            .any(|a| a.starts_with("--signing-key") || a.starts_with("--sign="));
+        let signs = extra.iter().any(|a| {
+            ["--signing-key", "--identity-token", "--sign="]
+                .iter()
+                .any(|f| a.starts_with(f))
+        });
         let sign_flag: &[&str] = if signs { &[] } else { &["--sign=false"] };
         Running::spawn(&self.kpromo, self.dir.path(), &[sign_flag, extra].concat())
     }
@@ -143,6 +145,12 @@ impl Running {
             .arg(&summary)
             .args(extra)
             .env("DOCKER_CONFIG", &docker_config)
+            // No Google credentials of the machine either: application-default credentials
+            // are looked for in an empty gcloud directory and a metadata server that is not
+            // there (a closed loopback port), never in the cloud.
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env("CLOUDSDK_CONFIG", &docker_config)
+            .env("GCE_METADATA_HOST", "127.0.0.1:9")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(open(&stdout))

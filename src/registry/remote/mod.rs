@@ -41,7 +41,7 @@ mod transport;
 pub use options::ClientOptions;
 
 pub(crate) use gate::Gate;
-pub(crate) use transport::build_client;
+pub(crate) use transport::{SendError, build_client, read_limited};
 
 /// Largest error body or JSON listing page read into memory.
 const PAGE_LIMIT: usize = 32 << 20;
