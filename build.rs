@@ -25,10 +25,16 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=KPROMO_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=KPROMO_RUSTC_VERSION={rustc_version}");
-    // Rebuild when HEAD moves. Ask git where HEAD lives: in a worktree `.git` is a file,
-    // and a watched path that does not exist would rerun this script on every build.
-    let watched = ["HEAD", "refs/heads"]
-        .iter()
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and the ref of the branch it names
+    // (a commit), not every branch: worktrees share `refs/heads`, and watching it all would
+    // rebuild this checkout whenever another worktree commits. Ask git where each lives (in
+    // a worktree `.git` is a file); a watched path that does not exist would rerun this
+    // script on every build, and a packed branch ref lives in `packed-refs`.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD"]
+        .into_iter()
+        .chain(branch.as_deref())
+        .chain(["packed-refs"])
         .filter_map(|p| git(&["rev-parse", "--git-path", p]))
         .map(PathBuf::from)
         .filter(|p| p.exists());

@@ -12,6 +12,8 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v git >/dev/null || need+=(git)
+# libFuzzer, which the fuzz targets link, is C++ built by libfuzzer-sys.
+command -v c++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""
@@ -33,3 +35,5 @@ cargo test --locked --all-targets
 # Tests that need the machine to themselves (peak RSS, adaptive limits) are ignored above
 # and run here, one at a time, from the same build (tests/e2e/solo/mod.rs).
 cargo test --locked --test e2e solo:: -- --ignored --test-threads=1
+# The fuzz targets, 30 s each (their corpora are also replayed by the unit tests above).
+bash scripts/fuzz.sh

@@ -3,13 +3,14 @@
 //!
 //! Loads everything it can, applies every rule, then expands the manifests into
 //! promotion edges to find cross-manifest overlaps. Nothing here touches the network.
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::edges::EdgeSet;
 use crate::edges::report::{overlap_problems, redundant_notes};
 use crate::manifest::load::{self, Loaded};
-use crate::manifest::{ManifestSource, Problem};
+use crate::manifest::{ManifestSource, Position, Problem};
 
 /// What `kpromo manifest validate` prints: every problem, then the summary line
 /// `N manifests, N images, N digests, N tags, N edges`.
@@ -66,6 +67,16 @@ pub fn report(loaded: Loaded) -> CheckReport {
         warnings,
     } = loaded;
     let edges = EdgeSet::from_manifests(&manifests);
+    // Names the edge set refused are validation problems already; any it refused at
+    // another position would otherwise be a promotion the check let through.
+    let reported: BTreeSet<(PathBuf, Option<Position>)> = problems.iter().map(|p| (p.file.clone(), p.pos)).collect();
+    let unreported: Vec<Problem> = edges
+        .refused()
+        .iter()
+        .filter(|p| !reported.contains(&(p.file.clone(), p.pos)))
+        .cloned()
+        .collect();
+    problems.extend(unreported);
     problems.extend(overlap_problems(&edges, &manifests));
     let mut notes = warnings;
     notes.extend(redundant_notes(&edges));

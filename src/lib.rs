@@ -17,6 +17,8 @@ pub mod cli;
 pub mod copy;
 pub mod digest;
 pub mod edges;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod manifest;
 pub mod pipeline;
 pub mod policy;

@@ -12,7 +12,7 @@ use crate::audit::{AuditLog, Event, JsonLines, RunEnd, Totals};
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::pipeline;
 use crate::policy::Actor;
-use crate::registry::ClientOptions;
+use crate::registry::{ClientOptions, ReadLimits};
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
 use crate::trust::verify::{IdentityPolicy, Matcher};
@@ -301,6 +301,50 @@ pub struct CipArgs {
     #[arg(long, value_name = "HOST", value_delimiter = ',', help_heading = "Registry access")]
     pub insecure_registry: Vec<String>,
 
+    // ---- Registry access: bounded reads ----
+    /// Most pages one tags list may have; a registry whose pages never end fails with an
+    /// error naming this cap. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ReadLimits::default().tag_pages,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_tag_pages: usize,
+
+    /// Most entries (tags, and digests in Google's listing) one tags list may have, over
+    /// all its pages. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ReadLimits::default().tags,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_tags: usize,
+
+    /// Most pages (of up to 1000 repositories each) the catalog may have, for --snapshot.
+    /// [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ReadLimits::default().catalog_pages,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_catalog_pages: usize,
+
+    /// Largest referrers list (an OCI index) read for one image, in bytes. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = ReadLimits::default().referrers_bytes,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_referrers_bytes: usize,
+
     // ---- Compatibility ----
     /// No effect. Kept (hidden from -h, as in Go kpromo) so that old job configs that
     /// still pass it keep working.
@@ -385,6 +429,12 @@ impl CipArgs {
                 .filter(|h| !h.is_empty())
                 .cloned()
                 .collect(),
+            limits: ReadLimits {
+                tag_pages: self.registry_max_tag_pages,
+                tags: self.registry_max_tags,
+                catalog_pages: self.registry_max_catalog_pages,
+                referrers_bytes: self.registry_max_referrers_bytes,
+            },
             ..ClientOptions::default()
         }
     }
@@ -693,6 +743,28 @@ mod tests {
         assert_eq!(options.registry.max_concurrency, 3);
         assert_eq!(options.registry.ca_file.as_deref(), Some(Path::new("ca.pem")));
         assert_eq!(options.registry.insecure_registries, ["a:5000", "b", "c"]);
+    }
+
+    #[test]
+    fn read_caps_map_into_the_client_options() {
+        let options = parse(&[
+            "--manifest=m.yaml",
+            "--registry-max-tag-pages=3",
+            "--registry-max-tags=40",
+            "--registry-max-catalog-pages=5",
+            "--registry-max-referrers-bytes=600",
+        ])
+        .pipeline_options()
+        .unwrap();
+        assert_eq!(
+            options.registry.limits,
+            ReadLimits {
+                tag_pages: 3,
+                tags: 40,
+                catalog_pages: 5,
+                referrers_bytes: 600
+            }
+        );
     }
 
     #[test]

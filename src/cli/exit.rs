@@ -121,6 +121,12 @@ mod tests {
         let usage: Vec<Failure> = vec![
             Failure::Usage("--output=json".into()),
             pipeline::Error::Setup(Box::new(registry_error())).into(),
+            // A bad --registry-ca-file is a bad flag value.
+            pipeline::Error::Setup(Box::new(crate::registry::Error::CaFile {
+                path: "ca.pem".into(),
+                message: "holds no PEM certificate".into(),
+            }))
+            .into(),
             pipeline::Error::Manifests(LoadError {
                 problems: vec![problem()],
             })
@@ -154,6 +160,38 @@ mod tests {
             pipeline::Error::Read {
                 during: "reading registries",
                 source: Box::new(registry_error()),
+            }
+            .into(),
+            // A registry that breaks a cap or sends credentials elsewhere: registry behaviour.
+            pipeline::Error::Read {
+                during: "reading registries",
+                source: Box::new(crate::registry::Error::Limit {
+                    registry: "r".into(),
+                    operation: "list tags of a".into(),
+                    what: "tag-list pages".into(),
+                    cap: 1000,
+                    flag: Some("registry-max-tag-pages"),
+                }),
+            }
+            .into(),
+            pipeline::Error::Read {
+                during: "reading registries",
+                source: Box::new(crate::registry::Error::InsecureRealm {
+                    registry: "r".into(),
+                    operation: "list tags of a".into(),
+                    realm: "http://elsewhere/token".into(),
+                    reason: "plain HTTP".into(),
+                }),
+            }
+            .into(),
+            pipeline::Error::Failed {
+                count: 3,
+                permanent_images: 1,
+                transient_images: 0,
+                first: crate::copy::Failure {
+                    at: "r/a@sha256:…".into(),
+                    cause: crate::copy::Cause::Vanished,
+                },
             }
             .into(),
             pipeline::Error::TagMoves(1).into(),

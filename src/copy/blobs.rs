@@ -5,8 +5,9 @@
 //! ([`fan_out`]), and further repositories of a destination registry then mount from the
 //! first one there. Blob copies run on their own tasks (hashing uses every core), at most
 //! [`BLOB_JOBS`] at a time.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use tracing::warn;
@@ -18,17 +19,20 @@ use crate::sync::Cancel;
 use super::discover::BlobJob;
 use super::fanout::fan_out;
 use super::progress::Progress;
-use super::{Cause, Ctx, Failure, Missing, Repo, RepoId, Write};
+use super::{Cause, Class, Ctx, Failure, Missing, Repo, RepoId, Write};
 
 /// Blob copies in flight. Kept well under a host's connection gate: a copy holds a
 /// source read open while its uploads wait for slots, and source and destination can
 /// be the same host.
 const BLOB_JOBS: usize = 8;
-/// Source reads per blob copy for destinations whose upload failed transiently: the
-/// client resends small bodies itself, but a large one is already partly sent by then.
-/// Each attempt already includes the client's per-request retries, so one more is enough
-/// for a blip without making a dead mirror take much longer to report.
-const COPY_ATTEMPTS: usize = 2;
+/// Source reads after an attempt failed transiently for another reason than the source's
+/// body breaking off (an upload that broke, a source that would not open): each attempt
+/// already includes the client's retries of its requests, so one more covers a blip.
+const UPLOAD_REREADS: usize = 1;
+/// First wait before a blob's source is read again; doubled each time, up to
+/// [`MAX_REREAD_DELAY`].
+const REREAD_DELAY: Duration = Duration::from_millis(250);
+const MAX_REREAD_DELAY: Duration = Duration::from_secs(8);
 
 /// How a blob reached one destination repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +50,15 @@ struct BlobTask {
     size: u64,
     sources: Vec<(RepoId, Repo)>,
     targets: Vec<(RepoId, Repo)>,
+    /// Further source reads after transient failures (`Request::transient_retries`).
+    retries: usize,
 }
 
+/// The (destination, blob) pairs that failed, and whether a rerun could copy them.
+pub(super) type FailedBlobs = BTreeMap<(RepoId, Digest), Class>;
+
 /// Runs every blob copy; returns the (destination, blob) pairs that failed.
-pub(super) async fn copy(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress) -> BTreeSet<(RepoId, Digest)> {
+pub(super) async fn copy(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress) -> FailedBlobs {
     let resolve = |ids: &BTreeSet<RepoId>| ids.iter().map(|id| (*id, ctx.repo(*id).clone())).collect();
     let tasks: Vec<BlobTask> = jobs
         .into_iter()
@@ -58,6 +67,7 @@ pub(super) async fn copy(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress)
             size: job.size,
             sources: resolve(&job.sources),
             targets: resolve(&job.targets),
+            retries: ctx.request.transient_retries,
         })
         .collect();
     let results: Vec<Vec<BlobResult>> = stream::iter(tasks)
@@ -87,14 +97,14 @@ pub(super) async fn copy(ctx: &Ctx<'_>, jobs: Vec<BlobJob>, progress: &Progress)
         .collect()
         .await;
 
-    let mut failed = BTreeSet::new();
+    let mut failed = FailedBlobs::new();
     for (dst, digest, outcome) in results.into_iter().flatten() {
         match outcome {
             Ok(Placed::Uploaded) => ctx.count(|c| c.blobs_uploaded += 1),
             Ok(Placed::Mounted) => ctx.count(|c| c.blobs_mounted += 1),
             Err(failure) => {
+                failed.insert((dst, digest), failure.class());
                 ctx.fail(failure);
-                failed.insert((dst, digest));
             }
         }
     }
@@ -162,18 +172,27 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
         return done;
     };
     let first_repos: Vec<Repo> = firsts.iter().map(|(_, r)| r.clone()).collect();
-    let streamed = stream_with_retries(source, &first_repos, digest, task.size, &progress, &cancel).await;
-    let mut uploaded = vec![false; firsts.len()];
+    let reads = Reads {
+        digest,
+        size: task.size,
+        retries: task.retries,
+        progress: &progress,
+        cancel: &cancel,
+    };
+    let streamed = reads.stream_with_retries(source, &first_repos).await;
+    // Per first upload: `None` when it succeeded, else the class of its failure.
+    let mut first_failed: Vec<Option<Class>> = vec![None; firsts.len()];
     for (i, ((id, _), result)) in firsts.iter().zip(streamed).enumerate() {
-        uploaded[i] = result.is_ok();
+        first_failed[i] = result.as_ref().err().map(Failure::class);
         done.push((*id, digest, result.map(|()| Placed::Uploaded)));
     }
     for ((id, follower), i) in followers {
         let first = &firsts[i].1;
-        if !uploaded[i] {
+        if let Some(class) = first_failed[i] {
             let blocked = Cause::Blocked {
                 write: Write::Blob,
                 by: Missing::Upload(first.display.clone()),
+                class,
             };
             done.push((id, digest, Err(blob_failure(&follower.display, digest, blocked))));
             continue;
@@ -181,17 +200,11 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
         let result = match follower.registry.mount_blob(&follower.path, &digest, &first.path).await {
             Ok(MountOutcome::Mounted) => Ok(Placed::Mounted),
             // No mount support: copy within the destination registry, not from the source.
-            Ok(MountOutcome::NotMounted) => stream_with_retries(
-                first,
-                std::slice::from_ref(&follower),
-                digest,
-                task.size,
-                &progress,
-                &cancel,
-            )
-            .await
-            .remove(0)
-            .map(|()| Placed::Uploaded),
+            Ok(MountOutcome::NotMounted) => reads
+                .stream_with_retries(first, std::slice::from_ref(&follower))
+                .await
+                .remove(0)
+                .map(|()| Placed::Uploaded),
             Err(e) => Err(registry_failure(&follower, digest, e)),
         };
         done.push((id, digest, result));
@@ -199,52 +212,77 @@ async fn copy_blob(task: BlobTask, cancel: Cancel, progress: Progress) -> Vec<Bl
     done
 }
 
-/// [`stream_to`], then again from a fresh source read for the targets whose copy failed
-/// transiently (at most [`COPY_ATTEMPTS`] reads in all); one result per target.
-async fn stream_with_retries(
-    from: &Repo,
-    targets: &[Repo],
+/// The source reads of one blob copy.
+struct Reads<'a> {
     digest: Digest,
     size: u64,
-    progress: &Progress,
-    cancel: &Cancel,
-) -> Vec<Result<(), Failure>> {
-    let mut results = stream_to(from, targets, digest, size, progress).await;
-    for _ in 1..COPY_ATTEMPTS {
-        let again: Vec<usize> = (0..results.len())
-            .filter(|i| matches!(&results[*i], Err(f) if f.is_transient()))
-            .collect();
-        if again.is_empty() || cancel.is_cancelled() {
-            break;
-        }
-        let subset: Vec<Repo> = again.iter().map(|i| targets[*i].clone()).collect();
-        for i in &again {
-            if let Err(failure) = &results[*i] {
-                warn!("{failure} (reading the source again)");
-            }
-        }
-        let retried = stream_to(from, &subset, digest, size, progress).await;
-        for (i, result) in again.into_iter().zip(retried) {
-            results[i] = result;
-        }
-    }
-    results
+    retries: usize,
+    progress: &'a Progress,
+    cancel: &'a Cancel,
 }
 
-/// Opens `from` once and streams it to `targets`; one result per target. A failed source
-/// read fails every target with that same error.
-async fn stream_to(
-    from: &Repo,
-    targets: &[Repo],
-    digest: Digest,
-    size: u64,
-    progress: &Progress,
-) -> Vec<Result<(), Failure>> {
+impl Reads<'_> {
+    /// [`stream_to`], then again from a fresh source read, after a backoff, for the
+    /// targets whose copy failed transiently. A source body that broke off mid-stream
+    /// (after its request succeeded, so the client's own retries never saw it) is read
+    /// again up to `retries` times; anything else once more, as each attempt already
+    /// spent the client's retries of its requests (a dead mirror must not take seven
+    /// times as long to report). One result per target.
+    async fn stream_with_retries(&self, from: &Repo, targets: &[Repo]) -> Vec<Result<(), Failure>> {
+        let (digest, size) = (self.digest, self.size);
+        let mut streamed = stream_to(from, targets, digest, size, self.progress).await;
+        let (mut body_rereads, mut other_rereads) = (self.retries, UPLOAD_REREADS);
+        let mut delay = REREAD_DELAY;
+        loop {
+            let again: Vec<usize> = (0..streamed.results.len())
+                .filter(|i| matches!(&streamed.results[*i], Err(f) if f.is_transient()))
+                .collect();
+            let budget = if streamed.body_broke {
+                &mut body_rereads
+            } else {
+                &mut other_rereads
+            };
+            if again.is_empty() || *budget == 0 || self.cancel.is_cancelled() {
+                break;
+            }
+            *budget -= 1;
+            let subset: Vec<Repo> = again.iter().map(|i| targets[*i].clone()).collect();
+            for i in &again {
+                if let Err(failure) = &streamed.results[*i] {
+                    warn!("{failure} (reading the source again in {delay:?})");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_REREAD_DELAY);
+            let retried = stream_to(from, &subset, digest, size, self.progress).await;
+            for (i, result) in again.into_iter().zip(retried.results) {
+                streamed.results[i] = result;
+            }
+            streamed.body_broke = retried.body_broke;
+        }
+        streamed.results
+    }
+}
+
+/// What one source read did for its targets.
+struct Streamed {
+    /// One per target.
+    results: Vec<Result<(), Failure>>,
+    /// The source's body failed part-way, transiently (cut off, reset, stalled).
+    body_broke: bool,
+}
+
+/// Opens `from` once and streams it to `targets`. A failed source read fails every target
+/// with that same error.
+async fn stream_to(from: &Repo, targets: &[Repo], digest: Digest, size: u64, progress: &Progress) -> Streamed {
     let body = match from.registry.get_blob(&from.path, &digest).await {
         Ok(body) => body,
         Err(e) => {
             let failure = registry_failure(from, digest, e);
-            return targets.iter().map(|_| Err(failure.clone())).collect();
+            return Streamed {
+                results: targets.iter().map(|_| Err(failure.clone())).collect(),
+                body_broke: false,
+            };
         }
     };
     let fan = targets.len() as u64;
@@ -253,7 +291,8 @@ async fn stream_to(
     })
     .await;
     let read_error = result.read.err().map(|e| registry_failure(from, digest, e));
-    targets
+    let body_broke = read_error.as_ref().is_some_and(Failure::is_transient);
+    let results = targets
         .iter()
         .zip(result.uploads)
         .map(|(target, upload)| match (&read_error, upload) {
@@ -261,5 +300,6 @@ async fn stream_to(
             (None, Ok(())) => Ok(()),
             (None, Err(e)) => Err(registry_failure(target, digest, e)),
         })
-        .collect()
+        .collect();
+    Streamed { results, body_broke }
 }

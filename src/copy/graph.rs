@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::registry::media::{References, references};
 use crate::registry::{ManifestRef, RawManifest};
 
-use super::{Cause, Ctx, Failure, MAX_DEPTH, PENDING_REQUESTS, RepoId, Source};
+use super::{Cause, Class, Ctx, Failure, MAX_DEPTH, PENDING_REQUESTS, RepoId, Source};
 
 /// A source manifest and what it references.
 #[derive(Debug)]
@@ -22,10 +22,14 @@ pub(super) struct Node {
 /// Every source manifest read, by source repository and digest.
 pub(super) type Graphs = HashMap<Source, Node>;
 
+/// The source manifests that could not be read, and whether a rerun could read them.
+pub(super) type Unread = HashMap<Source, Class>;
+
 /// Reads every requested source image once, and the whole graph below it when any
 /// destination lacks it (only the top, whose bytes the tags need, for a retag).
-pub(super) async fn read(ctx: &Ctx<'_>) -> Graphs {
+pub(super) async fn read(ctx: &Ctx<'_>) -> (Graphs, Unread) {
     let mut graphs = Graphs::new();
+    let mut unread = Unread::new();
     let mut frontier: BTreeSet<(Source, bool)> = ctx
         .request
         .images
@@ -36,12 +40,19 @@ pub(super) async fn read(ctx: &Ctx<'_>) -> Graphs {
         if frontier.is_empty() || ctx.cancel.is_cancelled() {
             break;
         }
-        let fetched: Vec<Option<(Source, bool, Node)>> = stream::iter(std::mem::take(&mut frontier))
-            .map(|(source, recurse)| async move { fetch(ctx, source).await.map(|node| (source, recurse, node)) })
+        let fetched: Vec<(Source, bool, Result<Node, Class>)> = stream::iter(std::mem::take(&mut frontier))
+            .map(|(source, recurse)| async move { (source, recurse, fetch(ctx, source).await) })
             .buffer_unordered(PENDING_REQUESTS)
             .collect()
             .await;
-        for (source, recurse, node) in fetched.into_iter().flatten() {
+        for (source, recurse, node) in fetched {
+            let node = match node {
+                Ok(node) => node,
+                Err(class) => {
+                    unread.insert(source, class);
+                    continue;
+                }
+            };
             if recurse {
                 for child in &node.refs.children {
                     if !graphs.contains_key(&(source.0, *child)) {
@@ -54,38 +65,36 @@ pub(super) async fn read(ctx: &Ctx<'_>) -> Graphs {
     }
     if !ctx.cancel.is_cancelled() {
         for (source, _) in frontier {
-            ctx.fail(Failure::new(ctx.request.reference(source), Cause::TooDeep));
+            let failure = Failure::new(ctx.request.reference(source), Cause::TooDeep);
+            unread.insert(source, failure.class());
+            ctx.fail(failure);
         }
     }
-    graphs
+    (graphs, unread)
 }
 
-/// Reads one source manifest; a failure is recorded and blocks what needs it.
-async fn fetch(ctx: &Ctx<'_>, source: Source) -> Option<Node> {
+/// Reads one source manifest; a failure is recorded (and its class returned) and blocks
+/// what needs it.
+async fn fetch(ctx: &Ctx<'_>, source: Source) -> Result<Node, Class> {
     let (repo, digest) = source;
     let at = ctx.request.reference(source);
     let from = ctx.repo(repo);
-    match from
+    let cause = match from
         .registry
         .get_manifest(&from.path, &ManifestRef::Digest(digest))
         .await
     {
         Ok(Some(raw)) => match references(&raw) {
-            Ok(refs) => Some(Node { raw, refs }),
-            Err(why) => {
-                ctx.fail(Failure::new(at, Cause::Unreadable(Arc::new(why))));
-                None
-            }
+            Ok(refs) => return Ok(Node { raw, refs }),
+            Err(why) => Cause::Unreadable(Arc::new(why)),
         },
-        Ok(None) => {
-            ctx.fail(Failure::new(at, Cause::Vanished));
-            None
-        }
-        Err(e) => {
-            ctx.fail(Failure::new(at, Cause::Registry(Arc::new(e))));
-            None
-        }
-    }
+        Ok(None) => Cause::Vanished,
+        Err(e) => Cause::Registry(Arc::new(e)),
+    };
+    let failure = Failure::new(at, cause);
+    let class = failure.class();
+    ctx.fail(failure);
+    Err(class)
 }
 
 /// Every descendant manifest of `top` in `repo` (not `top` itself).

@@ -42,7 +42,7 @@ use crate::digest::Digest;
 use crate::registry::Registry;
 use crate::sync::{Cancel, lock};
 
-pub use report::{Cause, Counters, Delivered, Failure, Missing, Report, Write};
+pub use report::{Cause, Class, Counters, Delivered, Failure, Missing, Report, Undelivered, Write};
 
 /// Registry requests a caller keeps pending at once, across all registries. The backends'
 /// per-host gates do the real limiting; this only bounds the number of futures.
@@ -82,6 +82,7 @@ pub struct Request {
     ids: HashMap<(String, String), RepoId>,
     images: BTreeMap<Source, BTreeMap<RepoId, Want>>,
     fresh: BTreeSet<RepoId>,
+    transient_retries: usize,
 }
 
 impl Request {
@@ -113,6 +114,14 @@ impl Request {
     /// no longer treated as fresh.
     pub fn fresh(&mut self, destination: RepoId) {
         self.fresh.insert(destination);
+    }
+
+    /// Further reads of a blob's source after a transient failure (a body cut off, an
+    /// upload that broke), with backoff: the same budget the registry client has for one
+    /// request, because a body cut off mid-stream is only noticed after the request
+    /// succeeded. None by default.
+    pub fn transient_retries(&mut self, retries: usize) {
+        self.transient_retries = retries;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -155,12 +164,16 @@ pub async fn run(request: &Request, cancel: &Cancel) -> Report {
         request.images.len(),
         by_dst.len()
     );
-    let graphs = graph::read(&ctx).await;
+    let (graphs, unread) = graph::read(&ctx).await;
     let plan = discover::plan(&ctx, &graphs, &by_dst).await;
     let total_images = by_dst.values().map(|images| images.len() as u64).sum();
     let (progress, ticker) = progress::Progress::start(plan.bytes, total_images);
     let failed_blobs = blobs::copy(&ctx, plan.blobs, &progress).await;
-    push::all(&ctx, &graphs, &by_dst, &plan.manifests, &failed_blobs, &progress).await;
+    let sources = push::Sources {
+        graphs: &graphs,
+        unread: &unread,
+    };
+    push::all(&ctx, sources, &by_dst, &plan.manifests, &failed_blobs, &progress).await;
     progress.finish(ticker);
     std::mem::take(&mut *lock(&ctx.report))
 }

@@ -9,28 +9,46 @@ use futures_util::{StreamExt, stream};
 use crate::digest::Digest;
 use crate::registry::ManifestRef;
 
-use super::graph::Graphs;
+use super::blobs::FailedBlobs;
+use super::graph::{Graphs, Unread};
 use super::order::levels;
 use super::progress::Progress;
-use super::{Cause, Ctx, Delivered, Failure, Missing, PENDING_REQUESTS, Repo, RepoId, Source, Want, Write};
+use super::{
+    Cause, Class, Ctx, Delivered, Failure, Missing, PENDING_REQUESTS, Repo, RepoId, Source, Undelivered, Want, Write,
+};
 
 /// Manifest pushes in flight within one destination repository.
 const PUSHES_PER_REPO: usize = 8;
 
+/// The source manifests read in step 1, and those that could not be.
+#[derive(Clone, Copy)]
+pub(super) struct Sources<'a> {
+    pub graphs: &'a Graphs,
+    pub unread: &'a Unread,
+}
+
+impl Sources<'_> {
+    /// The class a write blocked by the unread source manifest `m` passes on: that of the
+    /// read's failure; a manifest never tried was skipped by Ctrl-C.
+    fn unread_class(&self, m: &Source) -> Class {
+        self.unread.get(m).copied().unwrap_or(Class::Transient)
+    }
+}
+
 /// Pushes every destination repository, concurrently.
 pub(super) async fn all(
     ctx: &Ctx<'_>,
-    graphs: &Graphs,
+    sources: Sources<'_>,
     by_dst: &BTreeMap<RepoId, Vec<(Source, &Want)>>,
     manifests: &BTreeMap<RepoId, BTreeSet<Source>>,
-    failed_blobs: &BTreeSet<(RepoId, Digest)>,
+    failed_blobs: &FailedBlobs,
     progress: &Progress,
 ) {
     let none = BTreeSet::new();
     stream::iter(by_dst)
         .for_each_concurrent(PENDING_REQUESTS, |(dst, images)| {
             let needed = manifests.get(dst).unwrap_or(&none);
-            repo(ctx, graphs, *dst, images, needed, failed_blobs, progress)
+            repo(ctx, sources, *dst, images, needed, failed_blobs, progress)
         })
         .await;
 }
@@ -38,28 +56,29 @@ pub(super) async fn all(
 /// One destination repository: its manifests level by level, then its tags.
 async fn repo(
     ctx: &Ctx<'_>,
-    graphs: &Graphs,
+    sources: Sources<'_>,
     dst: RepoId,
     images: &[(Source, &Want)],
     needed: &BTreeSet<Source>,
-    failed_blobs: &BTreeSet<(RepoId, Digest)>,
+    failed_blobs: &FailedBlobs,
     progress: &Progress,
 ) {
     let push = RepoPush {
         ctx,
-        graphs,
+        sources,
         dst,
         to: ctx.repo(dst),
         needed,
         failed_blobs,
     };
     let children = |(repo, digest): Source| {
-        graphs
+        sources
+            .graphs
             .get(&(repo, digest))
             .map(|node| node.refs.children.iter().map(|c| (repo, *c)).collect())
             .unwrap_or_default()
     };
-    let mut failed: BTreeSet<Source> = BTreeSet::new();
+    let mut failed: BTreeMap<Source, Class> = BTreeMap::new();
     for level in levels(needed, children) {
         let results: Vec<(Source, Result<(), Failure>)> = stream::iter(level)
             .map(|m| {
@@ -73,8 +92,8 @@ async fn repo(
             match result {
                 Ok(()) => ctx.count(|c| c.manifests_pushed += 1),
                 Err(failure) => {
+                    failed.insert(m, failure.class());
                     ctx.fail(failure);
-                    failed.insert(m);
                 }
             }
         }
@@ -84,9 +103,21 @@ async fn repo(
         .for_each_concurrent(PUSHES_PER_REPO, |(source, want)| {
             let (push, failed) = (&push, &failed);
             async move {
-                if let Some(delivered) = push.tags(*source, want, failed).await {
-                    ctx.with(|r| r.delivered.push(delivered));
-                    progress.image_done();
+                match push.tags(*source, want, failed).await {
+                    Ok(delivered) => {
+                        ctx.with(|r| r.delivered.push(delivered));
+                        progress.image_done();
+                    }
+                    Err(failure) => {
+                        ctx.fail(failure.clone());
+                        let undelivered = Undelivered {
+                            source: *source,
+                            destination: dst,
+                            tags: want.tags.iter().cloned().collect(),
+                            failure,
+                        };
+                        ctx.with(|r| r.undelivered.push(undelivered));
+                    }
                 }
             }
         })
@@ -96,46 +127,56 @@ async fn repo(
 /// What pushing into one destination repository needs to know.
 struct RepoPush<'a> {
     ctx: &'a Ctx<'a>,
-    graphs: &'a Graphs,
+    sources: Sources<'a>,
     dst: RepoId,
     to: &'a Repo,
     /// The manifests this repository gets (by source repository and digest).
     needed: &'a BTreeSet<Source>,
-    failed_blobs: &'a BTreeSet<(RepoId, Digest)>,
+    failed_blobs: &'a FailedBlobs,
 }
 
 impl RepoPush<'_> {
     /// Pushes one manifest by digest, unless something it needs is missing (`failed`:
     /// the manifests of earlier levels that could not be pushed).
-    async fn manifest(&self, m: Source, failed: &BTreeSet<Source>) -> Result<(), Failure> {
+    async fn manifest(&self, m: Source, failed: &BTreeMap<Source, Class>) -> Result<(), Failure> {
         let at = format!("{}@{}", self.to.display, m.1);
-        let blocked = |by| {
+        let blocked = |by, class| {
             Failure::new(
                 at.clone(),
                 Cause::Blocked {
                     write: Write::Manifest,
                     by,
+                    class,
                 },
             )
         };
         if self.ctx.cancel.is_cancelled() {
             return Err(Failure::new(at, Cause::Interrupted));
         }
-        let node = self.graphs.get(&m).ok_or_else(|| blocked(Missing::SourceManifest))?;
-        let unavailable = |child: &&Digest| {
-            let child = (m.0, **child);
-            failed.contains(&child) || (self.needed.contains(&child) && !self.graphs.contains_key(&child))
+        let graphs = self.sources.graphs;
+        let node = graphs
+            .get(&m)
+            .ok_or_else(|| blocked(Missing::SourceManifest, self.sources.unread_class(&m)))?;
+        let unavailable = |child: &Digest| {
+            let child = (m.0, *child);
+            match failed.get(&child) {
+                Some(class) => Some(*class),
+                None if self.needed.contains(&child) && !graphs.contains_key(&child) => {
+                    Some(self.sources.unread_class(&child))
+                }
+                None => None,
+            }
         };
-        if let Some(child) = node.refs.children.iter().find(unavailable) {
-            return Err(blocked(Missing::Child(*child)));
+        if let Some((child, class)) = node.refs.children.iter().find_map(|c| unavailable(c).map(|k| (c, k))) {
+            return Err(blocked(Missing::Child(*child), class));
         }
-        if let Some(blob) = node
+        if let Some((blob, class)) = node
             .refs
             .blobs
             .iter()
-            .find(|b| self.failed_blobs.contains(&(self.dst, b.digest)))
+            .find_map(|b| self.failed_blobs.get(&(self.dst, b.digest)).map(|k| (b, *k)))
         {
-            return Err(blocked(Missing::Blob(blob.digest)));
+            return Err(blocked(Missing::Blob(blob.digest), class));
         }
         self.to
             .registry
@@ -145,21 +186,28 @@ impl RepoPush<'_> {
     }
 
     /// Writes the tags of one image once the image is complete; returns what was
-    /// delivered.
-    async fn tags(&self, source: Source, want: &Want, failed: &BTreeSet<Source>) -> Option<Delivered> {
+    /// delivered, or the one failure that kept the image from its destination.
+    async fn tags(&self, source: Source, want: &Want, failed: &BTreeMap<Source, Class>) -> Result<Delivered, Failure> {
         let at = format!("{}@{}", self.to.display, source.1);
-        let blocked = |by| Failure::new(at.clone(), Cause::Blocked { write: Write::Tags, by });
-        if failed.contains(&source) {
-            self.ctx.fail(blocked(Missing::Image));
-            return None;
+        let blocked = |by, class| {
+            Failure::new(
+                at.clone(),
+                Cause::Blocked {
+                    write: Write::Tags,
+                    by,
+                    class,
+                },
+            )
+        };
+        if let Some(class) = failed.get(&source) {
+            return Err(blocked(Missing::Image, *class));
         }
-        let Some(node) = self.graphs.get(&source) else {
-            self.ctx.fail(blocked(Missing::SourceManifest));
-            return None;
+        let Some(node) = self.sources.graphs.get(&source) else {
+            return Err(blocked(Missing::SourceManifest, self.sources.unread_class(&source)));
         };
         for tag in &want.tags {
             if self.ctx.cancel.is_cancelled() {
-                return None;
+                return Err(Failure::new(format!("{}:{tag}", self.to.display), Cause::Interrupted));
             }
             let reference = ManifestRef::Tag(tag.clone());
             match self
@@ -171,12 +219,11 @@ impl RepoPush<'_> {
                 Ok(()) => self.ctx.count(|c| c.tags_pushed += 1),
                 Err(e) => {
                     let at = format!("{}:{tag}", self.to.display);
-                    self.ctx.fail(Failure::new(at, Cause::Registry(Arc::new(e))));
-                    return None;
+                    return Err(Failure::new(at, Cause::Registry(Arc::new(e))));
                 }
             }
         }
-        Some(Delivered {
+        Ok(Delivered {
             source,
             destination: self.dst,
             media_type: node.raw.media_type.clone(),

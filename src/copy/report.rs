@@ -40,13 +40,56 @@ pub struct Delivered {
     pub copied: bool,
 }
 
+/// A source image that did not reach a destination repository, and the failure that
+/// stopped it there (its class says whether a rerun helps).
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub source: Source,
+    pub destination: RepoId,
+    pub tags: Vec<String>,
+    pub failure: Failure,
+}
+
 /// What one copy run did.
 #[derive(Debug, Default)]
 pub struct Report {
     pub counters: Counters,
     pub delivered: Vec<Delivered>,
+    /// Every image asked for and not delivered: one entry each.
+    pub undelivered: Vec<Undelivered>,
     /// Every failure, in the order they happened.
     pub failures: Vec<Failure>,
+}
+
+/// Whether running again can succeed where a failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Network, 5xx, 429, timeouts, bodies cut off, races, Ctrl-C: a rerun converges.
+    Transient,
+    /// A corrupt or unreadable source, a manifest kpromo cannot copy, a refusal that is
+    /// not a race: a rerun fails the same way until someone fixes the cause.
+    Permanent,
+}
+
+impl fmt::Display for Class {
+    /// As in `--summary-json`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Class::Transient => "transient",
+            Class::Permanent => "permanent",
+        })
+    }
+}
+
+impl Class {
+    /// What to tell the user about failures of this class.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Class::Transient => "rerun converges",
+            Class::Permanent => "fix the source or the manifest; a rerun will not help",
+        }
+    }
 }
 
 /// One thing that could not be copied, and why.
@@ -79,8 +122,9 @@ pub enum Cause {
     TooDeep,
     /// Ctrl-C: not started.
     Interrupted,
-    /// Not attempted, because something it needs failed (reported on its own).
-    Blocked { write: Write, by: Missing },
+    /// Not attempted, because something it needs failed (reported on its own, with the
+    /// class it passes on).
+    Blocked { write: Write, by: Missing, class: Class },
     /// A copy task ended without an answer (it panicked): a bug, reported rather than
     /// hidden.
     Task(String),
@@ -117,7 +161,7 @@ impl fmt::Display for Cause {
                 super::MAX_DEPTH
             ),
             Cause::Interrupted => write!(f, "not written (interrupted)"),
-            Cause::Blocked { write, by } => {
+            Cause::Blocked { write, by, .. } => {
                 let not = match write {
                     Write::Blob => "not copied",
                     Write::Manifest => "not pushed",
@@ -144,6 +188,19 @@ impl Failure {
     /// Whether another read of the source could succeed where this one failed.
     pub(super) fn is_transient(&self) -> bool {
         matches!(&self.cause, Cause::Registry(e) if e.is_transient())
+    }
+
+    /// Whether a rerun can succeed where this failed; a blocked write has the class of
+    /// what blocked it.
+    pub fn class(&self) -> Class {
+        match &self.cause {
+            Cause::Registry(e) if e.rerun_helps() => Class::Transient,
+            Cause::Interrupted => Class::Transient,
+            Cause::Blocked { class, .. } => *class,
+            Cause::Registry(_) | Cause::Unreadable(_) | Cause::Vanished | Cause::TooDeep | Cause::Task(_) => {
+                Class::Permanent
+            }
+        }
     }
 
     /// Whether this is only a consequence of Ctrl-C.

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::digest::Digest;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Problem};
+use crate::registry::reference::{RegistryName, quoted};
 use intern::Interner;
 
 mod intern;
@@ -76,6 +77,7 @@ pub struct EdgeSet {
     edges: Vec<Edge>,
     overlaps: Vec<Overlap>,
     redundant: Vec<Redundant>,
+    refused: Vec<Problem>,
 }
 
 /// `RawEdge::tag` for a tagless edge; tag ids are stored plus one, so that tagless
@@ -108,6 +110,11 @@ impl EdgeSet {
     /// Expands manifests into edges. Entries whose digest does not parse are skipped:
     /// validation reports them with their position, and they can never be promoted.
     ///
+    /// No edge is built whose repository would fall outside its registry's path (a
+    /// registry or image name outside the grammar of `registry::reference`): validation
+    /// refuses those names first, and this holds even if it did not. Each such name is
+    /// in [`EdgeSet::refused`], which a caller must treat as a manifest problem.
+    ///
     /// The result does not depend on the order of `manifests` (only on their paths):
     /// edges from several manifests are ordered by manifest path, so the same edge
     /// set, overlaps and redundancies come out whichever order the files were read in.
@@ -123,14 +130,49 @@ impl EdgeSet {
         let mut names: Interner<Box<str>> = Interner::default();
         let mut digests: Interner<Digest> = Interner::default();
         let mut raw: Vec<RawEdge> = Vec::with_capacity(estimated_edges(manifests));
+        let mut refused = Vec::new();
         for (origin, manifest) in manifests.iter().enumerate() {
             let Some(src) = manifest.source() else {
                 continue;
             };
+            let mut parse = |registry: &crate::manifest::RegistryContext| match RegistryName::parse(&registry.name) {
+                Ok(parsed) => Some(parsed),
+                Err(why) => {
+                    let message = format!("registries: invalid name {}: {why}", quoted(&registry.name));
+                    refused.push(Problem::at(manifest.path.as_path(), registry.pos, message));
+                    None
+                }
+            };
+            let Some(src_name) = parse(src) else {
+                continue;
+            };
             let src_id = names.intern(&src.name);
-            let dsts: Vec<NameId> = manifest.destinations().map(|d| names.intern(&d.name)).collect();
+            let dsts: Vec<(NameId, &str, RegistryName)> = manifest
+                .destinations()
+                .filter_map(|d| parse(d).map(|parsed| (names.intern(&d.name), d.name.as_str(), parsed)))
+                .collect();
             let mut tags: Vec<u32> = Vec::new();
+            let mut image_dsts: Vec<NameId> = Vec::with_capacity(dsts.len());
             for image in &manifest.images {
+                // The one place writes are decided: `<registry path>/<image>` for every
+                // destination, and the source read the same way.
+                image_dsts.clear();
+                let mut inside = |registry: &RegistryName, name: &str| match registry.repository(&image.name) {
+                    Ok(_) => true,
+                    Err(why) => {
+                        let message = format!("images: {} under {}: {why}", quoted(&image.name), quoted(name));
+                        refused.push(Problem::at(manifest.images_path.as_path(), image.pos, message));
+                        false
+                    }
+                };
+                if !inside(&src_name, &src.name) {
+                    continue;
+                }
+                for (id, name, dst) in &dsts {
+                    if inside(dst, name) {
+                        image_dsts.push(*id);
+                    }
+                }
                 let image_id = names.intern(&image.name);
                 for entry in &image.dmap {
                     let Ok(digest) = entry.digest.parse::<Digest>() else {
@@ -143,7 +185,7 @@ impl EdgeSet {
                     } else {
                         tags.extend(entry.tags.iter().map(|t| names.intern(t) + 1));
                     }
-                    for &dst in &dsts {
+                    for &dst in &image_dsts {
                         for &tag in &tags {
                             raw.push(RawEdge {
                                 dst,
@@ -175,8 +217,11 @@ impl EdgeSet {
         // not worth a note; from two manifests it is a redundancy, found in merge.
         raw.dedup();
 
+        refused.sort();
+        refused.dedup();
         let mut set = EdgeSet {
             names,
+            refused,
             ..Default::default()
         };
         set.merge(&raw, &digests, manifests, &by_rank);
@@ -261,6 +306,12 @@ impl EdgeSet {
     /// Harmless duplicates that were merged.
     pub fn redundant(&self) -> &[Redundant] {
         &self.redundant
+    }
+
+    /// Registry and image names that would put a repository outside its registry's path,
+    /// with their positions: no edge was built for them.
+    pub fn refused(&self) -> &[Problem] {
+        &self.refused
     }
 
     pub fn name(&self, id: NameId) -> &str {
@@ -414,6 +465,32 @@ mod tests {
         assert_eq!(set.redundant()[0].manifests.len(), 2);
     }
 
+    /// Issue 14: `name: ../proj01/img000` in one project's images would have written into
+    /// another project's path. Even when validation is bypassed (a manifest built in code),
+    /// no edge leaves its registry's path, and the refusal says where and why.
+    #[test]
+    fn names_that_would_leave_their_registry_make_no_edges() {
+        let m = manifest(
+            "a.yaml",
+            "gcr.io/stage/proj00",
+            &["us.gcr.io/prod/proj00", "http://eu.gcr.io/prod"],
+            &[("../proj01/img000", &[('a', &["1.0"])]), ("img001", &[('b', &["1.0"])])],
+        );
+        let set = EdgeSet::from_manifests(&[m]);
+        let dsts: Vec<String> = set.edges().iter().map(|e| set.destination(e)).collect();
+        assert_eq!(dsts, ["us.gcr.io/prod/proj00/img001:1.0"]);
+        let refused: Vec<String> = set.refused().iter().map(|p| p.to_string()).collect();
+        assert_eq!(refused.len(), 2, "{refused:#?}");
+        assert!(
+            refused[0].starts_with("a.yaml:0:0: images: \"../proj01/img000\" under \"gcr.io/stage/proj00\": "),
+            "{refused:#?}"
+        );
+        assert!(
+            refused[1].contains("registries: invalid name \"http://eu.gcr.io/prod\": a registry name has no scheme"),
+            "{refused:#?}"
+        );
+    }
+
     #[test]
     fn invalid_digests_make_no_edges() {
         let mut m = manifest(
@@ -542,7 +619,57 @@ mod tests {
             (edges, overlaps, redundant)
         }
 
+        /// Registry names and image names as a hostile manifest PR might write them.
+        fn hostile_registry() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z]{1,4}\\.io(/[a-z0-9._-]{1,5}){0,2}",
+                "[a-zA-Z0-9.:/@?# %_-]{0,24}",
+                "[a-z]{1,4}\\.io/(\\.\\./){1,3}[a-z]{1,4}",
+            ]
+        }
+
+        fn hostile_image() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9]{1,5}(/[a-z0-9._-]{1,5}){0,2}",
+                "[a-zA-Z0-9./%_ -]{0,16}",
+                "(\\.\\./){1,3}[a-z]{1,5}(/[a-z]{1,5})?",
+                "/?[a-z]{1,3}(/\\.{1,2}){1,2}(/[a-z]{1,3})?",
+            ]
+        }
+
         proptest! {
+            /// Whatever the names, every destination repository an edge writes (the registry
+            /// path, `/`, the image, as `RepoRoot::repo` joins them) lies under that
+            /// registry's path, also once a URL has resolved its dot segments.
+            #[test]
+            fn no_destination_repository_leaves_its_registry(
+                src in hostile_registry(),
+                dsts in prop::collection::vec(hostile_registry(), 1..4),
+                images in prop::collection::vec(hostile_image(), 1..4),
+            ) {
+                let dst_names: Vec<&str> = dsts.iter().map(String::as_str).collect();
+                let digest = format!("sha256:{}", "a".repeat(64));
+                let images: Vec<_> = images
+                    .iter()
+                    .map(|name| (name.as_str(), vec![(digest.clone(), vec!["1.0"])]))
+                    .collect();
+                let m = Manifest::for_test("m.yaml", &src, &dst_names, &images);
+                let set = EdgeSet::from_manifests(&[m]);
+                for edge in set.edges() {
+                    let registry = RegistryName::parse(set.name(edge.dst_registry));
+                    prop_assert!(registry.is_ok(), "an edge to an invalid registry name");
+                    let prefix = registry.unwrap().prefix().to_string();
+                    let image = set.name(edge.image);
+                    let repository = if prefix.is_empty() { image.to_string() } else { format!("{prefix}/{image}") };
+                    let under = format!("{prefix}/");
+                    prop_assert!(prefix.is_empty() || repository.starts_with(&under));
+                    prop_assert!(repository.len() <= 255);
+                    let url = url::Url::parse("https://r.example/").unwrap().join(&format!("/v2/{repository}/tags/list")).unwrap();
+                    prop_assert_eq!(url.path(), format!("/v2/{repository}/tags/list"));
+                    prop_assert!(repository.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+                }
+            }
+
             #[test]
             fn edges_are_sorted_without_duplicates(specs in prop::collection::vec(spec(), 0..5)) {
                 let manifests: Vec<Manifest> = specs.iter().enumerate().map(|(i, s)| build(i, s)).collect();

@@ -93,8 +93,32 @@ fn repo_dir(source: &ManifestSource) -> std::path::PathBuf {
 }
 
 fn plain(path: &Path, allow: Option<&HashSet<String>>, loaded: &mut Loaded) {
-    let parsed = yaml::read_text(path).and_then(|text| yaml::parse::<PlainManifest>(path, &text));
-    let manifest = match parsed {
+    match yaml::read_text(path) {
+        Ok(text) => plain_text(path, &text, allow, loaded),
+        Err(problem) => loaded.problems.push(problem),
+    }
+}
+
+/// Loads a plain manifest from its text, as read from `path`: what [`load_plain`] does
+/// once the file is read (the fuzz target's entry).
+pub fn plain_from_text(path: &Path, text: &str) -> Loaded {
+    let mut loaded = Loaded::default();
+    plain_text(path, text, None, &mut loaded);
+    loaded.problems.sort();
+    loaded
+}
+
+/// Loads one thin-tree project from the texts of its `promoter-manifest.yaml` and
+/// `images.yaml` (the fuzz target's entry).
+pub fn thin_from_text(manifest: (&Path, &str), images: (&Path, &str)) -> Loaded {
+    let mut loaded = Loaded::default();
+    thin_project(manifest, images, None, &mut loaded);
+    loaded.problems.sort();
+    loaded
+}
+
+fn plain_text(path: &Path, text: &str, allow: Option<&HashSet<String>>, loaded: &mut Loaded) {
+    let manifest = match yaml::parse::<PlainManifest>(path, text) {
         Ok(manifest) => manifest.unwrap_or_default(),
         Err(problem) => {
             loaded.problems.push(problem);
@@ -112,22 +136,13 @@ fn thin_tree(root: &Path, allow: Option<&HashSet<String>>, loaded: &mut Loaded) 
     loaded.problems.extend(layout.problems);
     loaded.warnings.extend(layout.warnings);
     for project in layout.projects {
-        let manifest =
-            yaml::read_text(&project.manifest).and_then(|t| yaml::parse::<ThinManifest>(&project.manifest, &t));
-        let images = yaml::read_text(&project.images).and_then(|t| yaml::parse::<ImagesFile>(&project.images, &t));
-        match (manifest, images) {
-            (Ok(manifest), Ok(images)) => {
-                let images = raw::images(images.unwrap_or_default());
-                let registries = manifest.unwrap_or_default().registries;
-                assemble(
-                    Arc::new(project.manifest),
-                    Arc::new(project.images),
-                    registries,
-                    images,
-                    allow,
-                    loaded,
-                );
-            }
+        match (yaml::read_text(&project.manifest), yaml::read_text(&project.images)) {
+            (Ok(manifest), Ok(images)) => thin_project(
+                (&project.manifest, &manifest),
+                (&project.images, &images),
+                allow,
+                loaded,
+            ),
             (manifest, images) => {
                 loaded.problems.extend(manifest.err());
                 loaded.problems.extend(images.err());
@@ -139,6 +154,35 @@ fn thin_tree(root: &Path, allow: Option<&HashSet<String>>, loaded: &mut Loaded) 
             &root,
             format!("no manifests found in dir: {}", root.display()),
         ));
+    }
+}
+
+/// One project of a thin tree, from the texts of its two files.
+fn thin_project(
+    (manifest_path, manifest): (&Path, &str),
+    (images_path, images): (&Path, &str),
+    allow: Option<&HashSet<String>>,
+    loaded: &mut Loaded,
+) {
+    let manifest = yaml::parse::<ThinManifest>(manifest_path, manifest);
+    let images = yaml::parse::<ImagesFile>(images_path, images);
+    match (manifest, images) {
+        (Ok(manifest), Ok(images)) => {
+            let images = raw::images(images.unwrap_or_default());
+            let registries = manifest.unwrap_or_default().registries;
+            assemble(
+                Arc::new(manifest_path.to_path_buf()),
+                Arc::new(images_path.to_path_buf()),
+                registries,
+                images,
+                allow,
+                loaded,
+            );
+        }
+        (manifest, images) => {
+            loaded.problems.extend(manifest.err());
+            loaded.problems.extend(images.err());
+        }
     }
 }
 
@@ -168,7 +212,9 @@ fn assemble(
         }
         images.retain(|image| !image.dmap.is_empty());
     }
-    loaded.problems.extend(validate::images(&images_path, &images));
+    loaded
+        .problems
+        .extend(validate::images(&images_path, &images, &registries));
     loaded.manifests.push(Manifest {
         path,
         images_path,

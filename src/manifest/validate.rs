@@ -6,23 +6,11 @@
 use std::path::Path;
 
 use crate::digest::Digest;
+use crate::registry::reference::{RegistryName, check_image_name, quoted};
 
 use super::{Image, Position, Problem, RegistryContext};
 
-/// Longest tag the registry spec allows (`^\w[\w.-]{0,127}$`).
-const MAX_TAG_LEN: usize = 128;
-
-/// True when `tag` matches `^\w[\w.-]{0,127}$` with ASCII `\w`, as Go's regexp does.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let bytes = tag.as_bytes();
-    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    match bytes.split_first() {
-        Some((first, rest)) => {
-            word(first) && bytes.len() <= MAX_TAG_LEN && rest.iter().all(|b| word(b) || *b == b'.' || *b == b'-')
-        }
-        None => false,
-    }
-}
+pub use crate::registry::reference::is_valid_tag;
 
 /// The registries rules: exactly one source, at least one registry, no empty names.
 /// `at` is where the `registries` list starts, or the top of the file when it is absent.
@@ -40,18 +28,57 @@ pub fn registries(file: &Path, registries: &[RegistryContext], at: Position) -> 
             (Some(_), None) => {}
         }
     }
-    for r in registries.iter().filter(|r| r.name.is_empty()) {
-        problems.push(Problem::at(file, r.pos, "registries: 'name' field cannot be empty"));
+    for r in registries {
+        if r.name.is_empty() {
+            problems.push(Problem::at(file, r.pos, "registries: 'name' field cannot be empty"));
+        } else if let Err(why) = RegistryName::parse(&r.name) {
+            problems.push(Problem::at(
+                file,
+                r.pos,
+                format!("registries: invalid name {}: {why}", quoted(&r.name)),
+            ));
+        }
     }
     problems
 }
 
-/// The images rules: names and dmaps present, every digest and tag well formed.
-pub fn images(file: &Path, images: &[Image]) -> Vec<Problem> {
+/// The images rules: names and dmaps present, every digest and tag well formed, and every
+/// image name a repository path that stays under each of the manifest's `registries`
+/// (the run writes `<registry path>/<image>`, so `..` would leave the project's path).
+pub fn images(file: &Path, images: &[Image], registries: &[RegistryContext]) -> Vec<Problem> {
+    let parsed: Vec<(&str, RegistryName)> = registries
+        .iter()
+        .filter_map(|r| RegistryName::parse(&r.name).ok().map(|p| (r.name.as_str(), p)))
+        .collect();
     let mut problems = Vec::new();
     for image in images {
         if image.name.is_empty() {
             problems.push(Problem::at(file, image.pos, "images: 'name' field cannot be empty"));
+        } else if let Err(why) = check_image_name(&image.name) {
+            problems.push(Problem::at(
+                file,
+                image.pos,
+                format!("images: invalid name {}: {why}", quoted(&image.name)),
+            ));
+        } else {
+            let mut refused = parsed
+                .iter()
+                .filter_map(|(name, registry)| registry.repository(&image.name).err().map(|why| (name, why)));
+            if let Some((registry, why)) = refused.next() {
+                let more = match refused.count() {
+                    0 => String::new(),
+                    n => format!(" (and {n} more registries)"),
+                };
+                problems.push(Problem::at(
+                    file,
+                    image.pos,
+                    format!(
+                        "images: {} under {}{more}: {why}",
+                        quoted(&image.name),
+                        quoted(registry)
+                    ),
+                ));
+            }
         }
         if image.dmap.is_empty() {
             problems.push(Problem::at(file, image.pos, "images: 'dmap' field cannot be empty"));
@@ -146,6 +173,62 @@ mod tests {
     }
 
     #[test]
+    fn registry_names_follow_the_grammar_at_their_position() {
+        let f = Path::new("m.yaml");
+        assert_eq!(
+            messages(&registries(
+                f,
+                &[reg("gcr.io/stage", true, 2), reg("http://us.gcr.io/prod", false, 4)],
+                AT
+            )),
+            [
+                "m.yaml:4:3: registries: invalid name \"http://us.gcr.io/prod\": a registry name has no scheme: \
+              drop \"http://\" (HTTPS is always used; plain HTTP only for loopback hosts and --insecure-registry)"
+            ]
+        );
+    }
+
+    #[test]
+    fn image_names_must_stay_under_every_registry_path() {
+        let f = Path::new("images.yaml");
+        let image = |name: &str, line| Image {
+            name: name.into(),
+            dmap: vec![DigestEntry {
+                digest: format!("sha256:{}", "0".repeat(64)),
+                tags: vec![],
+                pos: Position { line, column: 5 },
+            }],
+            pos: Position { line, column: 3 },
+        };
+        let regs = [
+            reg("gcr.io/k8s-staging-proj00", true, 2),
+            reg(&format!("us.gcr.io/{}", "p".repeat(200)), false, 3),
+            reg(&format!("eu.gcr.io/{}", "q".repeat(200)), false, 4),
+            reg("not a registry", false, 5),
+        ];
+        let found = messages(&images(
+            f,
+            &[image("../proj01/img000", 1), image(&"i".repeat(60), 4), image("ok", 7)],
+            &regs,
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!(
+            found[0],
+            "images.yaml:1:3: images: invalid name \"../proj01/img000\": \"..\" is not a path component: \
+             a name cannot climb out of its registry's path"
+        );
+        assert_eq!(
+            found[1],
+            format!(
+                "images.yaml:4:3: images: \"{}\" under \"us.gcr.io/{}\"… (210 characters) (and 1 more registries): \
+                 the repository path would be 261 characters long; the limit is 255 (registry path and image name together)",
+                "i".repeat(60),
+                "p".repeat(70)
+            )
+        );
+    }
+
+    #[test]
     fn images_rules_collect_every_problem() {
         let entry = |digest: &str, tags: &[&str], line| DigestEntry {
             digest: digest.into(),
@@ -171,7 +254,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            messages(&images(Path::new("i.yaml"), &images_list)),
+            messages(&images(Path::new("i.yaml"), &images_list, &[])),
             [
                 "i.yaml:1:3: images: 'name' field cannot be empty".to_string(),
                 "i.yaml:1:3: images: 'dmap' field cannot be empty".to_string(),

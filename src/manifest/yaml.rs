@@ -95,10 +95,15 @@ fn yaml_problem(path: &Path, err: &serde_saphyr::Error) -> Problem {
     }
 }
 
-/// The 1-based line and column just after `prefix` (column counted in characters).
+/// The 1-based line and column just after `prefix` (column counted in characters), with
+/// YAML's line breaks (CRLF, CR, LF), so that these positions agree with the parser's.
 fn position_of(prefix: &[u8]) -> Position {
-    let line_start = prefix.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let line = prefix.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = prefix
+        .iter()
+        .rposition(|&b| b == b'\n' || b == b'\r')
+        .map_or(0, |i| i + 1);
+    let crlf = prefix.windows(2).filter(|w| w == b"\r\n").count();
+    let line = prefix.iter().filter(|&&b| b == b'\n' || b == b'\r').count() - crlf + 1;
     let column = String::from_utf8_lossy(&prefix[line_start..]).chars().count() + 1;
     Position {
         line: u32::try_from(line).unwrap_or(u32::MAX),
@@ -169,6 +174,17 @@ mod tests {
         let err = read_text(&path).unwrap_err();
         assert_eq!(err.pos, Some(Position { line: 2, column: 4 }));
         assert_eq!(err.message, "invalid UTF-8: byte 0xe9 at offset 8");
+    }
+
+    #[test]
+    fn invalid_utf8_positions_count_lines_as_yaml_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        std::fs::write(&path, b"a: 1\r\nb: 2\rc: \xe9\n").unwrap();
+        assert_eq!(read_text(&path).unwrap_err().pos, Some(Position { line: 3, column: 4 }));
+        // The parser counts the same way: a lone CR ends a line.
+        let err = parse::<BTreeMap<String, String>>(&path, "a: 1\r\nb: 2\rc: [\n").unwrap_err();
+        assert_eq!(err.pos.map(|p| p.line), Some(3), "{err}");
     }
 
     #[test]

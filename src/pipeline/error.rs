@@ -83,8 +83,47 @@ pub enum Error {
     #[error("interrupted: stopped between units of work; nothing is half-written, rerun to finish")]
     Interrupted,
     /// Some copies failed; each failure is logged and blocked only what depends on it.
-    #[error("running image promotion: {count} operations failed (rerun converges); first: {first}")]
-    Failed { count: usize, first: copy::Failure },
+    /// Whether a rerun helps depends on the failures' classes, and the message says so.
+    #[error("{}", failed_message(*.count, *.permanent_images, *.transient_images, .first))]
+    Failed {
+        count: usize,
+        /// Images not promoted because of a failure a rerun will not fix.
+        permanent_images: usize,
+        /// Images not promoted only because of failures a rerun gets past.
+        transient_images: usize,
+        /// The failure to read first: a permanent root cause when there is one.
+        first: copy::Failure,
+    },
+}
+
+fn failed_message(count: usize, permanent: usize, transient: usize, first: &copy::Failure) -> String {
+    let class = first.class();
+    if permanent == 0 && class == copy::Class::Transient {
+        return format!(
+            "running image promotion: {count} operations failed ({}); first: {first}",
+            class.advice()
+        );
+    }
+    let count_images = |n: usize| {
+        if n == 1 {
+            "1 image".to_string()
+        } else {
+            format!("{n} images")
+        }
+    };
+    let images = match (permanent, transient) {
+        (0, _) => String::new(),
+        (p, 0) => format!(", {} not promoted", count_images(p)),
+        (p, t) => format!(
+            ", {} not promoted (and {} that a rerun would promote)",
+            count_images(p),
+            count_images(t)
+        ),
+    };
+    format!(
+        "running image promotion: {count} operations failed{images}: {}; first: {first}",
+        copy::Class::Permanent.advice()
+    )
 }
 
 fn looked_at(places: &[String]) -> String {

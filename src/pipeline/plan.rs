@@ -85,6 +85,16 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let digests = record::manifest_digests(state, &manifests);
     record::run_start(state, digests)?;
     state.edges = EdgeSet::from_manifests(&manifests);
+    // Validation refuses these names while loading; if one ever got through, nothing
+    // may be written for it.
+    if !state.edges.refused().is_empty() {
+        for problem in state.edges.refused() {
+            error!("{problem}");
+        }
+        return Err(Error::Manifests(load::LoadError {
+            problems: state.edges.refused().to_vec(),
+        }));
+    }
     for redundant in state.edges.redundant() {
         debug!(
             "redundant edge {} ({}) kept once",

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use tracing::info;
 
-use crate::copy::{self, RepoId};
+use crate::copy::{self, Class, RepoId};
 
 use super::decide::Decision;
-use super::state::{PromoteReport, RepoKey, RunState, Subject};
+use super::state::{FailedImage, PromoteReport, RepoKey, RunState, Subject};
 use super::{Error, Flow};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
@@ -30,24 +30,57 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                 copied: d.copied,
             })
             .collect(),
+        failed: report
+            .undelivered
+            .into_iter()
+            .map(|u| FailedImage {
+                destination: keys[&u.destination],
+                digest: u.source.1,
+                tags: u.tags,
+                failure: u.failure,
+            })
+            .collect(),
         failures: report.failures,
     };
     if state.cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    match state.promote.failures.first() {
-        Some(first) => Err(Error::Failed {
-            count: state.promote.failures.len(),
-            first: first.clone(),
-        }),
-        None => Ok(Flow::Continue),
-    }
+    let failures = &state.promote.failures;
+    let Some(first) = failures.first() else {
+        return Ok(Flow::Continue);
+    };
+    // The failure to show first: a permanent one when there is one (that is what needs
+    // fixing), and a root cause rather than something it blocked.
+    let is_root = |f: &&copy::Failure| !matches!(f.cause, copy::Cause::Blocked { .. });
+    let permanent = |f: &&copy::Failure| f.class() == Class::Permanent;
+    let shown = failures
+        .iter()
+        .filter(permanent)
+        .find(is_root)
+        .or_else(|| failures.iter().find(permanent))
+        .or_else(|| failures.iter().find(is_root))
+        .unwrap_or(first);
+    let images = |class| {
+        state
+            .promote
+            .failed
+            .iter()
+            .filter(|f| f.failure.class() == class)
+            .count()
+    };
+    Err(Error::Failed {
+        count: failures.len(),
+        permanent_images: images(Class::Permanent),
+        transient_images: images(Class::Transient),
+        first: shown.clone(),
+    })
 }
 
 /// The copy request for every edge the plan decided to write, and the repository each
 /// request id stands for.
 fn copy_request(state: &RunState) -> Result<(copy::Request, BTreeMap<RepoId, RepoKey>), Error> {
     let mut request = copy::Request::default();
+    request.transient_retries(state.options.registry.max_retries);
     let mut ids: BTreeMap<RepoKey, RepoId> = BTreeMap::new();
     let mut id_of = |request: &mut copy::Request, key: RepoKey| -> Result<RepoId, Error> {
         if let Some(id) = ids.get(&key) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::copy::Counters;
+use crate::copy::{Class, Counters};
 use crate::registry::RegistryStats;
 
 use super::Error;
@@ -30,6 +30,8 @@ pub struct RunReport {
     pub promote: Counters,
     /// What the Sign phase did, image by image.
     pub signatures: SignReport,
+    /// Every image not promoted, with whether a rerun helps (`class`).
+    pub failed_images: Vec<FailedImageReport>,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
     pub write_requests: u64,
     pub retries: u64,
@@ -38,8 +40,37 @@ pub struct RunReport {
     pub total_ms: u128,
 }
 
+/// One image a run did not promote.
+#[derive(Debug, Serialize)]
+pub struct FailedImageReport {
+    /// `registry/image@digest`, the registry as the manifests name it.
+    pub image: String,
+    pub tags: Vec<String>,
+    /// `transient` (a rerun converges) or `permanent` (fix the source or the manifest).
+    pub class: Class,
+    /// What stopped it.
+    pub reason: String,
+}
+
 impl RunReport {
     pub(super) fn of(state: &RunState, total: Duration, error: Option<&Error>) -> Self {
+        let edges = &state.edges;
+        let failed_images = state
+            .promote
+            .failed
+            .iter()
+            .map(|f| FailedImageReport {
+                image: format!(
+                    "{}/{}@{}",
+                    edges.name(f.destination.registry),
+                    edges.name(f.destination.image),
+                    f.digest
+                ),
+                tags: f.tags.clone(),
+                class: f.failure.class(),
+                reason: f.failure.to_string(),
+            })
+            .collect();
         let registries: BTreeMap<String, RegistryStats> = state
             .backends()
             .into_iter()
@@ -63,6 +94,7 @@ impl RunReport {
             policy_denied: state.policy_denied,
             promote: state.promote.counters.clone(),
             signatures: state.signing.clone(),
+            failed_images,
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),
             phases_ms: state
@@ -100,6 +132,20 @@ impl RunReport {
                 signed.iter().filter(|s| !s.newly).count(),
                 self.signatures.failed.len(),
                 self.signatures.replicated
+            );
+        }
+        for failed in &self.failed_images {
+            info!(
+                "summary: not promoted ({}: {}): {}{}: {}",
+                failed.class,
+                failed.class.advice(),
+                failed.image,
+                if failed.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (tags {})", failed.tags.join(", "))
+                },
+                failed.reason
             );
         }
         for (name, stats) in &self.registries {

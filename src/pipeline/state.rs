@@ -59,11 +59,24 @@ pub struct Subject {
 /// A source image: its repository and digest. What evidence is gathered about.
 pub type SourceImage = (RepoKey, Digest);
 
+/// An image Promote did not leave complete in a destination repository, and why.
+#[derive(Debug, Clone)]
+pub struct FailedImage {
+    pub destination: RepoKey,
+    pub digest: Digest,
+    /// The tags asked for there.
+    pub tags: Vec<String>,
+    /// What stopped it; its class says whether a rerun helps.
+    pub failure: copy::Failure,
+}
+
 /// What the Promote phase did, for the summary and for Sign/Attest.
 #[derive(Debug, Default)]
 pub struct PromoteReport {
     pub counters: copy::Counters,
     pub subjects: Vec<Subject>,
+    /// Every image not promoted, once each.
+    pub failed: Vec<FailedImage>,
     /// Every failure, each naming where and why.
     pub failures: Vec<copy::Failure>,
 }

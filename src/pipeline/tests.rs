@@ -499,6 +499,90 @@ async fn corrupt_source_blob_is_refused_and_no_manifest_or_tag_written() {
     }
 }
 
+/// Issue 14: a failure says whether a rerun helps. A corrupt source is permanent, a
+/// registry error 5xx transient; the report lists every image not promoted with its class.
+#[tokio::test]
+async fn failures_say_whether_a_rerun_helps_and_every_failed_image_is_listed() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let corrupt = TestImage::single("x", &[b"good layer"]);
+    let flaky = TestImage::single("y", &[b"other layer"]);
+    world.host("stage").seed("staging/foo", &corrupt, &[]);
+    world.host("stage").seed("staging/bar", &flaky, &[]);
+    world
+        .host("stage")
+        .seed_corrupt_blob("staging/foo", Digest::of(b"good layer"), b"evil layer");
+    world.host("stage").break_manifest(flaky.digest());
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod", "m2/prod"],
+        &[
+            ("foo", vec![(corrupt.digest(), vec!["1.0"])]),
+            ("bar", vec![(flaky.digest(), vec!["2.0"])]),
+        ],
+    );
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    let err = promote::run(&mut state).await.expect_err("failures");
+    let text = err.to_string();
+    assert!(
+        text.contains(", 2 images not promoted (and 2 images that a rerun would promote): fix the source or the manifest; a rerun will not help; first: stage/staging/foo: blob "),
+        "{text}"
+    );
+    assert!(
+        text.contains("digest mismatch"),
+        "the permanent root cause comes first: {text}"
+    );
+    assert!(!text.contains("rerun converges"), "{text}");
+    let report = super::RunReport::of(&state, std::time::Duration::ZERO, Some(&err));
+    let mut listed: Vec<(String, String)> = report
+        .failed_images
+        .iter()
+        .map(|f| (f.image.clone(), f.class.to_string()))
+        .collect();
+    listed.sort();
+    let at = |registry: &str, image: &str, digest: Digest| format!("{registry}/{image}@{digest}");
+    assert_eq!(
+        listed,
+        [
+            (at("m1/prod", "bar", flaky.digest()), "transient".to_string()),
+            (at("m1/prod", "foo", corrupt.digest()), "permanent".to_string()),
+            (at("m2/prod", "bar", flaky.digest()), "transient".to_string()),
+            (at("m2/prod", "foo", corrupt.digest()), "permanent".to_string()),
+        ]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["failed_images"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["failed_images"][0]["class"], "transient");
+    assert_eq!(json["failed_images"][0]["tags"][0], "2.0");
+
+    // Only transient failures: the rerun converges, and the message says so.
+    let world = World::new(&["stage", "m1"]);
+    world.host("stage").seed("staging/bar", &flaky, &[]);
+    world.host("stage").break_manifest(flaky.digest());
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[("bar", vec![(flaky.digest(), vec!["2.0"])])],
+    );
+    let mut state = world.state(&[m], true);
+    plan::plan_edges(&mut state).await.expect("plan");
+    let err = promote::run(&mut state).await.expect_err("a 500");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("running image promotion: 3 operations failed (rerun converges); first: "),
+        "{text}"
+    );
+    assert!(
+        state
+            .promote
+            .failed
+            .iter()
+            .all(|f| f.failure.class() == crate::copy::Class::Transient),
+        "{:?}",
+        state.promote.failed
+    );
+}
+
 #[tokio::test]
 async fn dry_run_stops_after_validate_without_writing() {
     let world = World::new(&["stage", "m1"]);

@@ -52,8 +52,43 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid registry reference {reference:?}: {message}")]
+    /// An answer or a listing beyond a cap: refused rather than read further.
+    #[error("{registry}: {operation}: more than {cap} {what}{}", flag_hint(*.flag))]
+    Limit {
+        registry: String,
+        operation: String,
+        /// What was counted: `tag-list pages`, `bytes in one answer`…
+        what: String,
+        cap: u64,
+        /// The flag that raises the cap, when one does.
+        flag: Option<&'static str>,
+    },
+    /// A token realm that credentials may not go to (see `remote::auth::realm_refusal`):
+    /// refused before anything is sent there.
+    #[error("{registry}: {operation}: refused the token realm {realm}: {reason}")]
+    InsecureRealm {
+        registry: String,
+        operation: String,
+        realm: String,
+        reason: String,
+    },
+    /// A registry or repository name outside the grammar of [`super::reference`].
+    #[error("invalid registry reference {}: {message}", super::reference::quoted(.reference))]
     InvalidReference { reference: String, message: String },
+    /// A repository name or tag that the grammar refuses, caught before it became a URL
+    /// or a path (a name from a hostile listing, or a caller's bug).
+    #[error("{registry}: {operation}: invalid {what} {}: {message}", super::reference::quoted(.name))]
+    InvalidName {
+        registry: String,
+        operation: String,
+        /// `repository name` or `tag`.
+        what: &'static str,
+        name: String,
+        message: String,
+    },
+    /// `--registry-ca-file` cannot be used: unreadable, not PEM, or without a certificate.
+    #[error("CA file {}: {message}", .path.display())]
+    CaFile { path: std::path::PathBuf, message: String },
     /// Manifest bytes that the operation cannot use (checked before anything is sent).
     #[error("{registry}: {operation}: {source}")]
     InvalidManifest {
@@ -74,9 +109,40 @@ impl Error {
         }
     }
 
+    /// Whether running again, nothing else changed, can succeed where this failed: what
+    /// [`Error::is_transient`] retries (network, 5xx, 429, timeouts, bodies cut off), local
+    /// I/O other than a refused name, and the races distribution loses to concurrent
+    /// uploads (`MANIFEST_BLOB_UNKNOWN`, `BLOB_UPLOAD_UNKNOWN`). Not: digest mismatches,
+    /// invalid or unsupported manifests, refused names, credentials or realms, caps, and
+    /// every other 4xx: someone must fix the source, the manifest or the setup first.
+    pub fn rerun_helps(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ),
+            Error::Status { .. } => {
+                self.is_transient()
+                    || self.has_code(OciCode::ManifestBlobUnknown)
+                    || self.has_code(OciCode::BlobUploadUnknown)
+            }
+            other => other.is_transient(),
+        }
+    }
+
     /// Whether the registry answered with `code` in its error envelope.
     pub fn has_code(&self, code: OciCode) -> bool {
         matches!(self, Error::Status { codes, .. } if codes.contains(&code))
+    }
+}
+
+/// The end of an [`Error::Limit`] message: how to raise the cap, if a flag does.
+fn flag_hint(flag: Option<&'static str>) -> String {
+    match flag {
+        Some(flag) => format!(
+            " (the cap; the registry may be looping or serving an endless listing: raise --{flag} if it really holds that much)"
+        ),
+        None => " (the cap)".to_string(),
     }
 }
 
@@ -163,6 +229,61 @@ mod tests {
         let other = OciCode::from_wire("UNAVAILABLE");
         assert_eq!(other, OciCode::Other("UNAVAILABLE".into()));
         assert_eq!(other.as_str(), "UNAVAILABLE");
+    }
+
+    #[test]
+    fn a_rerun_helps_after_transient_failures_and_races_only() {
+        let status = |status, codes: Vec<OciCode>| Error::Status {
+            registry: "r".into(),
+            operation: "o".into(),
+            status,
+            message: String::new(),
+            codes,
+        };
+        let digest = crate::digest::Digest::of(b"x");
+        let helps = [
+            status(503, vec![]),
+            status(429, vec![OciCode::TooManyRequests]),
+            status(400, vec![OciCode::ManifestBlobUnknown]),
+            status(404, vec![OciCode::BlobUploadUnknown]),
+            Error::Transport {
+                registry: "r".into(),
+                operation: "o".into(),
+                message: "connection reset".into(),
+            },
+            Error::Io {
+                registry: "r".into(),
+                operation: "o".into(),
+                source: std::io::Error::other("disk full"),
+            },
+        ];
+        for e in &helps {
+            assert!(e.rerun_helps(), "{e}");
+        }
+        let does_not = [
+            status(400, vec![OciCode::ManifestInvalid]),
+            status(404, vec![OciCode::NameUnknown]),
+            Error::DigestMismatch {
+                registry: "r".into(),
+                operation: "o".into(),
+                expected: digest,
+                actual: digest,
+            },
+            Error::Unauthorized {
+                registry: "r".into(),
+                operation: "o".into(),
+                status: 403,
+                message: String::new(),
+            },
+            Error::Io {
+                registry: "r".into(),
+                operation: "o".into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid repository name"),
+            },
+        ];
+        for e in &does_not {
+            assert!(!e.rerun_helps(), "{e}");
+        }
     }
 
     #[test]

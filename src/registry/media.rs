@@ -331,6 +331,43 @@ pub fn sniff_media_type(bytes: &[u8]) -> Result<MediaType, ManifestError> {
         .ok_or(ManifestError::Untyped)
 }
 
+/// The media type of manifest `bytes` that a registry served with the `Content-Type`
+/// `header` (without parameters), and the header's type when the body contradicts it.
+///
+/// The body wins: a registry checks a pushed manifest's `Content-Type` against its body,
+/// so a type taken from a lying header gets the copy refused at the destination, after
+/// its blobs were uploaded. The body's declared `mediaType` decides; without one, its
+/// shape does when the header names the other kind (an index header over an image body);
+/// a header that agrees, or a body without a shape, keeps the header's type. A generic
+/// header (`application/json`, none at all) says nothing, so the body must say it.
+pub fn served_media_type(
+    header: Option<&MediaType>,
+    bytes: &[u8],
+) -> Result<(MediaType, Option<MediaType>), ManifestError> {
+    let specific = header.filter(|h| h.as_str().starts_with("application/vnd."));
+    let links = match (ManifestLinks::parse(bytes), specific) {
+        (Ok(links), _) => links,
+        // Unreadable under a specific type: the copier reports why, with the manifest.
+        (Err(_), Some(h)) => return Ok((h.clone(), None)),
+        (Err(e), None) => return Err(e),
+    };
+    let Some(header) = specific else {
+        return links
+            .media_type_or_shape()
+            .map(|m| (m, None))
+            .ok_or(ManifestError::Untyped);
+    };
+    let body = match (&links.media_type, links.media_type_or_shape()) {
+        (Some(declared), _) => Some(declared.clone()),
+        (None, Some(shape)) if shape.is_index() != header.is_index() => Some(shape),
+        _ => None,
+    };
+    Ok(match body {
+        Some(body) if body != *header => (body, Some(header.clone())),
+        _ => (header.clone(), None),
+    })
+}
+
 /// Why manifest bytes cannot be read (or copied).
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -554,12 +591,51 @@ mod tests {
         assert!(sniff_media_type(br#"{"config":{"Env":["A=b"]}}"#).is_err());
     }
 
+    /// (Content-Type, body, type used, contradicted header).
+    #[test]
+    fn the_body_decides_a_served_media_type() {
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":1}}}}"#,
+            d('c')
+        );
+        let undeclared_image = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":1}}}}"#, d('c'));
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#.to_string();
+        let cases: [(Option<&str>, &str, &str, Option<&str>); 8] = [
+            (Some(OCI_MANIFEST), &image, OCI_MANIFEST, None),
+            // The lie of issue 14: an index type over an image manifest.
+            (Some(OCI_INDEX), &image, OCI_MANIFEST, Some(OCI_INDEX)),
+            (Some(OCI_INDEX), &undeclared_image, OCI_MANIFEST, Some(OCI_INDEX)),
+            (Some(OCI_MANIFEST), &index, OCI_INDEX, Some(OCI_MANIFEST)),
+            // Same kind, no declaration: the header is the more precise of the two.
+            (Some(DOCKER_MANIFEST), &undeclared_image, DOCKER_MANIFEST, None),
+            (Some(DOCKER_MANIFEST_LIST), &index, DOCKER_MANIFEST_LIST, None),
+            (Some("application/json"), &image, OCI_MANIFEST, None),
+            (None, &index, OCI_INDEX, None),
+        ];
+        for (header, body, used, contradicted) in cases {
+            let header = header.map(MediaType::from);
+            let got = served_media_type(header.as_ref(), body.as_bytes()).unwrap();
+            assert_eq!(
+                (got.0.as_str(), got.1.as_ref().map(MediaType::as_str)),
+                (used, contradicted),
+                "{header:?} over {body}"
+            );
+        }
+        assert!(matches!(
+            served_media_type(Some(&"text/plain".into()), br#"{"a":1}"#),
+            Err(ManifestError::Untyped)
+        ));
+        let (kept, _) = served_media_type(Some(&OCI_MANIFEST.into()), b"not json").unwrap();
+        assert_eq!(kept, OCI_MANIFEST, "unreadable bodies are the copier's to report");
+    }
+
     proptest::proptest! {
         #[test]
         fn no_input_panics(bytes: Vec<u8>, schema1: bool) {
             let media_type = if schema1 { DOCKER_SCHEMA1 } else { OCI_MANIFEST };
             let _ = references(&RawManifest::new(media_type, Bytes::from(bytes.clone())));
             let _ = sniff_media_type(&bytes);
+            let _ = served_media_type(Some(&OCI_INDEX.into()), &bytes);
         }
     }
 }

@@ -41,7 +41,7 @@ pub use error::{Error, OciCode};
 pub use media::MediaType;
 pub use open::{Registries, RepoRoot};
 pub use referrers::Referrer;
-pub use remote::ClientOptions;
+pub use remote::{ClientOptions, ReadLimits};
 
 /// Which manifest to address: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -242,7 +242,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, Error> {
-        referrers::list_from_fallback(self, repo, subject, artifact_type).await
+        referrers::list_from_fallback(self, repo, subject, artifact_type, |_| Ok(())).await
     }
 
     /// Pushes `manifest`, which must name a `subject`, by digest into `repo`, and makes

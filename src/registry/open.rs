@@ -61,7 +61,11 @@ impl Registries {
     /// Resolves a manifest registry name such as
     /// `us-central1-docker.pkg.dev/k8s-artifacts-prod/images/kubernetes` or `oci:./mirror`.
     pub fn open(&self, name: &str) -> Result<RepoRoot, Error> {
-        match reference::RegistryName::parse(name)? {
+        let parsed = reference::RegistryName::parse(name).map_err(|e| Error::InvalidReference {
+            reference: name.to_string(),
+            message: e.to_string(),
+        })?;
+        match parsed {
             reference::RegistryName::Remote { host, prefix } => Ok(RepoRoot {
                 registry: self.remote(&host)?,
                 prefix,
@@ -157,5 +161,31 @@ mod tests {
         };
         let err = Registries::new(options).unwrap_err();
         assert!(err.to_string().contains("kpromo-ca.pem"), "{err}");
+    }
+
+    /// A CA file that is not what it should be is a CA-file error, not a registry name.
+    #[test]
+    fn a_bad_ca_file_is_reported_as_a_ca_file_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8]); 2] = [("empty.pem", b""), ("garbage.pem", b"not a certificate\n")];
+        for (file, content) in cases {
+            let path = dir.path().join(file);
+            std::fs::write(&path, content).unwrap();
+            let options = ClientOptions {
+                ca_file: Some(path.clone()),
+                ..ClientOptions::default()
+            };
+            let err = Registries::new(options).unwrap_err();
+            assert!(matches!(err, Error::CaFile { .. }), "{file}: {err:?}");
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("CA file {}: ", path.display())), "{text}");
+            assert!(!text.contains("registry reference"), "{text}");
+        }
+        let missing = ClientOptions {
+            ca_file: Some(dir.path().join("missing.pem")),
+            ..ClientOptions::default()
+        };
+        let err = Registries::new(missing).unwrap_err().to_string();
+        assert!(err.contains("missing.pem: cannot read it"), "{err}");
     }
 }

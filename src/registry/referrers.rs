@@ -110,17 +110,20 @@ pub(crate) fn listed(index: &[u8], artifact_type: Option<&str>) -> Result<Vec<Re
         .collect())
 }
 
-/// [`Registry::list_referrers`] from the fallback index (none: no referrers).
+/// [`Registry::list_referrers`] from the fallback index (none: no referrers), once
+/// `accept` has passed the index as read (a backend's size cap, say).
 pub(crate) async fn list_from_fallback<R: Registry + ?Sized>(
     registry: &R,
     repo: &str,
     subject: &Digest,
     artifact_type: Option<&str>,
+    accept: impl FnOnce(&RawManifest) -> Result<(), Error>,
 ) -> Result<Vec<Referrer>, Error> {
     let tag = fallback_tag(subject);
     let Some(index) = registry.get_manifest(repo, &tag).await? else {
         return Ok(Vec::new());
     };
+    accept(&index)?;
     listed(&index.bytes, artifact_type).map_err(|source| Error::InvalidManifest {
         registry: registry.name().to_string(),
         operation: format!("list referrers of {repo}@{subject} from {repo}{tag}"),

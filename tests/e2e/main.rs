@@ -13,6 +13,10 @@ mod support;
 // Policy and audit: allowed and denied runs, `policy check` against `cip`, the audit log
 // against the mirrors' access logs, kill -9, no secrets.
 mod governance;
+// Registries that misbehave on purpose: endless listings, huge referrers lists, foreign realms.
+mod hostile_registry;
+// Names: what `manifest validate` accepts, a dry run against real distribution accepts.
+mod names_dry_run;
 // The promotion benchmark, ignored here: scripts/bench-promote.sh runs it in release mode.
 mod promote_bench;
 // `kpromo cip --confirm` promotes between staging and three mirrors; skopeo checks them.

@@ -147,6 +147,44 @@ fn assert_mentions(run: &Run, needles: &[&str]) {
     }
 }
 
+/// Every image the run's `--summary-json` lists as not promoted: (image, class).
+fn failed_images(run: &Run) -> Vec<(String, String)> {
+    let listed = run.summary["failed_images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("summary without failed_images: {}", run.summary));
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut images: Vec<(String, String)> = listed.iter().map(|f| (text(&f["image"]), text(&f["class"]))).collect();
+    images.sort();
+    images
+}
+
+/// The final error and the summary agree that `count` images failed, all of `class`.
+fn assert_failed_as(run: &Run, class: &str, count: usize) {
+    let images = failed_images(run);
+    assert_eq!(images.len(), count, "{images:#?}");
+    assert!(images.iter().all(|(_, c)| c == class), "all {class}: {images:#?}");
+    let error = final_error(run);
+    let (says, never) = match class {
+        "permanent" => (
+            "fix the source or the manifest; a rerun will not help",
+            "rerun converges",
+        ),
+        _ => ("(rerun converges)", "a rerun will not help"),
+    };
+    assert!(error.contains(says), "the final error must say {says:?}: {error}");
+    assert!(
+        !error.contains(never),
+        "the final error must not say {never:?}: {error}"
+    );
+    let summary_lines = run.stderr.lines().filter(|l| l.contains("summary: not promoted ("));
+    assert_eq!(
+        summary_lines.count(),
+        count,
+        "one summary line per image:\n{}",
+        run.stderr
+    );
+}
+
 /// Polls `done` every 50 ms for at most `seconds`.
 fn wait_until(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -262,6 +300,9 @@ async fn source_blobs_not_matching_their_digest_are_refused() {
     run.expect_code(1);
     assert_mentions(&run, &["digest mismatch", &world.staging_proxy.host()]);
     assert!(world.staging_proxy.faults() > 0, "the proxy must have corrupted blobs");
+    // A corrupt source fails the same way on a rerun: every image at both mirrors (three
+    // tagged, two children listed by digest) says so.
+    assert_failed_as(&run, "permanent", 10);
     for mirror in &world.mirrors {
         assert_untagged(mirror).await;
         let pusher = mirror.pusher();
@@ -288,6 +329,7 @@ async fn source_manifests_not_matching_their_digest_are_refused() {
         world.staging_proxy.faults() > 0,
         "the proxy must have corrupted manifests"
     );
+    assert_failed_as(&run, "permanent", 10);
     for mirror in &world.mirrors {
         assert_untagged(mirror).await;
     }
@@ -323,6 +365,16 @@ async fn mirror_dying_mid_run_fails_then_rerun_converges_and_then_writes_nothing
     let failed = running.wait(300);
     failed.expect_code(1);
     assert_mentions(&failed, &[&world.proxies[1].host()]);
+    // A mirror that went away: a rerun converges, and the run says so for each image.
+    let images = failed_images(&failed);
+    assert!(!images.is_empty(), "{}", failed.summary);
+    assert!(
+        images
+            .iter()
+            .all(|(image, _)| image.starts_with(&world.proxies[1].host())),
+        "only mirror 1 failed: {images:#?}"
+    );
+    assert_failed_as(&failed, "transient", images.len());
     assert!(
         world.proxies[1].seen().iter().any(|s| s.status == Some(502)),
         "mirror 1 must have died while kpromo still talked to it"
@@ -502,4 +554,60 @@ async fn second_interrupt_aborts_at_once_and_rerun_converges() {
     assert_eq!(run.code, Some(130), "a second Ctrl-C aborts with 130:\n{}", run.stderr);
     assert_nothing_dangling(&world.mirrors[0]).await;
     assert_rerun_converges(&world, &f).await;
+}
+
+/// Issue 14: a body cut off mid-stream used to be read twice at most. It is read again
+/// within the client's transient budget (six retries by default), so four cuts in a row
+/// on every blob still end in a promotion on the first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_bodies_cut_off_again_and_again_are_read_within_the_retry_budget() {
+    let world = world(1);
+    let f = Fixtures::small();
+    f.stage(&world, &world.dsts()).await;
+    world.staging_proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/blobs/sha256:",
+        Action::Truncate,
+        Times::FirstPerRequest(4),
+    )]);
+
+    let run = world.confirm(300);
+    run.expect_code(0);
+    let blobs = world.staging_proxy.count("GET", "/blobs/sha256:");
+    assert!(
+        world.staging_proxy.faults() >= 4 && blobs >= 5 * world.staging_proxy.faults() / 4,
+        "every cut blob was read again after its fourth cut: {blobs} reads, {} cut",
+        world.staging_proxy.faults()
+    );
+    f.assert_promoted(&world.mirrors[0]).await;
+}
+
+/// Issue 14: a staging registry whose `Content-Type` calls every manifest an OCI index.
+/// The body says what each manifest is, so the mirror gets the right type (and no 400
+/// after the blobs were uploaded), and the log says which type was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_type_lying_about_a_manifest_is_overruled_by_its_body() {
+    let world = world(1);
+    let f = Fixtures::small();
+    f.stage(&world, &world.dsts()).await;
+    world.staging_proxy.set_rules(vec![Rule::new(
+        None,
+        "/manifests/",
+        Action::ContentType("application/vnd.oci.image.index.v1+json"),
+        Times::Always,
+    )]);
+
+    let run = world.confirm(180);
+    run.expect_code(0);
+    assert_mentions(
+        &run,
+        &[
+            "the registry sent Content-Type application/vnd.oci.image.index.v1+json but the manifest is \
+             application/vnd.oci.image.manifest.v1+json: using the manifest's own type",
+        ],
+    );
+    f.assert_promoted(&world.mirrors[0]).await;
+    let pusher = world.mirrors[0].pusher();
+    let (status, media_type, _) = pusher.get_manifest("prod/baz", "3.0").await;
+    assert_eq!((status, media_type.as_str()), (200, f.single.media_type()));
 }

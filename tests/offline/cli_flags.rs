@@ -77,6 +77,10 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--staging-signature-key", None),
     ("--require-staging-signature", Some("false")),
     ("--trusted-root", None),
+    ("--registry-max-tag-pages", Some("1000")),
+    ("--registry-max-tags", Some("1000000")),
+    ("--registry-max-catalog-pages", Some("1000")),
+    ("--registry-max-referrers-bytes", Some("4194304")),
 ];
 
 /// The help paragraph of one flag: from its line to the next flag line.

@@ -26,6 +26,8 @@ mod demo;
 mod manifest_diff;
 // The legacy Go fixture cases and the plain-manifest fixture.
 mod manifest_fixtures;
+// Names as a grammar: what a run refuses, `manifest validate` refuses, at file:line:col.
+mod manifest_names;
 // The real registry.k8s.io manifest tree, counted independently of kpromo's model.
 mod manifest_realdata;
 // Strict YAML and every validation rule: clear problems with positions, never a panic.

@@ -38,6 +38,9 @@ pub enum Action {
     FlipByte,
     /// Wait, then forward.
     Delay(Duration),
+    /// Forward, answering with this `Content-Type` instead of the registry's (a lie about
+    /// what the body is).
+    ContentType(&'static str),
 }
 
 /// How often a rule fires among the requests it matches.
@@ -254,7 +257,10 @@ async fn handle(
         }
     };
     record(Some(response.status().as_u16()), action.as_ref());
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    if let Some(Action::ContentType(lie)) = &action {
+        parts.headers.insert("content-type", HeaderValue::from_static(lie));
+    }
     let has_body = parts.status.is_success() && method != "HEAD";
     let body = match (&action, has_body) {
         (Some(Action::Truncate), true) => {

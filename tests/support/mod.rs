@@ -23,6 +23,7 @@ pub mod client;
 pub mod cosign;
 pub mod fault_proxy;
 pub mod ggcr;
+pub mod hostile;
 pub mod http_server;
 pub mod images;
 pub mod logs;

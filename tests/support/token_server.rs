@@ -31,6 +31,8 @@ struct State {
     ttl_secs: u64,
     refresh_tokens: Mutex<HashMap<String, String>>,
     issued: AtomicU64,
+    /// Every request that reached the server, answered or not.
+    requests: AtomicU64,
     /// Token requests still to be answered 503 (a flaky auth service).
     fail_next: AtomicU64,
     /// Every token handed out, so tests can prove none of them reached a log line.
@@ -63,6 +65,7 @@ impl TokenServer {
             ttl_secs,
             refresh_tokens: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             fail_next: AtomicU64::new(0),
             tokens: Mutex::new(Vec::new()),
         });
@@ -83,6 +86,11 @@ impl TokenServer {
         self.state.issued.load(Ordering::Relaxed)
     }
 
+    /// Requests that reached the server at all (a refused realm gets none).
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
     /// Answers the next `n` token requests with 503, like an auth service having a bad moment.
     pub fn fail_next(&self, n: u64) {
         self.state.fail_next.store(n, Ordering::Relaxed);
@@ -98,6 +106,7 @@ async fn handle(
     state: &State,
     req: Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<super::http_server::Body>, super::http_server::BoxError> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
     if req.uri().path() != "/token" {
         return json(404, &json!({"error": "not found"}));
     }

@@ -160,29 +160,18 @@ impl OciLayout {
     }
 }
 
-/// Repository names are paths below the root: each component must be a lowercase OCI
-/// name component, so no name can escape the root or land inside another
-/// repository's `blobs/` directory.
+/// Repository names are paths below the root, in the grammar every backend shares
+/// (`registry::reference`), so no name can escape the root; and no component below a
+/// repository is named `blobs`, so none lands inside another repository's blob store.
 fn check_repo_name(repo: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid repository name {repo:?}: {why}"));
-    if repo.is_empty() {
-        return bad("empty");
-    }
-    for (i, part) in repo.split('/').enumerate() {
-        let valid_chars = part
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
-        let alnum_ends = part.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && part.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-        if !valid_chars || !alnum_ends {
-            return bad("components must be lowercase letters, digits and . _ - (starting and ending alphanumeric)");
-        }
-        if i > 0 && part == "blobs" {
-            return bad("a component named \"blobs\" would collide with the parent repository's blob store");
-        }
-    }
-    Ok(())
+    crate::registry::reference::check_layout_repository(repo).map_err(|why| {
+        format!(
+            "invalid repository name {}: {why}",
+            crate::registry::reference::quoted(repo)
+        )
+    })
 }
+
 #[async_trait]
 impl Registry for OciLayout {
     fn name(&self) -> &str {

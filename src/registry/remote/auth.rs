@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use super::credentials::{self, Credential};
 use super::transport;
 use crate::registry::Error;
+use crate::registry::reference::is_loopback;
 
 /// Lifetime assumed for a token whose answer has no `expires_in` (the spec's default).
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -104,6 +105,9 @@ struct CachedToken {
 pub(crate) struct Auth {
     registry: String,
     config_dir: Option<PathBuf>,
+    /// `--insecure-registry` hosts: with loopback hosts, the only places a token realm
+    /// may be reached over plain HTTP (see [`realm_refusal`]).
+    insecure: Vec<String>,
     credential: OnceCell<Result<Option<Credential>, String>>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, CachedToken>>,
@@ -120,21 +124,23 @@ struct TokenAnswer {
 }
 
 impl Auth {
-    pub(crate) fn new(registry: &str, config_dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(registry: &str, config_dir: Option<PathBuf>, insecure: &[String]) -> Self {
         Self {
             registry: registry.to_string(),
             config_dir,
+            insecure: insecure.to_vec(),
             credential: OnceCell::new(),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn credential(&self) -> Result<Option<Credential>, String> {
+    async fn credential(&self) -> Result<Option<Credential>, Error> {
         self.credential
             .get_or_init(|| credentials::lookup(self.config_dir.clone(), self.registry.clone()))
             .await
             .clone()
+            .map_err(|message| self.unauthorized(0, message))
     }
 
     /// Whether a credential was found for this host (`false` also before any lookup).
@@ -166,11 +172,12 @@ impl Auth {
         Some(wanted)
     }
 
-    /// The authorization for a request needing `scopes`, fetching a token if needed.
-    /// `None` until the registry has challenged (anonymous registries never do).
+    /// The authorization for a request to `target` needing `scopes`, fetching a token if
+    /// needed. `None` until the registry has challenged (anonymous registries never do).
     pub(crate) async fn authorization(
         &self,
         http: &reqwest::Client,
+        target: &url::Url,
         scopes: &[String],
         timeouts: (Duration, Duration),
         read: &AtomicU64,
@@ -178,12 +185,8 @@ impl Auth {
         let Some(challenge) = self.challenge() else {
             return Ok(None);
         };
-        let credential = self
-            .credential()
-            .await
-            .map_err(|message| self.unauthorized(0, message))?;
         match challenge {
-            Challenge::Basic => match credential {
+            Challenge::Basic => match self.credential().await? {
                 Some(Credential::Basic { username, password }) => Ok(Some(Authorization::Basic {
                     username,
                     password: Secret(password),
@@ -195,12 +198,16 @@ impl Auth {
                 None => Ok(None),
             },
             Challenge::Bearer { realm, service, .. } => {
+                // First of all, the docker config included: nothing goes to a realm that
+                // breaks the rule, with credentials or without.
+                let realm = self.realm_url(&realm, target)?;
                 let key = scope_key(scopes);
                 if let Some(cached) = lock(&self.tokens).get(&key)
                     && cached.expires > Instant::now()
                 {
                     return Ok(Some(Authorization::Bearer(cached.token.clone())));
                 }
+                let credential = self.credential().await?;
                 let (token, ttl) = self
                     .fetch_token(
                         http,
@@ -225,6 +232,23 @@ impl Auth {
         }
     }
 
+    /// The realm as a URL, if credentials (and token requests) may go there for a
+    /// request to `target`; else the refusal, naming registry and realm.
+    fn realm_url(&self, realm: &str, target: &url::Url) -> Result<url::Url, Error> {
+        let refused = |reason: String| Error::InsecureRealm {
+            registry: self.registry.clone(),
+            operation: "authenticate".into(),
+            realm: realm.to_string(),
+            reason,
+        };
+        let url = url::Url::parse(realm).map_err(|e| refused(format!("not a URL: {e}")))?;
+        let plain_allowed = |host: &str| is_loopback(host) || self.insecure.iter().any(|h| h == host);
+        match realm_refusal(&url, target.scheme() == "https", plain_allowed) {
+            Some(reason) => Err(refused(reason)),
+            None => Ok(url),
+        }
+    }
+
     fn unauthorized(&self, status: u16, message: String) -> Error {
         Error::Unauthorized {
             registry: self.registry.clone(),
@@ -238,15 +262,14 @@ impl Auth {
     async fn fetch_token(
         &self,
         http: &reqwest::Client,
-        realm: &str,
+        realm_url: &url::Url,
         service: Option<&str>,
         scopes: &[String],
         credential: Option<&Credential>,
         (first_byte, idle): (Duration, Duration),
         read: &AtomicU64,
     ) -> Result<(Secret, Duration), Error> {
-        let realm_url =
-            url::Url::parse(realm).map_err(|e| self.unauthorized(0, format!("invalid token realm {realm:?}: {e}")))?;
+        let realm = realm_url.as_str();
         let mut last_error = String::new();
         for attempt in 0..3u32 {
             if attempt > 0 {
@@ -324,6 +347,45 @@ impl Auth {
     }
 }
 
+/// Why credentials may not go to the token realm `realm` for a registry reached over
+/// TLS (`registry_tls`) or not; `None` when they may. The rule: a realm is HTTPS, unless
+/// the registry itself is reached over plain HTTP (a loopback or `--insecure-registry`
+/// host without TLS) and the realm's host is one that may be reached over plain HTTP too
+/// (`plain_allowed`: loopback or `--insecure-registry`). So a registry behind a verified
+/// certificate never sends its Basic credentials or identity token in the clear, and a
+/// plain local registry never sends them in the clear to another machine.
+pub(crate) fn realm_refusal(
+    realm: &url::Url,
+    registry_tls: bool,
+    plain_allowed: impl Fn(&str) -> bool,
+) -> Option<String> {
+    if !realm.username().is_empty() || realm.password().is_some() {
+        return Some("a token realm carries no user info; credentials come from the docker config".into());
+    }
+    match realm.scheme() {
+        "https" => None,
+        "http" if registry_tls => Some(
+            "the registry is reached over HTTPS but its token realm is plain HTTP: credentials would \
+             travel in the clear"
+                .into(),
+        ),
+        "http" => {
+            let host = match (realm.host_str(), realm.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_string(),
+                (None, _) => return Some("a token realm names a host".into()),
+            };
+            (!plain_allowed(&host)).then(|| {
+                format!(
+                    "a plain-HTTP token realm must be on a loopback host or one given with \
+                     --insecure-registry, and {host} is neither"
+                )
+            })
+        }
+        other => Some(format!("a token realm is an https:// URL, not {other}:")),
+    }
+}
+
 /// The cache key of a scope set: order and duplicates do not matter.
 fn scope_key(scopes: &[String]) -> String {
     let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
@@ -365,6 +427,45 @@ mod tests {
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
     }
 
+    /// The token realm rule, case by case: (realm, registry over TLS, refused because).
+    #[test]
+    fn credentials_go_to_a_realm_only_over_tls_or_between_plain_local_hosts() {
+        let plain_allowed = |host: &str| is_loopback(host) || host == "insecure.example:5000";
+        let cases: [(&str, bool, Option<&str>); 10] = [
+            ("https://auth.example/token", true, None),
+            ("https://auth.example/token", false, None),
+            ("http://127.0.0.1:5001/token", false, None),
+            ("http://insecure.example:5000/token", false, None),
+            (
+                "http://127.0.0.1:5001/token",
+                true,
+                Some("the registry is reached over HTTPS"),
+            ),
+            (
+                "http://auth.example/token",
+                true,
+                Some("the registry is reached over HTTPS"),
+            ),
+            ("http://auth.example/token", false, Some("auth.example is neither")),
+            (
+                "http://insecure.example:5001/token",
+                false,
+                Some("insecure.example:5001 is neither"),
+            ),
+            ("https://u:p@auth.example/token", true, Some("carries no user info")),
+            ("ftp://auth.example/token", true, Some("not ftp:")),
+        ];
+        for (realm, tls, refused) in cases {
+            let url = url::Url::parse(realm).unwrap();
+            let got = realm_refusal(&url, tls, plain_allowed);
+            match (refused, got) {
+                (None, None) => {}
+                (Some(want), Some(got)) => assert!(got.contains(want), "{realm} (TLS {tls}): {got}"),
+                (want, got) => panic!("{realm} (TLS {tls}): expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+
     #[test]
     fn scope_keys_ignore_order() {
         let a = vec![repo_scope("x", true), repo_scope("y", false)];
@@ -374,7 +475,7 @@ mod tests {
 
     #[test]
     fn learning_a_challenge_adds_its_scopes() {
-        let auth = Auth::new("r", None);
+        let auth = Auth::new("r", None, &[]);
         let ours = vec![repo_scope("a", true)];
         let wanted = auth.learn(
             Some(r#"Bearer realm="http://127.0.0.1:1/t",scope="repository:a:pull,push repository:b:pull""#),

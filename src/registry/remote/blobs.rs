@@ -52,8 +52,8 @@ enum Opened {
 type Rest = Arc<Mutex<Option<BlobStream>>>;
 
 impl RemoteRegistry {
-    async fn blob_url(&self, repo: &str, digest: &Digest) -> Result<Url, Error> {
-        self.url(&format!("/v2/{repo}/blobs/{digest}")).await
+    async fn blob_url(&self, op: &str, repo: &str, digest: &Digest) -> Result<Url, Error> {
+        self.repo_url(op, repo, &format!("blobs/{digest}")).await
     }
 
     pub(super) async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
@@ -61,7 +61,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::HEAD,
-            self.blob_url(repo, digest).await?,
+            self.blob_url(&op, repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
         );
         let reply = self.send(call).await?;
@@ -81,7 +81,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::GET,
-            self.blob_url(repo, digest).await?,
+            self.blob_url(&op, repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
         );
         let reply = self.send(call).await?;
@@ -114,18 +114,20 @@ impl RemoteRegistry {
 
     /// POST an upload session, optionally asking to mount `digest` from `from`.
     async fn open_upload(&self, repo: &str, mount: Option<(&Digest, &str)>) -> Result<Opened, Error> {
-        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/")).await?;
-        let mut scopes = vec![auth::repo_scope(repo, true)];
         let op = match mount {
-            Some((digest, from)) => {
-                url.query_pairs_mut()
-                    .append_pair("mount", &digest.to_string())
-                    .append_pair("from", from);
-                scopes.push(auth::repo_scope(from, false));
-                format!("mount blob {digest} from {from} into {repo}")
-            }
+            Some((digest, from)) => format!("mount blob {digest} from {from} into {repo}"),
             None => format!("start upload to {repo}"),
         };
+        let mut url = self.repo_url(&op, repo, "blobs/uploads/").await?;
+        let mut scopes = vec![auth::repo_scope(repo, true)];
+        if let Some((digest, from)) = mount {
+            // `from` goes into a query and a token scope, where a space would add scopes.
+            self.check_repo(&op, from)?;
+            url.query_pairs_mut()
+                .append_pair("mount", &digest.to_string())
+                .append_pair("from", from);
+            scopes.push(auth::repo_scope(from, false));
+        }
         let call = Call::new(op.clone(), Method::POST, url, scopes).header(header::CONTENT_LENGTH, "0");
         let reply = self.send(call).await?;
         match reply.status() {

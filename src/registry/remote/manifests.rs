@@ -5,14 +5,18 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::send::{Call, Payload, header_str};
+use super::send::{BodyCap, Call, Payload, header_str};
 use super::{RemoteRegistry, auth, referrers};
 use crate::digest::Digest;
 use crate::registry::media::{self, ManifestError, MediaType};
 use crate::registry::{Descriptor, Error, ManifestRef, OciCode, RawManifest};
 
 /// Largest manifest accepted (distribution caps PUT bodies at 4 MiB; leave room).
-const MANIFEST_LIMIT: usize = 16 << 20;
+const MANIFEST_CAP: BodyCap = BodyCap {
+    bytes: 16 << 20,
+    what: "bytes in one manifest",
+    flag: None,
+};
 /// Extra attempts of a manifest PUT refused with `MANIFEST_BLOB_UNKNOWN` (see its use).
 const MANIFEST_BLOB_UNKNOWN_RETRIES: usize = 2;
 
@@ -22,7 +26,7 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::HEAD,
-            self.manifest_url(repo, reference).await?,
+            self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
@@ -52,12 +56,21 @@ impl RemoteRegistry {
         Ok(self.get_manifest(repo, reference).await?.map(|m| m.descriptor()))
     }
 
-    async fn manifest_url(&self, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
+    async fn manifest_url(&self, op: &str, repo: &str, reference: &ManifestRef) -> Result<Url, Error> {
         let r = match reference {
+            ManifestRef::Tag(t) if !crate::registry::reference::is_valid_tag(t) => {
+                return Err(Error::InvalidName {
+                    registry: self.name.clone(),
+                    operation: op.to_string(),
+                    what: "tag",
+                    name: t.clone(),
+                    message: "a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'".into(),
+                });
+            }
             ManifestRef::Tag(t) => t.clone(),
             ManifestRef::Digest(d) => d.to_string(),
         };
-        self.url(&format!("/v2/{repo}/manifests/{r}")).await
+        self.repo_url(op, repo, &format!("manifests/{r}")).await
     }
 
     pub(super) async fn get_manifest(&self, repo: &str, reference: &ManifestRef) -> Result<Option<RawManifest>, Error> {
@@ -65,11 +78,11 @@ impl RemoteRegistry {
         let call = Call::new(
             op.clone(),
             Method::GET,
-            self.manifest_url(repo, reference).await?,
+            self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
-        let fetched = self.fetch(call, MANIFEST_LIMIT).await?;
+        let fetched = self.fetch(call, MANIFEST_CAP).await?;
         match fetched.status {
             StatusCode::NOT_FOUND => return Ok(None),
             s if s.is_success() => {}
@@ -92,14 +105,17 @@ impl RemoteRegistry {
         {
             return Err(self.mismatch(&op, said, actual));
         }
-        // A generic Content-Type (text/plain, application/json) says nothing: read the body.
-        let media_type = match content_type {
-            Some(ct) if ct.as_str().starts_with("application/vnd.") => ct,
-            other => media::sniff_media_type(&bytes).map_err(|e| {
-                let sent = other.map_or_else(|| "no Content-Type".to_string(), |ct| format!("Content-Type {ct}"));
-                self.protocol(&op, format!("the registry sent {sent}, and {e}"))
-            })?,
-        };
+        let (media_type, contradicted) = media::served_media_type(content_type.as_ref(), &bytes).map_err(|e| {
+            let sent = content_type.map_or_else(|| "no Content-Type".to_string(), |ct| format!("Content-Type {ct}"));
+            self.protocol(&op, format!("the registry sent {sent}, and {e}"))
+        })?;
+        if let Some(header) = contradicted {
+            tracing::warn!(
+                registry = %self.name,
+                %op,
+                "the registry sent Content-Type {header} but the manifest is {media_type}: using the manifest's own type"
+            );
+        }
         Ok(Some(RawManifest {
             media_type,
             bytes,
@@ -125,7 +141,7 @@ impl RemoteRegistry {
         {
             return Err(self.mismatch(&op, *want, actual));
         }
-        let url = self.manifest_url(repo, reference).await?;
+        let url = self.manifest_url(&op, repo, reference).await?;
         let mut blob_unknown_retries = 0;
         let reply = loop {
             let call = Call::new(op.clone(), Method::PUT, url.clone(), vec![auth::repo_scope(repo, true)])

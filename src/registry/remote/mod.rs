@@ -25,7 +25,7 @@ use super::{
 use crate::digest::Digest;
 use send::Call;
 
-mod auth;
+pub(crate) mod auth;
 mod blobs;
 mod concurrency;
 mod credentials;
@@ -38,13 +38,10 @@ mod send;
 mod tags;
 mod transport;
 
-pub use options::ClientOptions;
+pub use options::{ClientOptions, ReadLimits};
 
 pub(crate) use gate::Gate;
 pub(crate) use transport::{SendError, build_client, read_limited};
-
-/// Largest error body or JSON listing page read into memory.
-const PAGE_LIMIT: usize = 32 << 20;
 
 /// One remote registry host.
 #[derive(Debug)]
@@ -62,6 +59,8 @@ pub struct RemoteRegistry {
     first_byte: Duration,
     idle: Duration,
     max_retries: usize,
+    limits: ReadLimits,
+    listing_progress: Duration,
     /// Requests per second at full speed (for logs).
     configured_rate: f64,
 }
@@ -100,13 +99,15 @@ impl RemoteRegistry {
             base: tokio::sync::OnceCell::new(),
             plain_allowed,
             http,
-            auth: auth::Auth::new(host, options.docker_config.clone()),
+            auth: auth::Auth::new(host, options.docker_config.clone(), &options.insecure_registries),
             gate,
             counters: Counters::default(),
             pending: blobs::PendingSessions::default(),
             first_byte: options.response_timeout,
             idle: options.idle_timeout,
             max_retries: options.max_retries,
+            limits: options.limits,
+            listing_progress: options.listing_progress,
             configured_rate: f64::from(options.rate_limit),
         })
     }

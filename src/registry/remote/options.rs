@@ -28,6 +28,38 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
     /// Retries of one request after a transient failure (429, 5xx, timeout, reset).
     pub max_retries: usize,
+    /// Caps on what one listing may read.
+    pub limits: ReadLimits,
+    /// How often a listing still running says so in the log.
+    pub listing_progress: Duration,
+}
+
+/// Caps on what a listing may read from a registry: a registry whose pages never end, or
+/// that answers with a huge list, meets a clear error naming the cap (and the flag that
+/// raises it) instead of using unbounded time and memory. Defaults sit far above the
+/// largest real repositories and far below what hurts a CI machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Pages of one tags list (`--registry-max-tag-pages`).
+    pub tag_pages: usize,
+    /// Entries (tags, and Google's digests and child repositories) of one tags list
+    /// (`--registry-max-tags`).
+    pub tags: usize,
+    /// Pages of the catalog, of up to 1000 repositories each (`--registry-max-catalog-pages`).
+    pub catalog_pages: usize,
+    /// Bytes of one referrers list (`--registry-max-referrers-bytes`).
+    pub referrers_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            tag_pages: 1_000,
+            tags: 1_000_000,
+            catalog_pages: 1_000,
+            referrers_bytes: 4 << 20,
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -44,6 +76,8 @@ impl Default for ClientOptions {
             response_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(120),
             max_retries: 6,
+            limits: ReadLimits::default(),
+            listing_progress: Duration::from_secs(10),
         }
     }
 }

@@ -4,8 +4,8 @@
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
 
-use super::send::Call;
-use super::{PAGE_LIMIT, RemoteRegistry, auth};
+use super::send::{BodyCap, Call};
+use super::{RemoteRegistry, auth};
 use crate::digest::Digest;
 use crate::registry::referrers::{self, Pushed, Referrer};
 use crate::registry::{Error, ManifestRef, RawManifest, media};
@@ -34,7 +34,33 @@ impl RemoteRegistry {
                     source,
                 })
             }
-            Native::Absent => referrers::list_from_fallback(self, repo, subject, artifact_type).await,
+            Native::Absent => {
+                // The fallback index is read as a manifest (up to a manifest's cap): hold
+                // it to the same cap as the API's answer.
+                let cap = self.referrers_cap();
+                let within_cap = |index: &RawManifest| {
+                    if index.bytes.len() <= cap.bytes {
+                        return Ok(());
+                    }
+                    Err(Error::Limit {
+                        registry: self.name.clone(),
+                        operation: op.clone(),
+                        what: cap.what.to_string(),
+                        cap: cap.bytes as u64,
+                        flag: cap.flag,
+                    })
+                };
+                referrers::list_from_fallback(self, repo, subject, artifact_type, within_cap).await
+            }
+        }
+    }
+
+    /// `--registry-max-referrers-bytes`, for both ways a referrers list is read.
+    fn referrers_cap(&self) -> BodyCap {
+        BodyCap {
+            bytes: self.limits.referrers_bytes,
+            what: "bytes in one referrers list",
+            flag: Some("registry-max-referrers-bytes"),
         }
     }
 
@@ -68,13 +94,13 @@ impl RemoteRegistry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Native, Error> {
-        let mut url = self.url(&format!("/v2/{repo}/referrers/{subject}")).await?;
+        let mut url = self.repo_url(op, repo, &format!("referrers/{subject}")).await?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
         let call = Call::new(op.to_string(), Method::GET, url, vec![auth::repo_scope(repo, false)])
             .header(header::ACCEPT, media::OCI_INDEX);
-        let fetched = self.fetch(call, PAGE_LIMIT).await?;
+        let fetched = self.fetch(call, self.referrers_cap()).await?;
         match fetched.status {
             s if s.is_success() => Ok(Native::Listed(fetched.body)),
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(Native::Absent),

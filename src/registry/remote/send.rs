@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{RemoteRegistry, concurrency, endpoint, gate, retry, transport};
 use crate::digest::Digest;
-use crate::registry::{Error, OciCode};
+use crate::registry::{Error, OciCode, reference};
 
 /// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +82,15 @@ impl Call {
     }
 }
 
+/// The most bytes [`RemoteRegistry::fetch`] reads of one answer, what they are (for the
+/// error), and the flag that sets the cap, if one does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyCap {
+    pub(crate) bytes: usize,
+    pub(crate) what: &'static str,
+    pub(crate) flag: Option<&'static str>,
+}
+
 /// A whole small response.
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
@@ -106,6 +115,24 @@ impl Reply {
 }
 
 impl RemoteRegistry {
+    /// `/v2/<repo>/<rest>` on this registry. `repo` is checked against the repository
+    /// grammar first: URLs resolve dot segments, so `../../etc` would leave `/v2/`.
+    pub(crate) async fn repo_url(&self, op: &str, repo: &str, rest: &str) -> Result<Url, Error> {
+        self.check_repo(op, repo)?;
+        self.url(&format!("/v2/{repo}/{rest}")).await
+    }
+
+    /// Refuses a repository name outside the grammar, naming the operation.
+    pub(crate) fn check_repo(&self, op: &str, repo: &str) -> Result<(), Error> {
+        reference::check_repository(repo).map_err(|e| Error::InvalidName {
+            registry: self.name.clone(),
+            operation: op.to_string(),
+            what: "repository name",
+            name: repo.to_string(),
+            message: e.to_string(),
+        })
+    }
+
     pub(crate) async fn url(&self, path: &str) -> Result<Url, Error> {
         self.base()
             .await?
@@ -171,6 +198,7 @@ impl RemoteRegistry {
                 .auth
                 .authorization(
                     &self.http,
+                    &call.url,
                     &scopes,
                     (self.first_byte, self.idle),
                     &self.counters.bytes_read,
@@ -319,6 +347,17 @@ impl RemoteRegistry {
                 status,
                 message,
             },
+            Error::InsecureRealm {
+                registry,
+                realm,
+                reason,
+                ..
+            } => Error::InsecureRealm {
+                registry,
+                operation: op.to_string(),
+                realm,
+                reason,
+            },
             other => other,
         }
     }
@@ -356,9 +395,10 @@ impl RemoteRegistry {
         }
     }
 
-    /// Sends a call whose answer is small (manifest, listing page) and reads it whole.
-    /// A body cut off or stalled half-way is retried like a failed request.
-    pub(crate) async fn fetch(&self, mut call: Call, limit: usize) -> Result<Fetched, Error> {
+    /// Sends a call whose answer is small (manifest, listing page) and reads it whole, at
+    /// most `cap` bytes of it. A body cut off or stalled half-way is retried like a failed
+    /// request (within the same budget); one over the cap is a [`Error::Limit`].
+    pub(crate) async fn fetch(&self, mut call: Call, cap: BodyCap) -> Result<Fetched, Error> {
         let mut backoff = retry::backoff(self.max_retries);
         loop {
             let again = call.try_clone();
@@ -366,8 +406,17 @@ impl RemoteRegistry {
             let reply = self.send(call).await?;
             let status = reply.status();
             let headers = reply.response.headers().clone();
-            match transport::read_limited(reply.response, limit, self.idle, &self.counters.bytes_read).await {
+            match transport::read_limited(reply.response, cap.bytes, self.idle, &self.counters.bytes_read).await {
                 Ok(body) => return Ok(Fetched { status, headers, body }),
+                Err(e) if !e.transient => {
+                    return Err(Error::Limit {
+                        registry: self.name.clone(),
+                        operation: op,
+                        what: cap.what.to_string(),
+                        cap: cap.bytes as u64,
+                        flag: cap.flag,
+                    });
+                }
                 Err(e) => {
                     let error = Error::Transport {
                         registry: self.name.clone(),

@@ -1,5 +1,7 @@
 //! Listing: tags (with Google's extended answer) and the catalog, following `Link`
-//! pagination (RFC 8288) with a guard against registries that loop.
+//! pagination (RFC 8288), bounded: a registry that loops, or whose pages never end, meets
+//! the caps of `--registry-max-tag-pages`, `--registry-max-tags` and
+//! `--registry-max-catalog-pages`, and a listing that takes long says so in the log.
 use std::collections::{BTreeMap, HashSet};
 
 use reqwest::Method;
@@ -7,15 +9,30 @@ use reqwest::header;
 use serde::Deserialize;
 use url::Url;
 
-use super::send::Call;
-use super::{PAGE_LIMIT, RemoteRegistry, auth};
+use super::send::{BodyCap, Call};
+use super::{RemoteRegistry, auth};
 use crate::digest::Digest;
 use crate::registry::{Error, GoogleManifestInfo, MediaType, TagList};
 
-/// More pages than any real repository has; past this the registry is looping.
-const MAX_PAGES: usize = 100_000;
+/// Largest listing page read into memory.
+const PAGE_CAP: BodyCap = BodyCap {
+    bytes: 32 << 20,
+    what: "bytes in one listing page",
+    flag: None,
+};
 /// Page size asked of the catalog (distribution rejects n > 1000).
 const CATALOG_PAGE: usize = 1000;
+
+/// The caps of one paginated listing, and the flags that raise them.
+struct Caps {
+    pages: usize,
+    pages_flag: &'static str,
+    /// Entries over all pages (tags, digests, repositories).
+    entries: usize,
+    entries_flag: &'static str,
+    /// What a page is a page of, for messages: `tag-list`, `catalog`.
+    what: &'static str,
+}
 
 #[derive(Deserialize)]
 struct TagsPage {
@@ -47,15 +64,25 @@ struct CatalogPage {
 impl RemoteRegistry {
     pub(super) async fn list_tags(&self, repo: &str) -> Result<Option<TagList>, Error> {
         let op = format!("list tags of {repo}");
-        let first = self.url(&format!("/v2/{repo}/tags/list")).await?;
+        let first = self.repo_url(&op, repo, "tags/list").await?;
         let scopes = vec![auth::repo_scope(repo, false)];
         let mut out = TagList::default();
         let mut seen_tags = HashSet::new();
         let mut google: BTreeMap<Digest, GoogleManifestInfo> = BTreeMap::new();
         let mut any_google = false;
+        let caps = Caps {
+            pages: self.limits.tag_pages,
+            pages_flag: "registry-max-tag-pages",
+            entries: self.limits.tags,
+            entries_flag: "registry-max-tags",
+            what: "tag-list",
+        };
         let found = self
-            .paginate(&op, first, &scopes, |body| {
+            .paginate(&op, first, &scopes, caps, |body| {
                 let page: TagsPage = serde_json::from_slice(body).map_err(|e| format!("tags list: {e}"))?;
+                let entries = page.tags.as_ref().map_or(0, Vec::len)
+                    + page.manifest.as_ref().map_or(0, BTreeMap::len)
+                    + page.child.as_ref().map_or(0, Vec::len);
                 for t in page.tags.unwrap_or_default() {
                     if seen_tags.insert(t.clone()) {
                         out.tags.push(t);
@@ -82,7 +109,7 @@ impl RemoteRegistry {
                         out.children.push(c);
                     }
                 }
-                Ok(())
+                Ok(entries)
             })
             .await?;
         if !found {
@@ -101,15 +128,26 @@ impl RemoteRegistry {
         let scopes = vec![auth::CATALOG_SCOPE.to_string()];
         let mut repos = Vec::new();
         let mut seen = HashSet::new();
+        let caps = Caps {
+            pages: self.limits.catalog_pages,
+            pages_flag: "registry-max-catalog-pages",
+            // A full page for every page allowed: a registry that ignores `n` and sends
+            // more repositories per page is held to the same total.
+            entries: self.limits.catalog_pages.saturating_mul(CATALOG_PAGE),
+            entries_flag: "registry-max-catalog-pages",
+            what: "catalog",
+        };
         let found = self
-            .paginate(&op, first, &scopes, |body| {
+            .paginate(&op, first, &scopes, caps, |body| {
                 let page: CatalogPage = serde_json::from_slice(body).map_err(|e| format!("catalog: {e}"))?;
-                for r in page.repositories.unwrap_or_default() {
+                let repositories = page.repositories.unwrap_or_default();
+                let entries = repositories.len();
+                for r in repositories {
                     if seen.insert(r.clone()) {
                         repos.push(r);
                     }
                 }
-                Ok(())
+                Ok(entries)
             })
             .await?;
         if !found {
@@ -118,25 +156,58 @@ impl RemoteRegistry {
         Ok(repos)
     }
 
-    /// GETs `first` and every `rel="next"` page after it, handing each body to `page`.
-    /// Returns `false` when the first page is 404.
+    /// GETs `first` and every `rel="next"` page after it, handing each body to `page`,
+    /// which returns how many entries it held; stops at the `caps`. Returns `false` when
+    /// the first page is 404.
     async fn paginate(
         &self,
         op: &str,
         first: Url,
         scopes: &[String],
-        mut page: impl FnMut(&[u8]) -> Result<(), String>,
+        caps: Caps,
+        mut page: impl FnMut(&[u8]) -> Result<usize, String>,
     ) -> Result<bool, Error> {
+        let limit = |what: String, cap: usize, flag: &'static str| Error::Limit {
+            registry: self.name.clone(),
+            operation: op.to_string(),
+            what,
+            cap: cap as u64,
+            flag: Some(flag),
+        };
         let mut next = Some(first);
         let mut visited = HashSet::new();
         let mut first_page = true;
+        let mut entries = 0usize;
+        let started = tokio::time::Instant::now();
+        let mut next_log = started + self.listing_progress;
         while let Some(url) = next.take() {
-            if !visited.insert(url.to_string()) || visited.len() > MAX_PAGES {
+            if !visited.insert(url.to_string()) {
                 return Err(self.protocol(op, format!("pagination loops back to {url}")));
+            }
+            if visited.len() > caps.pages {
+                return Err(limit(format!("{} pages", caps.what), caps.pages, caps.pages_flag));
             }
             let call = Call::new(op.to_string(), Method::GET, url.clone(), scopes.to_vec())
                 .header(header::ACCEPT, "application/json");
-            let fetched = self.fetch(call, PAGE_LIMIT).await?;
+            // A log line at least every `listing_progress`, even while one page is slow.
+            let fetch = self.fetch(call, PAGE_CAP);
+            tokio::pin!(fetch);
+            let fetched = loop {
+                tokio::select! {
+                    fetched = &mut fetch => break fetched?,
+                    () = tokio::time::sleep_until(next_log) => {
+                        tracing::info!(
+                            registry = %self.name,
+                            %op,
+                            pages = visited.len() - 1,
+                            entries,
+                            seconds = started.elapsed().as_secs(),
+                            "still listing"
+                        );
+                        next_log += self.listing_progress;
+                    }
+                }
+            };
             if first_page && fetched.status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(false);
             }
@@ -160,7 +231,14 @@ impl RemoteRegistry {
                 return Err(self.protocol(op, format!("pagination link leaves the registry: {n}")));
             }
             let body = fetched.body;
-            page(&body).map_err(|m| self.protocol(op, m))?;
+            entries = entries.saturating_add(page(&body).map_err(|m| self.protocol(op, m))?);
+            if entries > caps.entries {
+                return Err(limit(
+                    format!("entries in one {} listing", caps.what),
+                    caps.entries,
+                    caps.entries_flag,
+                ));
+            }
         }
         Ok(true)
     }

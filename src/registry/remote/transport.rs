@@ -17,35 +17,58 @@ use futures_util::{Stream, StreamExt};
 
 use crate::registry::{ClientOptions, Error};
 
+/// Redirects followed per request (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
 /// Builds the shared client. TLS is always verified: the platform verifier (system roots)
 /// plus the PEM bundle in `ca_file`, if any.
 pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, Error> {
     // Installing twice is harmless: the second call reports "already installed".
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let invalid = |message: String| Error::InvalidReference {
-        reference: options
-            .ca_file
-            .as_ref()
-            .map_or_else(|| "registry client".to_string(), |p| p.display().to_string()),
-        message,
-    };
     let mut builder = reqwest::Client::builder()
         .connect_timeout(options.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
-        .user_agent(concat!("kpromo/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("kpromo/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            // reqwest drops `Authorization` on a redirect to another origin, but a token
+            // request's form body (a refresh token) would follow a 307 in the clear.
+            let from_https = attempt.previous().last().is_some_and(|u| u.scheme() == "https");
+            if from_https && attempt.url().scheme() != "https" {
+                attempt.error("refused a redirect from HTTPS to plain HTTP")
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else {
+                attempt.follow()
+            }
+        }));
     if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read CA file: {e}")))?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(format!("invalid CA file: {e}")))?;
+        let ca_file = |message: String| Error::CaFile {
+            path: path.clone(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_file(format!("cannot read it: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ca_file(format!("not a PEM certificate bundle: {e}")))?;
         if certs.is_empty() {
-            return Err(invalid("the CA file holds no PEM certificate".into()));
+            return Err(ca_file("holds no PEM certificate".into()));
         }
         builder = builder.tls_certs_merge(certs);
     }
-    builder
-        .build()
-        .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))
+    builder.build().map_err(|e| {
+        // Building fails only on what the CA file brought in (a certificate rustls refuses).
+        match &options.ca_file {
+            Some(path) => Error::CaFile {
+                path: path.clone(),
+                message: format!("its certificates cannot be used: {e}"),
+            },
+            None => Error::Transport {
+                registry: "registry client".into(),
+                operation: "build the HTTP client".into(),
+                message: e.to_string(),
+            },
+        }
+    })
 }
 
 /// Upload progress shared between a request body and the watchdog awaiting the response.
