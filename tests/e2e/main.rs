@@ -10,6 +10,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// Attestations: one per promoted digest at the canonical mirror (fallback index and referrers
+// API), staging provenance, staging referrers carried; proven by independent verifiers.
+mod attest_e2e;
+// The attestation benchmark, ignored here: scripts/bench-attest.sh runs it in release mode.
+mod attest_bench;
 // Policy and audit: allowed and denied runs, `policy check` against `cip`, the audit log
 // against the mirrors' access logs, kill -9, no secrets.
 mod governance;
