@@ -1,10 +1,11 @@
-//! The policy check of the Plan phase: every edge the plan would write, with the plan's
-//! decision and the evidence known so far, before anything is written. One denied edge
-//! refuses the whole plan; every denied edge is logged with the rule that denied it.
+//! The policy check: every edge the plan would write, with the plan's decision and the
+//! evidence gathered about its source image (`RunState::evidence`: image facts from Plan,
+//! verified provenance from Provenance, the staging signature from Validate), before
+//! anything is written. One denied edge refuses the whole plan; every denied edge is
+//! logged with the rule that denied it.
 //!
-//! It runs at the end of Plan because nothing after Plan learns anything yet; when
-//! Provenance and Validate verify evidence, this call moves after them (and reads what
-//! they put in `RunState::evidence`).
+//! Validate calls it after its signature checks: the last moment every piece of evidence
+//! is known and nothing has been written yet.
 use std::time::SystemTime;
 
 use tracing::{error, info};

@@ -23,6 +23,7 @@ mod attest;
 mod authorize;
 mod decide;
 mod error;
+mod evidence;
 mod inventory;
 mod plan;
 mod promote;

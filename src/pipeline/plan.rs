@@ -1,8 +1,9 @@
 //! Phase 2, Plan: load manifests, compute edges, refuse overlaps, read only the affected
 //! repositories ([`super::inventory`]) and decide every edge (Go's
 //! `GetPromotionCandidates`). The decided plan goes to the [`PlanSink`] the CLI passed
-//! in, then the policy (`--policy`, [`super::authorize`]), tag moves and `_LOST_` edges
-//! with `--fail-on-lost` may refuse the whole plan, before anything is written.
+//! in, then tag moves and `_LOST_` edges with `--fail-on-lost` may refuse the whole plan,
+//! before anything is written. The policy is asked later, in Validate, once Provenance
+//! and the signature checks have gathered the evidence its conditions read.
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -14,9 +15,9 @@ use crate::manifest::load;
 
 use super::decide::Decision;
 use super::inventory::{affected_repos, decide_edges};
+use super::record;
 use super::state::RunState;
 use super::{Error, Flow};
-use super::{authorize, record};
 
 /// What a [`PlanSink`] may fail with; the pipeline reports it as [`Error::Report`].
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,7 +163,6 @@ pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
         counts,
     };
     state.sink.plan(&plan).map_err(Error::Report)?;
-    authorize::enforce(state)?;
     if counts.tag_moves > 0 {
         return Err(Error::TagMoves(counts.tag_moves));
     }

@@ -193,8 +193,9 @@ pub struct RunState {
     pub fresh_destinations: BTreeSet<RepoKey>,
     /// `--policy`, loaded by Setup.
     pub policy: Option<Policy>,
-    /// What is known about each source image the plan writes: Plan fills the image
-    /// facts it read; Provenance and Validate are to fill provenance and signatures.
+    /// What is known about each source image the plan writes, the policy's evidence:
+    /// Plan fills the image facts it read, Provenance the verified build provenance,
+    /// Validate the staging signature's verdict ([`super::evidence`]).
     pub evidence: HashMap<SourceImage, Evidence>,
     /// Edges the policy denied.
     pub policy_denied: usize,
@@ -206,9 +207,6 @@ pub struct RunState {
     /// The staging signatures Validate read, by source repository and digest, so that
     /// Sign carries them over without reading them again.
     pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
-    /// The build provenance Provenance verified, by source repository and digest: the
-    /// policy engine's `provenance` facts.
-    pub provenance: BTreeMap<(RepoKey, Digest), Facts>,
     /// What Provenance found, source image by source image, for the summary.
     pub provenance_report: Vec<ProvenanceRecord>,
     /// The referrers of each source image Provenance listed, so that Attest carries them
@@ -252,7 +250,6 @@ impl RunState {
             audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
             staging_signatures: BTreeMap::new(),
-            provenance: BTreeMap::new(),
             provenance_report: Vec::new(),
             staging_referrers: BTreeMap::new(),
             signer: None,

@@ -733,7 +733,10 @@ async fn a_denied_edge_refuses_the_plan_before_anything_is_written() {
     let m = manifest("stage/staging", &["m1/prod"], &[("foo", dmap)]);
     let mut state = world.state(&[m], true);
     state.policy = Some(no_1_0_policy());
-    let err = plan::plan_edges(&mut state).await.unwrap_err();
+    plan::plan_edges(&mut state).await.expect("the plan itself is clean");
+    let err = run_phases(&mut state, &[Phase::Provenance, Phase::Validate, Phase::Promote])
+        .await
+        .unwrap_err();
     let Error::PolicyDenied { count, first } = &err else {
         panic!("{err}");
     };
@@ -759,7 +762,10 @@ async fn an_audited_run_records_every_write_and_every_verdict() {
     state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
     state.policy = Some(no_1_0_policy());
     super::record::install(&mut state);
-    plan_and_promote(&mut state).await;
+    plan::plan_edges(&mut state).await.expect("plan");
+    run_phases(&mut state, &[Phase::Provenance, Phase::Validate, Phase::Promote])
+        .await
+        .expect("the policy allows every edge; promote");
 
     let records = sink.records();
     let mut audited: Vec<String> = records
