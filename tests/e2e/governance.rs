@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use crate::attest_e2e::provenance;
 use crate::support::client::DockerConfig;
+use crate::support::cosign::key_dsse_bundle;
 use crate::support::images::{Blob, Format, Image, Index};
+use crate::support::pki::SigningKey;
+use crate::support::referrers::{Referrer, SLSA_V1, Subject};
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::world::{Run, World, is_write};
 use crate::support::{Action, FaultProxy, RegistryOptions, Rule, TestRegistry, Times, within};
@@ -270,6 +274,92 @@ async fn a_denied_run_writes_nothing_exits_3_and_names_the_rule() {
     assert!(run.stderr.contains("5 edges denied by policy"), "{}", run.stderr);
     assert!(run.stderr.contains("no rule allows it (default deny"), "{}", run.stderr);
     assert_eq!(world.mirror_writes(), 0);
+}
+
+/// Only images built by our builder: a condition on the provenance facts.
+const BUILT_BY_US: &str = "\
+rules:
+- name: built-by-our-builder
+  effect: allow
+  condition: 'provenance.verified && provenance.builder_id == \"https://builder.example/v1\"'
+default: deny
+";
+
+/// The policy sees what the Provenance phase verified: an image whose staging attestation
+/// (made with openssl over a hand-written DSSE envelope, not by kpromo) verifies with the
+/// builder's key is allowed; one without is denied, before anything is written.
+#[tokio::test]
+async fn a_condition_on_verified_provenance_allows_the_attested_image_and_denies_the_other() {
+    let world = World::start(KPROMO, 1);
+    let builder = SigningKey::generate(world.dir.path(), "builder");
+    let built = Image::simple(Format::Oci, 81);
+    let plain = Image::simple(Format::Oci, 82);
+    let pusher = world.staging.pusher();
+    within(60, "push and attest staging images", async {
+        pusher.push_image("staging/built", &built, &[]).await;
+        pusher.push_image("staging/plain", &plain, &[]).await;
+        let statement = provenance(&built.digest, SLSA_V1, "https://builder.example/v1");
+        let subject = Subject {
+            media_type: built.media_type(),
+            digest: &built.digest,
+            size: built.manifest.len() as u64,
+        };
+        let bundle = key_dsse_bundle(&statement, &builder).to_string();
+        Referrer::bundle(subject, bundle, SLSA_V1)
+            .attach(&pusher, "staging/built", &built.digest, true)
+            .await;
+    })
+    .await;
+    let policy = write(world.dir.path(), "policy.yaml", BUILT_BY_US);
+    let log = world.dir.path().join("audit.jsonl");
+    let args = [
+        "--policy",
+        path(&policy),
+        "--actor",
+        "alice",
+        "--audit-log",
+        path(&log),
+        "--provenance-key",
+        path(&builder.public),
+    ];
+    let project = |images: &[(&str, &Image)]| {
+        let specs: Vec<_> = images
+            .iter()
+            .map(|(name, image)| (*name, vec![(image.digest.as_str(), vec!["1.0"])]))
+            .collect();
+        world.write_project("p", &world.src(), &world.dsts(), &specs);
+    };
+
+    project(&[("built", &built), ("plain", &plain)]);
+    let run = world.spawn_confirm(&args).wait(120);
+    run.expect_code(3);
+    assert!(run.stderr.contains("1 edges denied by policy"), "{}", run.stderr);
+    assert!(run.stderr.contains("prod/plain:1.0"), "{}", run.stderr);
+    assert!(run.stderr.contains("no rule allows it (default deny"), "{}", run.stderr);
+    assert_eq!(world.mirror_writes(), 0, "access log: {:?}", world.proxies[0].seen());
+    let records = audit_records(&log);
+    let verdicts: BTreeMap<String, (String, String)> = events(&records, "policy")
+        .into_iter()
+        .map(|p| (text(&p["edge"]["image"]), (text(&p["effect"]), text(&p["rule"]))))
+        .collect();
+    assert_eq!(
+        verdicts,
+        BTreeMap::from([
+            ("built".into(), ("allow".into(), "built-by-our-builder".into())),
+            ("plain".into(), ("deny".into(), String::new())),
+        ])
+    );
+    assert!(events(&records, "write").is_empty());
+
+    // The attested image alone is allowed and promoted.
+    project(&[("built", &built)]);
+    let run = world.spawn_confirm(&args).wait(120);
+    run.expect_code(0);
+    assert_eq!(run.summary["provenance"]["verified"].as_u64(), Some(1));
+    assert_eq!(
+        crate::support::world::tags(&world.mirrors[0], "prod/built").await,
+        vec!["1.0".to_string()]
+    );
 }
 
 #[tokio::test]
