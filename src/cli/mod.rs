@@ -1,11 +1,12 @@
 //! The clap front end: parses flags, sets up logging, runs a command, prints what it
 //! produced, and turns its error into the documented exit code (`docs/exit-codes.md`,
 //! [`exit`]): 0 success or dry run, 1 promotion or registry error, 2 usage or manifest
-//! error. The only layer that knows about flags, stdout and exit codes.
+//! error, 3 denied by policy. The only layer that knows about flags, stdout and exit codes.
 pub mod cip;
 pub mod exit;
 pub mod logging;
 mod plan;
+mod policy;
 mod removed;
 mod verify;
 
@@ -63,6 +64,10 @@ pub enum Command {
     /// identity. Prints one line per image (or JSON); exits 0 only when every image has a
     /// valid signature, 1 otherwise, 2 on usage errors.
     Verify(Box<verify::VerifyArgs>),
+
+    /// Check manifests against a policy offline, or run a policy's table tests.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 
     /// Print the kpromo version, git commit and compiler version.
     Version,
@@ -136,6 +141,7 @@ fn run(cmd: &Command) -> Result<ExitKind, Failure> {
                 ExitKind::Usage
             })
         }
+        Command::Policy(command) => policy::run(command),
         Command::Version => {
             print(&format!(
                 "kpromo {VERSION}\ngit commit: {GIT_COMMIT}\nrustc: {RUSTC_VERSION}\n"

@@ -76,6 +76,10 @@ fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
             docker_config: Some(dir.path().join("no-docker-config")),
             ..ClientOptions::default()
         },
+        policy: None,
+        // Nobody named: no policy asks, nothing is audited.
+        actor: kpromo::policy::Actor::resolve(None, |_| None),
+        audit: None,
     };
     let accepted = std::cell::Cell::new(0);
     let config = ProptestConfig {
