@@ -11,7 +11,7 @@
 //! struct and the trait impl that forwards to them.
 use crate::sync::lock;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +63,12 @@ pub struct RemoteRegistry {
     listing_progress: Duration,
     /// Requests per second at full speed (for logs).
     configured_rate: f64,
+    /// Set once the referrers endpoint answered 405, or 404 with a body that is no
+    /// registry error (distribution 2.8's router: `404 page not found`): the registry has
+    /// no referrers API, and probing it again for every digest would cost a request each.
+    /// A 404 with a registry error (`NAME_UNKNOWN` from a registry that has the API, for a
+    /// repository not created yet) says nothing about the registry and is not remembered.
+    lacks_referrers_api: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +115,7 @@ impl RemoteRegistry {
             limits: options.limits,
             listing_progress: options.listing_progress,
             configured_rate: f64::from(options.rate_limit),
+            lacks_referrers_api: AtomicBool::new(false),
         })
     }
 

@@ -1,10 +1,12 @@
 //! OCI 1.1 referrers through the registry's own API (`GET /v2/<name>/referrers/<digest>`,
 //! and the `OCI-Subject` answer to a manifest PUT), falling back to the tag-schema index
 //! of [`crate::registry::referrers`] for registries without it, such as distribution 2.8.
+use std::sync::atomic::Ordering;
+
 use reqwest::header::{self, HeaderName};
 use reqwest::{Method, StatusCode};
 
-use super::send::{BodyCap, Call};
+use super::send::{BodyCap, Call, error_body};
 use super::{RemoteRegistry, auth};
 use crate::digest::Digest;
 use crate::registry::referrers::{self, Pushed, Referrer};
@@ -94,6 +96,9 @@ impl RemoteRegistry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Native, Error> {
+        if self.lacks_referrers_api.load(Ordering::Relaxed) {
+            return Ok(Native::Absent);
+        }
         let mut url = self.repo_url(op, repo, &format!("referrers/{subject}")).await?;
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
@@ -103,7 +108,13 @@ impl RemoteRegistry {
         let fetched = self.fetch(call, self.referrers_cap()).await?;
         match fetched.status {
             s if s.is_success() => Ok(Native::Listed(fetched.body)),
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(Native::Absent),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                let (_, codes) = error_body(&fetched.body);
+                if fetched.status == StatusCode::METHOD_NOT_ALLOWED || codes.is_empty() {
+                    self.lacks_referrers_api.store(true, Ordering::Relaxed);
+                }
+                Ok(Native::Absent)
+            }
             s => Err(self.error_for(op, s.as_u16(), &fetched.body)),
         }
     }

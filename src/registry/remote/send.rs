@@ -464,7 +464,7 @@ pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Optio
 
 /// The registry's explanation from an OCI error body (`{"errors":[{code,message}]}`),
 /// or the start of the body as text; and the envelope's codes, for callers to match on.
-fn error_body(body: &[u8]) -> (String, Vec<OciCode>) {
+pub(super) fn error_body(body: &[u8]) -> (String, Vec<OciCode>) {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<OciError>,
