@@ -6,6 +6,7 @@ pub mod cip;
 pub mod exit;
 pub mod logging;
 mod plan;
+mod registry_config;
 mod removed;
 mod verify;
 

@@ -89,6 +89,10 @@ pub enum Error {
     /// `--registry-ca-file` cannot be used: unreadable, not PEM, or without a certificate.
     #[error("CA file {}: {message}", .path.display())]
     CaFile { path: std::path::PathBuf, message: String },
+    /// A client certificate (settings file) cannot be used: unreadable, or not a PEM
+    /// certificate with its key.
+    #[error("client certificate {}: {message}", .path.display())]
+    ClientCertificate { path: std::path::PathBuf, message: String },
     /// Manifest bytes that the operation cannot use (checked before anything is sent).
     #[error("{registry}: {operation}: {source}")]
     InvalidManifest {

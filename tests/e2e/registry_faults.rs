@@ -323,7 +323,7 @@ async fn a_burst_of_server_errors_lowers_the_limit_once_and_requests_still_succe
         Times::FirstPerRequest(1),
     )]);
     let options = ClientOptions {
-        rate_limit: 100_000,
+        rate_limit: Some(100_000),
         burst: 100_000,
         ..options_for(&registry)
     };
