@@ -229,6 +229,38 @@ fn unknown_flags_and_bad_values_exit_2() {
 }
 
 #[test]
+fn a_bad_registry_settings_file_exits_2_at_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "hosts:\n- host: '*.pkg.dev'\n  rate_limit: 5\n",
+            ":3:3: unknown field `rate_limit`",
+        ),
+        ("hosts:\n- host: a\n  max-concurrency: -1\n", ":3:20: "),
+        (
+            "hosts:\n- host: a\n  rate-limit: 0\n",
+            ":3:15: rate-limit must be at least 1",
+        ),
+        ("quotas:\n  ar: 0/min\n", ":2:7: "),
+        ("hosts:\n- host: 'a/b'\n", ":2:9: "),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("registries-{i}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        let out = kpromo(&[
+            "cip",
+            "--registry-config",
+            file.to_str().expect("utf-8 path"),
+            "--thin-manifest-dir",
+            ".",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {}", stderr(&out));
+        let want = format!("registries-{i}.yaml{expected}");
+        assert!(stderr(&out).contains(&want), "{want:?} in {}", stderr(&out));
+    }
+}
+
+#[test]
 fn go_style_booleans_and_logrus_levels_parse() {
     // These all get past flag parsing to the manifest check (exit 2 with Go's message),
     // proving the values themselves were accepted.

@@ -225,8 +225,9 @@ impl ClientOptions {
                 self.quotas.iter().find(|q| &q.name == name)
             })
             .cloned();
-        let insecure = first(&rules, |r| r.insecure)
-            .unwrap_or_else(|| self.insecure_registries.iter().any(|h| h.eq_ignore_ascii_case(host)));
+        // `--insecure-registry` naming the host wins over a rule that says otherwise.
+        let insecure = self.insecure_registries.iter().any(|h| h.eq_ignore_ascii_case(host))
+            || first(&rules, |r| r.insecure).unwrap_or(false);
         HostSettings {
             max_rate: first(&rules, |r| r.rate_limit).or(self.rate_limit).map(f64::from),
             burst: first(&rules, |r| r.burst).unwrap_or(self.burst),
@@ -315,6 +316,17 @@ mod tests {
         assert_eq!((other.max_rate, other.max_concurrency, other.quota), (None, 32, None));
         assert!(!other.plain_allowed);
         assert!(options.for_host("127.0.0.1:5000").plain_allowed);
+
+        // --insecure-registry wins over a rule that says no.
+        let mut strict = HostRule::new(pattern("mirror.internal"));
+        strict.insecure = Some(false);
+        let flagged = ClientOptions {
+            hosts: vec![strict],
+            insecure_registries: vec!["mirror.internal".into()],
+            ..ClientOptions::default()
+        };
+        assert!(flagged.for_host("mirror.internal").plain_allowed);
+        assert!(!flagged.for_host("other.internal").plain_allowed);
 
         // A --registry-quota pattern wins over a rule's quota.
         let mut with_flag = options.clone();

@@ -429,6 +429,15 @@ impl RemoteRegistry {
         if status == 401 && !self.auth.has_credential() {
             message.push_str(" (no credentials for this registry in the docker config)");
         }
+        if status == 429 {
+            // Only a request that was throttled for the whole retry timeout ends here.
+            message.push_str(&format!(
+                " (still throttled after retrying for {} s, --registry-retry-timeout: the registry's \
+                 quota is below what this run asks; set --registry-rate-limit, or \
+                 --registry-quota for a quota shared by several hosts, to that quota)",
+                self.retry_timeout.as_secs()
+            ));
+        }
         if status == 401 || status == 403 {
             Error::Unauthorized {
                 registry: self.name.clone(),
