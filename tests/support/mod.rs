@@ -34,6 +34,7 @@ pub mod push;
 pub mod registry;
 pub mod sigstore_fake;
 pub mod skopeo;
+pub mod throttle;
 pub mod token_server;
 pub mod trust_tools;
 pub mod verifiers;

@@ -46,10 +46,12 @@ const MAX_WINDOW_TIME: Duration = Duration::from_millis(500);
 const SLOW_START_RATE: f64 = 2.0;
 const SLOW_START_LIMIT: f64 = 1.5;
 const AVOIDANCE_RATE: f64 = 1.03;
-/// Past the rate where the registry last objected, probe gently, 1 % per window at first
-/// and 1 % more per window after that (the objection may be stale: a registry's capacity
-/// changes), up to slow start's pace.
+/// Past the registry's capacity as last measured (what it accepted when it objected),
+/// probe gently: 1 % per window at first, 1 % more every [`PROBE_WINDOWS`] windows (the
+/// measure may be stale: a registry's capacity changes), up to slow start's pace. Faster
+/// probing overshoots a token bucket by more than its burst before the next window.
 const PROBE_STEP: f64 = 0.01;
+const PROBE_WINDOWS: u32 = 2;
 /// Below this share of that rate, recover quickly (×[`RECOVER_RATE`] per window); below
 /// half of it, at slow start's pace.
 const NEAR_CEILING: f64 = 0.9;
@@ -64,6 +66,8 @@ const ACCEPTED_SHARE: f64 = 0.9;
 const KEEP_THROTTLED: f64 = 0.9;
 const KEEP_FAILED: f64 = 0.8;
 const KEEP_MIN: f64 = 0.25;
+/// A rate above this multiple of what the registry accepted was not what was sent.
+const SENT_OVER_ACCEPTED: f64 = 2.0;
 /// Concurrency decrease factors.
 const LIMIT_THROTTLED: f64 = 0.5;
 const LIMIT_FAILED: f64 = 0.75;
@@ -90,6 +94,9 @@ const WARMUP: u32 = 16;
 /// The response deadline never adapts below this: a loaded machine must not turn every
 /// slow answer into a retry.
 pub(crate) const MIN_RESPONSE_DEADLINE: Duration = Duration::from_secs(1);
+/// The response deadline before a host's latency is known: seconds, as for any small
+/// request, not the cap (a registry that is merely slow to start answers within it).
+pub(crate) const UNKNOWN_LATENCY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What a host may do: where it starts and the hard ceilings the user set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -198,6 +205,8 @@ struct Check {
     started: Instant,
     /// The recent failure fraction when it was decided.
     fraction: f64,
+    /// Healthy answers per second the registry gave just before it.
+    accepted: f64,
     /// Signals and answers since.
     after: (u32, u32),
 }
@@ -381,10 +390,11 @@ impl Controller {
 
     /// How long to wait for the response headers of a small request before calling it a
     /// stall: the smoothed latency plus four variances, within [`MIN_RESPONSE_DEADLINE`]
-    /// and `cap`. Until the latency is known, `cap`.
+    /// and `cap`. Until the latency is known, [`UNKNOWN_LATENCY_DEADLINE`] (or `cap`, if
+    /// lower): a registry that hangs early must not cost a minute per hung request.
     pub(crate) fn response_deadline(&self, cap: Duration) -> Duration {
         if self.latency.samples < WARMUP {
-            return cap;
+            return UNKNOWN_LATENCY_DEADLINE.min(cap);
         }
         let rto = Duration::from_secs_f64((self.latency.smoothed + 4.0 * self.latency.variance).max(0.0));
         rto.max(MIN_RESPONSE_DEADLINE).min(cap)
@@ -457,8 +467,9 @@ impl Controller {
             match judge(&check, now, self.failure_delay) {
                 Verdict::Pending => self.check = Some(check),
                 Verdict::Noise => return Some(self.undo(check)),
-                // The decrease worked: remember where the registry objected.
-                Verdict::Helped => self.ceiling = Some(check.rate),
+                // The decrease worked: the registry's capacity is about what it accepted
+                // then (the rate sent overshot it, or it would not have objected).
+                Verdict::Helped => self.ceiling = Some(check.accepted.max(MIN_RATE)),
             }
             return None;
         }
@@ -512,7 +523,7 @@ impl Controller {
                 (Phase::Avoidance, Some(c)) if rate < c => AVOIDANCE_RATE,
                 (Phase::Avoidance, Some(_)) => {
                     self.probes += 1;
-                    (1.0 + PROBE_STEP * f64::from(self.probes)).min(SLOW_START_RATE)
+                    (1.0 + PROBE_STEP * f64::from(1 + self.probes / PROBE_WINDOWS)).min(SLOW_START_RATE)
                 }
                 (Phase::Avoidance, None) => AVOIDANCE_RATE,
             };
@@ -549,21 +560,39 @@ impl Controller {
                 phase: self.phase,
                 started: now,
                 fraction: self.recent,
+                accepted,
                 after: (0, 0),
             });
         }
         // What the registry accepted is the best guess of what it takes: in a storm, what it
         // accepted in that window (nothing, when a quota is exhausted); otherwise lately.
         let keep = if throttled { KEEP_THROTTLED } else { KEEP_FAILED };
+        // A rate far above what the registry accepted was never what went out (the limit
+        // held requests back): a registry that says "too many" is cut from what was
+        // plausibly sent, or the cut lands above the real rate and changes nothing.
+        // (Failures are about load as much as rate: cut from the rate as it was.)
+        let sent = if throttled {
+            self.rate.min(accepted.max(MIN_RATE) * SENT_OVER_ACCEPTED)
+        } else {
+            self.rate
+        };
         let target = if storm {
             let elapsed = now.saturating_duration_since(w.start).as_secs_f64().max(1e-3);
-            (f64::from(w.healthy) / elapsed * ACCEPTED_SHARE).min(self.rate * keep)
+            (f64::from(w.healthy) / elapsed * ACCEPTED_SHARE).min(sent * keep)
         } else {
-            (accepted * ACCEPTED_SHARE).clamp(self.rate * KEEP_MIN, self.rate * keep)
+            (accepted * ACCEPTED_SHARE).clamp(sent * KEEP_MIN, sent * keep)
         };
         self.rate = self.bounds.clamp_rate(target);
-        let factor = if throttled { LIMIT_THROTTLED } else { LIMIT_FAILED };
-        self.limit = self.bounds.clamp_limit((self.limit as f64 * factor) as usize);
+        // "Too many requests" is about the rate, which was just cut: the limit is halved
+        // too (the requests in flight were part of the excess) but not below the latency
+        // floor, or a registry farther away than a few milliseconds would be held to a
+        // few requests per second by the limit alone. Failures may take it to one.
+        self.limit = if throttled {
+            let halved = (self.limit as f64 * LIMIT_THROTTLED) as usize;
+            self.bounds.clamp_limit(halved.max(LATENCY_FLOOR.min(self.limit)))
+        } else {
+            self.bounds.clamp_limit((self.limit as f64 * LIMIT_FAILED) as usize)
+        };
         self.phase = Phase::Avoidance;
         self.probes = 0;
         self.epoch += 1;

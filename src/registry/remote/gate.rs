@@ -186,9 +186,13 @@ impl Gate {
         let (rate, limit) = (state.controller.rate(), state.controller.limit());
         state.pacer.set_rate(rate, now);
         match change {
-            Change::Decreased { .. } => {
+            Change::Decreased { throttled } => {
                 state.decreases += 1;
-                state.pacer.drain(now);
+                if throttled {
+                    state.pacer.set_burst(1, now);
+                } else {
+                    state.pacer.drain(now);
+                }
             }
             Change::Undone { .. } => state.undone += 1,
             Change::Grew | Change::Recovered | Change::Queueing => {}

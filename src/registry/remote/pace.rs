@@ -44,6 +44,15 @@ impl Pacer {
         self.tolerance = interval.saturating_mul(self.burst - 1);
     }
 
+    /// Changes how many requests may go out at once (at least one). A registry that has
+    /// said "too many" has a bucket of its own whose burst is unknown: evenly spaced
+    /// requests never meet its end, a burst saved up during a pause may.
+    pub(crate) fn set_burst(&mut self, burst: u32, now: Instant) {
+        self.burst = burst.max(1);
+        self.tolerance = self.interval.saturating_mul(self.burst - 1);
+        self.drain(now);
+    }
+
     /// Spends any burst allowance saved up: after a decrease the registry gets the new rate
     /// at once, not a burst of credit earned at the old one (a burst right after a
     /// decrease is what makes a rate-limited registry answer 429 again).
@@ -119,6 +128,20 @@ mod tests {
         pacer.drain(later);
         let slots: Vec<Duration> = (0..3).map(|_| pacer.reserve(later) - later).collect();
         assert_eq!(slots, [ms(0), ms(10), ms(20)]);
+    }
+
+    #[test]
+    fn a_smaller_burst_takes_effect_at_once() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(100.0, 16, t0);
+        let later = t0 + Duration::from_secs(1);
+        pacer.set_burst(1, later);
+        let slots: Vec<Duration> = (0..3).map(|_| pacer.reserve(later) - later).collect();
+        assert_eq!(slots, [ms(0), ms(10), ms(20)]);
+        // And stays after a pause.
+        let pause = later + Duration::from_secs(5);
+        let slots: Vec<Duration> = (0..2).map(|_| pacer.reserve(pause) - pause).collect();
+        assert_eq!(slots, [ms(0), ms(10)]);
     }
 
     #[test]

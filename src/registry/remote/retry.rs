@@ -22,10 +22,13 @@ pub(crate) fn failures(retries: usize) -> ExponentialBackoff {
 }
 
 /// Delays before retries of a throttled request, as many as the retry timeout allows.
+/// The first are short: the host's controller already paces every request, retries
+/// included, so a registry that throttles a share of requests at random should not cost
+/// each of them half a second; a registry that goes on throttling meets growing delays.
 pub(crate) fn throttles() -> ExponentialBackoff {
     ExponentialBuilder::new()
         .with_jitter()
-        .with_min_delay(Duration::from_millis(500))
+        .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(20))
         .without_max_times()
         .build()

@@ -248,8 +248,11 @@ impl RemoteRegistry {
             let deadline = self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
             let outcome = transport::execute(request, &progress, deadline, self.idle).await;
-            // Only a bodyless request's wait for its answer measures the registry's queue.
-            let latency = matches!(call.method, Method::GET | Method::HEAD).then(|| started.elapsed());
+            // Only a bodyless request's wait for its answer measures the registry's queue:
+            // GET and HEAD, and also the POSTs that start uploads and mounts, which are
+            // most of what a new mirror is sent (without them its deadline would never
+            // adapt below the cap).
+            let latency = (length == 0 && replayable).then(|| started.elapsed());
             let response = match outcome {
                 Ok(r) => r,
                 Err(e) => {

@@ -150,7 +150,16 @@ fn the_response_deadline_follows_latency_within_bounds() {
     let mut t = Instant::now();
     let mut c = Controller::new(UNBOUNDED, t);
     let cap = Duration::from_secs(30);
-    assert_eq!(c.response_deadline(cap), cap, "unknown latency: the cap");
+    assert_eq!(
+        c.response_deadline(cap),
+        UNKNOWN_LATENCY_DEADLINE,
+        "unknown latency: seconds, not the cap"
+    );
+    assert_eq!(
+        c.response_deadline(Duration::from_secs(5)),
+        Duration::from_secs(5),
+        "nor above the cap"
+    );
     feed(&mut c, &mut t, 32, Outcome::Healthy, (false, false));
     assert_eq!(
         c.response_deadline(cap),
