@@ -9,12 +9,16 @@
 //!   limit by half per window of healthy answers, while that budget is what holds requests
 //!   back and the latency of bodyless requests stays near its baseline.
 //! - **Congestion avoidance.** After the first sign of congestion: +3 % rate and +1 slot per
-//!   healthy window (+1 % past the rate where the registry last objected).
+//!   healthy window; past the registry's capacity as last measured (what it accepted when
+//!   a decrease was confirmed), +1 % per window, 1 % more every few windows.
 //! - **Decrease** on throttling (429, 503 with `Retry-After`) and on failures (5xx, timeouts,
-//!   resets, stalls): the rate to what the registry accepted in that window (never below a
-//!   quarter, never above 0.7 of the rate sent), the limit ×0.5 on throttling and ×0.75 on
-//!   failures. At most once per window, and only from answers to requests sent after the
-//!   previous decrease: one storm, one decrease, whatever was in flight.
+//!   resets, stalls): the rate to 0.9 of what the registry accepted lately (never below a
+//!   quarter, never above 0.9 (throttling) or 0.8 (failures) of the rate sent; a throttled
+//!   rate far above what was accepted counts from twice that), the limit ×0.5 on
+//!   throttling (not below 4: the rate is what a 429 is about) and ×0.75 on failures. At
+//!   most once per window, and only from answers to requests sent after the previous
+//!   decrease: one storm, one decrease, whatever was in flight. (The gate also stops
+//!   granting bursts to a host that throttled.)
 //! - **Latency first.** A smoothed latency over twice its baseline stops growth; over three
 //!   times, the limit shrinks by one per window (TCP Vegas' idea): the registry is
 //!   queueing, and errors come next.
@@ -468,8 +472,13 @@ impl Controller {
                 Verdict::Pending => self.check = Some(check),
                 Verdict::Noise => return Some(self.undo(check)),
                 // The decrease worked: the registry's capacity is about what it accepted
-                // then (the rate sent overshot it, or it would not have objected).
-                Verdict::Helped => self.ceiling = Some(check.accepted.max(MIN_RATE)),
+                // then (the rate sent overshot it, or it would not have objected), or what
+                // it accepted at its best lately, if more (a quota window that ran out
+                // accepted nothing for a while).
+                Verdict::Helped => {
+                    let capacity = check.accepted.max(self.best_delivered * NEAR_CEILING);
+                    self.ceiling = Some(capacity.max(MIN_RATE));
+                }
             }
             return None;
         }
