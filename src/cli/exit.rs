@@ -78,7 +78,9 @@ impl Failure {
                 | P::Failed { .. }
                 | P::Signer(_)
                 | P::StagingSignatures { .. }
-                | P::Unsigned { .. } => Promotion,
+                | P::Provenance { .. }
+                | P::Unsigned { .. }
+                | P::Unattested { .. } => Promotion,
             },
             Failure::Snapshot(e) => match **e {
                 S::Manifests(_) | S::Overlaps(_) | S::RegistryName { .. } => Usage,
@@ -184,6 +186,16 @@ mod tests {
             pipeline::Error::Interrupted.into(),
             pipeline::Error::Signer(crate::trust::Error::Crypto("bad".into())).into(),
             pipeline::Error::Unsigned {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
+            pipeline::Error::Provenance {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
+            pipeline::Error::Unattested {
                 count: 1,
                 first: "x".into(),
             }

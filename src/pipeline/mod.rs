@@ -26,16 +26,19 @@ mod report;
 mod setup;
 mod sign;
 mod state;
+mod trust_jobs;
 mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;
 
 pub use decide::Decision;
 pub use error::Error;
 pub use plan::{Counts, Plan, PlanSink, SinkError};
 pub use report::RunReport;
-pub use state::{SignReport, Signed, Subject};
+pub use state::{AttestReport, Attested, ProvenanceRecord, SignReport, Signed, Subject};
 
 use state::RunState;
 
@@ -142,9 +145,11 @@ async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error>
         let name = phase.name();
         info!("phase {index}/{total} {name} …");
         let start = Instant::now();
+        let requests_before = state.requests();
         let outcome = phase.run(state).await;
         let took = start.elapsed();
-        state.phases.push(state::PhaseTiming { name, took });
+        let requests = state.requests().since(requests_before);
+        state.phases.push(state::PhaseTiming { name, took, requests });
         match outcome {
             Ok(flow) => {
                 info!("phase {index}/{total} {name} … done in {took:.2?}");

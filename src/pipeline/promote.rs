@@ -26,6 +26,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                 destination: keys[&d.destination],
                 digest: d.source.1,
                 media_type: d.media_type,
+                size: d.size,
                 tags: d.tags,
                 copied: d.copied,
             })

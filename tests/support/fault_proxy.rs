@@ -47,6 +47,13 @@ pub enum Action {
     /// Accept the request, then neither read it nor answer: the connection stays silent
     /// until the client gives up on it.
     Hang,
+    /// Answer this status, `Content-Type` and body without forwarding (a registry that
+    /// answers garbage).
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: &'static str,
+    },
 }
 
 /// How often a rule fires among the requests it matches.
@@ -281,6 +288,19 @@ async fn handle(
             response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
         }
         return Ok(response);
+    }
+    if let Some(Action::Answer {
+        status,
+        content_type,
+        body,
+    }) = &action
+    {
+        let _ = req.into_body().collect().await;
+        record(Some(*status), action.as_ref(), false);
+        return Ok(Response::builder()
+            .status(*status)
+            .header("content-type", *content_type)
+            .body(full(Bytes::from_static(body.as_bytes())))?);
     }
     match &action {
         Some(Action::Reset) => {
