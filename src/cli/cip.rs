@@ -3,15 +3,18 @@
 //! then promotion.
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
 use super::exit::Failure;
 use super::plan::PlanPrinter;
+use super::registry_config::{self, RegistryConfig};
 use crate::audit::{AuditLog, Event, JsonLines, RunEnd, Totals};
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::pipeline;
 use crate::policy::Actor;
+use crate::registry::remote::Quota;
 use crate::registry::{ClientOptions, ReadLimits};
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
@@ -276,37 +279,104 @@ pub struct CipArgs {
     pub trusted_root: Option<PathBuf>,
 
     // ---- Registry access (kpromo additions) ----
-    /// Requests per second allowed per registry host. [kpromo addition]
+    /// Ceiling on requests per second per registry host, for a known quota. Without it,
+    /// each host starts at 50/s and adapts: faster while the registry keeps up, slower on
+    /// 429s, latency or failures (docs/registries.md). [kpromo addition]
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 50,
         value_parser = clap::value_parser!(u32).range(1..),
         help_heading = "Registry access"
     )]
-    pub registry_rate_limit: u32,
+    pub registry_rate_limit: Option<u32>,
 
-    /// Requests a registry host may receive at once before the rate limit applies.
+    /// Requests a registry host may receive at once ahead of its rate. Wins over the
+    /// settings file. [kpromo addition]
+    ///
+    /// [default: 16]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_burst: Option<u32>,
+
+    /// Ceiling on requests in flight per registry host. Each host starts at min(8, N) and
+    /// adapts: grows while the registry keeps up, shrinks on 429s, latency or failures.
+    /// Wins over the settings file. [kpromo addition]
+    ///
+    /// [default: 32]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Registry access"
+    )]
+    pub registry_max_concurrency: Option<u32>,
+
+    /// PATTERN=N/s (or N/min): the hosts matching PATTERN (a glob: * and ?) share one
+    /// budget on top of their own, like a project-wide quota over regional hosts, e.g.
+    /// '*-docker.pkg.dev=80/s'. Repeatable; wins over the settings file. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "PATTERN=N/s",
+        value_parser = Quota::parse_flag,
+        help_heading = "Registry access"
+    )]
+    pub registry_quota: Vec<Quota>,
+
+    /// Per-host registry settings (YAML): rate, burst, concurrency, shared quotas, plain
+    /// HTTP, CA file, client certificate, by host pattern (docs/registries.md). The flags
+    /// win over it. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Registry access")]
+    pub registry_config: Option<PathBuf>,
+
+    /// Longest wait for a registry's response headers. The deadline applied adapts to
+    /// each host's latency (at least 1 s), and grows with an upload's size; a request that
+    /// misses it is retried on a fresh connection. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration,
+        help_heading = "Registry access"
+    )]
+    pub registry_response_timeout: Duration,
+
+    /// A request or response body that makes no progress for this long is a stall:
+    /// abandoned and retried on a fresh connection. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration,
+        help_heading = "Registry access"
+    )]
+    pub registry_stall_timeout: Duration,
+
+    /// Bytes per second a blob upload or download must average; slower is a stall.
     /// [kpromo addition]
     #[arg(
         long,
-        value_name = "N",
-        default_value_t = 16,
-        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "BYTES",
+        default_value_t = ClientOptions::default().min_transfer_rate,
+        value_parser = clap::value_parser!(u64).range(1..),
         help_heading = "Registry access"
     )]
-    pub registry_burst: u32,
+    pub registry_min_transfer_rate: u64,
 
-    /// Cap on requests in flight per registry host. Each host starts at min(8, N) and
-    /// adapts: grows while the registry keeps up, shrinks on 429/5xx. [kpromo addition]
+    /// How long a request the registry throttles (429, or 503 with Retry-After) is
+    /// retried before it fails; each retry waits the Retry-After asked for, or a backoff.
+    /// [kpromo addition]
     #[arg(
         long,
-        value_name = "N",
-        default_value_t = 32,
-        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "DURATION",
+        default_value = "15m",
+        value_parser = parse_duration,
         help_heading = "Registry access"
     )]
-    pub registry_max_concurrency: u32,
+    pub registry_retry_timeout: Duration,
 
     /// Extra PEM CA bundle to trust for registry TLS, on top of the system roots.
     /// [kpromo addition]
@@ -396,6 +466,29 @@ pub fn go_bool_flags(cip: clap::Command) -> clap::Command {
     })
 }
 
+/// A duration as the registry flags take it: a whole number with a unit, `ms`, `s`, `m` or
+/// `h` (`500ms`, `30s`, `15m`); a bare number is seconds. Zero is refused: every one of
+/// these bounds a wait that must be able to succeed.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 500ms, 30s, 15m or 1h"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    if duration.is_zero() {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    Ok(duration)
+}
+
 /// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
 fn go_bool(s: &str) -> Result<bool, String> {
     match s {
@@ -434,11 +527,43 @@ impl CipArgs {
         }
     }
 
-    fn client_options(&self) -> ClientOptions {
-        ClientOptions {
+    /// The registry client's settings: flags, then the settings file for what the flags
+    /// leave unset, then the defaults.
+    fn client_options(&self) -> Result<ClientOptions, Failure> {
+        let defaults = ClientOptions::default();
+        let mut file = match set_path(&self.registry_config) {
+            Some(path) => registry_config::load(path).map_err(|p| Failure::Usage(format!("--registry-config {p}")))?,
+            None => RegistryConfig::default(),
+        };
+        // The flags win: a rule in the file no longer sets what a flag set.
+        for rule in &mut file.hosts {
+            if self.registry_rate_limit.is_some() {
+                rule.rate_limit = None;
+            }
+            if self.registry_burst.is_some() {
+                rule.burst = None;
+            }
+            if self.registry_max_concurrency.is_some() {
+                rule.max_concurrency = None;
+            }
+            if set_path(&self.registry_ca_file).is_some() {
+                rule.ca_file = None;
+            }
+        }
+        let mut quotas = self.registry_quota.clone();
+        quotas.extend(file.quotas);
+        Ok(ClientOptions {
             rate_limit: self.registry_rate_limit,
-            burst: self.registry_burst,
-            max_concurrency: self.registry_max_concurrency as usize,
+            burst: self.registry_burst.unwrap_or(defaults.burst),
+            max_concurrency: self
+                .registry_max_concurrency
+                .map_or(defaults.max_concurrency, |n| n as usize),
+            hosts: file.hosts,
+            quotas,
+            response_timeout: self.registry_response_timeout,
+            idle_timeout: self.registry_stall_timeout,
+            min_transfer_rate: self.registry_min_transfer_rate,
+            retry_timeout: self.registry_retry_timeout,
             ca_file: self.registry_ca_file.clone(),
             insecure_registries: self
                 .insecure_registry
@@ -452,8 +577,8 @@ impl CipArgs {
                 catalog_pages: self.registry_max_catalog_pages,
                 referrers_bytes: self.registry_max_referrers_bytes,
             },
-            ..ClientOptions::default()
-        }
+            ..defaults
+        })
     }
 
     /// The promotion options, or Go's `Options.Validate()` error.
@@ -469,7 +594,7 @@ impl CipArgs {
             fail_on_lost: self.fail_on_lost,
             sign: self.sign,
             trust: self.trust_options()?,
-            registry: self.client_options(),
+            registry: self.client_options()?,
             policy: set_path(&self.policy).cloned(),
             actor: Actor::resolve(set(&self.actor), |name| std::env::var(name).ok()),
             // Opened by `run`, so that building options never creates files.
@@ -640,7 +765,7 @@ pub fn run(args: &CipArgs) -> Result<(), Failure> {
     tracing::debug!(signer_account = %args.signer_account, max_image_size = args.max_image_size, "signing options");
     match mode {
         Mode::Snapshot(request, format) => {
-            let inventory = runtime()?.block_on(snapshot::take(&request, &args.client_options()))?;
+            let inventory = runtime()?.block_on(snapshot::take(&request, &args.client_options()?))?;
             super::print(&inventory.render(format))
         }
         Mode::Promote(mut options) => {
@@ -759,7 +884,7 @@ mod tests {
         );
         assert_eq!(options.diff, Some(DiffFilter::Since("7 days".into())));
         assert!(options.confirm && options.parse_only && options.fail_on_lost && !options.sign);
-        assert_eq!(options.registry.rate_limit, 5);
+        assert_eq!(options.registry.rate_limit, Some(5));
         assert_eq!(options.registry.burst, 2);
         assert_eq!(options.registry.max_concurrency, 3);
         assert_eq!(options.registry.ca_file.as_deref(), Some(Path::new("ca.pem")));

@@ -7,6 +7,7 @@ pub mod exit;
 pub mod logging;
 mod plan;
 mod policy;
+mod registry_config;
 mod removed;
 mod verify;
 

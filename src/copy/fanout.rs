@@ -6,10 +6,18 @@
 //! (backpressure) instead of the source racing ahead. The source stream verifies the
 //! digest as it goes and ends with an error on a mismatch; that error is forwarded into
 //! every upload body, so no destination can commit bad bytes.
+//!
+//! A destination that takes no chunk for [`LAG`] (a registry retrying its upload's start,
+//! throttled, or gone) is cut loose: its upload ends with a transient error, so nothing is
+//! committed there and the caller reads the source again for it alone, while the others
+//! go on. Without this, one sick mirror would stall every healthy mirror's upload until
+//! their bodies' stall timeout failed them too.
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::digest::Digest;
 use crate::registry::{BlobStream, Error};
@@ -18,6 +26,9 @@ use super::Repo;
 
 /// Chunks buffered per destination.
 const CHANNEL_CHUNKS: usize = 8;
+/// How long a destination may take no chunk before it is cut loose: well under the
+/// other uploads' stall timeout (30 s by default), well over a healthy registry's pause.
+const LAG: Duration = Duration::from_secs(10);
 
 /// The outcome of one fan-out.
 #[derive(Debug)]
@@ -42,12 +53,37 @@ pub(super) async fn fan_out(
     let mut uploads = Vec::with_capacity(targets.len());
     for target in targets {
         let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(CHANNEL_CHUNKS);
-        senders.push(tx);
+        let (cut_tx, cut_rx) = oneshot::channel::<()>();
+        senders.push(Some((tx, cut_tx)));
+        let lagged = Error::Transport {
+            registry: target.registry.name().to_string(),
+            operation: format!("upload blob {}@{digest}", target.path),
+            message: format!(
+                "took no data for {} s while other destinations of the same source read went on; \
+                 it gets a source read of its own",
+                LAG.as_secs()
+            ),
+        };
         // The relay forwards the source's chunks and its verdict in order, so it makes the
-        // source's promise about its digest (the uploads need not hash again).
-        let body = source.relay(stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }));
+        // source's promise about its digest (the uploads need not hash again); or, once
+        // this destination is cut loose, an error in place of the rest.
+        let body = source.relay(stream::unfold(
+            (rx, Some(cut_rx), Some(lagged)),
+            |(mut rx, cut, lagged)| async move {
+                let Some(mut cut) = cut else {
+                    return rx.recv().await.map(|item| (item, (rx, None, lagged)));
+                };
+                tokio::select! {
+                    biased;
+                    was_cut = &mut cut => match (was_cut, lagged) {
+                        (Ok(()), Some(error)) => Some((Err(error), (rx, None, None))),
+                        // The driver finished without cutting it: the rest is in the channel.
+                        _ => rx.recv().await.map(|item| (item, (rx, None, None))),
+                    },
+                    item = rx.recv() => item.map(|item| (item, (rx, Some(cut), lagged))),
+                }
+            },
+        ));
         uploads.push(target.registry.put_blob(&target.path, &digest, size, body));
     }
 
@@ -60,15 +96,27 @@ pub(super) async fn fan_out(
                     read += chunk.len() as u64;
                     on_chunk(chunk.len() as u64);
                     // A closed channel means that upload already ended (failed, or the
-                    // blob turned out to exist); the others keep going.
-                    join_all(senders.iter().map(|tx| tx.send(Ok(chunk.clone())))).await;
-                    if senders.iter().all(|tx| tx.is_closed()) {
+                    // blob turned out to exist); the others keep going. One that takes
+                    // nothing for LAG is cut loose.
+                    let sent = join_all(senders.iter().map(|target| async {
+                        match target {
+                            Some((tx, _)) => tokio::time::timeout(LAG, tx.send(Ok(chunk.clone()))).await.is_ok(),
+                            None => true,
+                        }
+                    }))
+                    .await;
+                    for (target, sent) in senders.iter_mut().zip(sent) {
+                        if !sent && let Some((_, cut)) = target.take() {
+                            let _ = cut.send(());
+                        }
+                    }
+                    if senders.iter().flatten().all(|(tx, _)| tx.is_closed()) {
                         break;
                     }
                 }
                 Err(err) => {
                     let message = err.to_string();
-                    join_all(senders.iter().map(|tx| {
+                    join_all(senders.iter().flatten().map(|(tx, _)| {
                         tx.send(Err(Error::Protocol {
                             registry: source_name.to_string(),
                             operation: format!("read blob {digest}"),

@@ -200,7 +200,7 @@ fn assemble(
 ) {
     let (registries, at) = match registries {
         Some(list) => {
-            let at = raw::position(&list);
+            let at = yaml::position(&list);
             (raw::registries(list.value), at)
         }
         None => (Vec::new(), Position { line: 1, column: 1 }),

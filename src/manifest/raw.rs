@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::{DigestEntry, Image, Position, RegistryContext};
+use super::yaml::position;
+use super::{DigestEntry, Image, RegistryContext};
 
 /// A plain manifest (`--manifest`): registries and images in one file.
 #[derive(Debug, Default, Deserialize)]
@@ -85,15 +86,6 @@ impl<'de> Deserialize<'de> for Dmap {
             }
         }
         deserializer.deserialize_map(DmapVisitor)
-    }
-}
-
-/// The 1-based position where a value is used in the file.
-pub fn position<T>(spanned: &Spanned<T>) -> Position {
-    let loc = spanned.referenced;
-    Position {
-        line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
-        column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
     }
 }
 

@@ -95,6 +95,16 @@ fn yaml_problem(path: &Path, err: &serde_saphyr::Error) -> Problem {
     }
 }
 
+/// Where a value was written (for a spanned value read through an alias, where the alias
+/// is).
+pub fn position<T>(spanned: &serde_saphyr::Spanned<T>) -> Position {
+    let loc = spanned.referenced;
+    Position {
+        line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
+    }
+}
+
 /// The 1-based line and column just after `prefix` (column counted in characters), with
 /// YAML's line breaks (CRLF, CR, LF), so that these positions agree with the parser's.
 fn position_of(prefix: &[u8]) -> Position {

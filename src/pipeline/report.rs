@@ -8,7 +8,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::copy::{Class, Counters};
-use crate::registry::RegistryStats;
+use crate::registry::{RegistryStats, ThrottleStats};
 
 use super::Error;
 use super::plan::Counts;
@@ -223,6 +223,9 @@ impl RunReport {
                 "summary: {name}: {total} requests {:?}, {} retries{concurrency}",
                 stats.requests, stats.retries
             );
+            if let Some(throttling) = &stats.throttling {
+                info!("summary: {name}: {}", throttling_text(throttling));
+            }
         }
         let phases: Vec<String> = self
             .phases_ms
@@ -258,5 +261,91 @@ impl AttestSummary {
             images: report.attested.clone(),
             failures: report.failed.clone(),
         }
+    }
+}
+
+/// One line on how a remote registry's adaptive budget moved and what throttling cost:
+/// rate and concurrency (time-weighted min/median/max, the ceiling and the time spent at
+/// it), the answers that said "too many" or failed, and where requests waited.
+fn throttling_text(t: &ThrottleStats) -> String {
+    let seconds = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let rate_ceiling = t.rate_ceiling.map_or_else(
+        || "no ceiling".to_string(),
+        |max| format!("ceiling {max:.0}, at it {}", seconds(t.at_rate_ceiling_ms)),
+    );
+    let quota = t
+        .quota
+        .as_ref()
+        .map_or_else(String::new, |q| format!("; shares quota {q}"));
+    format!(
+        "rate {:.0}/{:.0}/{:.0} req/s min/median/max ({rate_ceiling}); \
+         concurrency {:.0}/{:.0}/{:.0} (ceiling {}, at it {}); \
+         {} throttled, {} failed ({} stalls), {} decreases ({} undone as noise); \
+         waited: slot {}, rate {}, quota {}, retry {}{quota}",
+        t.rate_per_s.min,
+        t.rate_per_s.median,
+        t.rate_per_s.max,
+        t.concurrency.min,
+        t.concurrency.median,
+        t.concurrency.max,
+        t.concurrency_ceiling,
+        seconds(t.at_concurrency_ceiling_ms),
+        t.throttled,
+        t.failed,
+        t.stalls,
+        t.decreases,
+        t.undone,
+        seconds(t.waited_ms.slot),
+        seconds(t.waited_ms.rate),
+        seconds(t.waited_ms.quota),
+        seconds(t.waited_ms.retry),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Spread, Waits};
+
+    #[test]
+    fn throttling_reads_as_one_line() {
+        let t = ThrottleStats {
+            rate_per_s: Spread {
+                min: 18.0,
+                median: 20.2,
+                max: 50.0,
+                last: 20.0,
+            },
+            concurrency: Spread {
+                min: 4.0,
+                median: 8.0,
+                max: 12.0,
+                last: 8.0,
+            },
+            rate_ceiling: Some(100.0),
+            at_rate_ceiling_ms: 0,
+            concurrency_ceiling: 32,
+            at_concurrency_ceiling_ms: 1500,
+            throttled: 7,
+            failed: 2,
+            stalls: 1,
+            decreases: 3,
+            undone: 1,
+            noise: 0.0,
+            waited_ms: Waits {
+                slot: 100,
+                rate: 2500,
+                quota: 0,
+                retry: 7000,
+            },
+            quota: Some("*-docker.pkg.dev".into()),
+        };
+        assert_eq!(
+            throttling_text(&t),
+            "rate 18/20/50 req/s min/median/max (ceiling 100, at it 0.0 s); \
+             concurrency 4/8/12 (ceiling 32, at it 1.5 s); \
+             7 throttled, 2 failed (1 stalls), 3 decreases (1 undone as noise); \
+             waited: slot 0.1 s, rate 2.5 s, quota 0.0 s, retry 7.0 s; shares quota *-docker.pkg.dev"
+        );
     }
 }

@@ -34,7 +34,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     state.registries = Some(registries);
     if state.options.confirm && state.options.sign {
         let config = state.options.trust.signer.as_ref().ok_or(Error::NoSigner(Vec::new()))?;
-        let http = build_client(&state.options.registry).map_err(|e| Error::Setup(Box::new(e)))?;
+        let http = build_client(&state.options.registry.tls()).map_err(|e| Error::Setup(Box::new(e)))?;
         state.signer = Some(Signer::new(config, http).await.map_err(|e| match e {
             // Go's default (Google credentials) with no credentials: nothing configured.
             TrustError::NoGoogleCredentials { looked, .. } => Error::NoSigner(looked),

@@ -89,6 +89,10 @@ pub enum Error {
     /// `--registry-ca-file` cannot be used: unreadable, not PEM, or without a certificate.
     #[error("CA file {}: {message}", .path.display())]
     CaFile { path: std::path::PathBuf, message: String },
+    /// A client certificate (settings file) cannot be used: unreadable, or not a PEM
+    /// certificate with its key.
+    #[error("client certificate {}: {message}", .path.display())]
+    ClientCertificate { path: std::path::PathBuf, message: String },
     /// A read-modify-write (a referrers fallback index) that another writer kept undoing:
     /// nothing is lost yet, and a rerun adds what is missing.
     #[error("{registry}: {operation}: {what} kept changing under another writer ({attempts} attempts)")]

@@ -259,17 +259,21 @@ pub trait Registry: Send + Sync + fmt::Debug {
 }
 
 /// Per-registry counters exposed for the summary and benchmarks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RegistryStats {
     /// Requests by "METHOD STATUS", e.g. "GET 200", "PUT 201", "HEAD 404".
     pub requests: std::collections::BTreeMap<String, u64>,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub retries: u64,
+    /// Wall-clock time during which at least one request waited out a `Retry-After`.
     pub paused_ms: u64,
     /// The adaptive concurrency limit of a remote registry (none for a layout directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyStats>,
+    /// How a remote registry's adaptive budget moved, and what throttling cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttling: Option<ThrottleStats>,
 }
 
 /// How a remote registry's concurrency limit moved during the run.
@@ -282,4 +286,61 @@ pub struct ConcurrencyStats {
     pub lowest: usize,
     /// The most requests that held a slot at once.
     pub in_flight_peak: usize,
+}
+
+/// A remote registry's adaptive budget over the run (`remote::control`), weighted by time,
+/// and what throttling and failures cost.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ThrottleStats {
+    /// Requests per second allowed.
+    pub rate_per_s: Spread,
+    /// Requests allowed in flight.
+    pub concurrency: Spread,
+    /// The rate ceiling (`--registry-rate-limit` or the settings file), if any, and the
+    /// time the rate spent at it.
+    pub rate_ceiling: Option<f64>,
+    pub at_rate_ceiling_ms: u64,
+    /// The concurrency ceiling (`--registry-max-concurrency`) and the time spent at it.
+    pub concurrency_ceiling: usize,
+    pub at_concurrency_ceiling_ms: u64,
+    /// Answers that said "too many" (429, or 503 with `Retry-After`).
+    pub throttled: u64,
+    /// Other signs of overload: 5xx, timeouts, resets, stalls; and of those, stalls (no
+    /// answer or no body progress within the deadline).
+    pub failed: u64,
+    pub stalls: u64,
+    /// Times the budget was lowered, and lowerings undone because the failures went on
+    /// at the lower budget (noise, not load).
+    pub decreases: u64,
+    pub undone: u64,
+    /// Fraction of answers learned as noise at the end of the run.
+    pub noise: f64,
+    /// Time requests spent waiting, summed over requests.
+    pub waited_ms: Waits,
+    /// The shared quota (`--registry-quota`, settings file) this host draws on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+}
+
+/// The time-weighted minimum, median and maximum of a value over a run, and its last
+/// value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub last: f64,
+}
+
+/// Time requests spent waiting, by what they waited for, summed over requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Waits {
+    /// For a concurrency slot.
+    pub slot: u64,
+    /// For their slot in the host's rate.
+    pub rate: u64,
+    /// For their slot in a shared quota.
+    pub quota: u64,
+    /// Before a retry: `Retry-After` or backoff.
+    pub retry: u64,
 }

@@ -30,12 +30,13 @@ impl RepoRoot {
 }
 
 /// Opens registries by manifest name, sharing one backend (one connection pool, one
-/// rate-limit gate) per registry host or layout directory.
+/// gate) per registry host or layout directory, and one pacer per shared quota.
 pub struct Registries {
     options: ClientOptions,
     http: reqwest::Client,
     remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
     layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
+    quotas: Mutex<HashMap<String, Arc<remote::SharedQuota>>>,
 }
 
 impl fmt::Debug for Registries {
@@ -49,12 +50,13 @@ impl fmt::Debug for Registries {
 impl Registries {
     /// Builds the shared HTTP client (reads `ca_file` now, so a bad CA fails early).
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
-        let http = remote::build_client(&options)?;
+        let http = remote::build_client(&options.tls())?;
         Ok(Self {
             options,
             http,
             remotes: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
+            quotas: Mutex::new(HashMap::new()),
         })
     }
 
@@ -96,17 +98,25 @@ impl Registries {
         if let Some(r) = remotes.get(host) {
             return Ok(r.clone());
         }
-        let gate = Arc::new(remote::Gate::new(
-            self.options.rate_limit,
-            self.options.burst,
-            self.options.max_concurrency,
-        ));
-        let backend = Arc::new(remote::RemoteRegistry::new(
-            host,
-            self.http.clone(),
-            gate,
-            &self.options,
-        )?);
+        let settings = self.options.for_host(host);
+        // Other trust or a client certificate: a client (and connection pool) of its own.
+        let http = if settings.own_tls(&self.options) {
+            remote::build_client(&remote::Tls {
+                ca_file: settings.ca_file.clone(),
+                client_certificate: settings.client_certificate.clone(),
+                connect_timeout: self.options.connect_timeout,
+            })?
+        } else {
+            self.http.clone()
+        };
+        let quota = settings.quota.as_ref().map(|q| {
+            lock(&self.quotas)
+                .entry(q.name.clone())
+                .or_insert_with(|| Arc::new(remote::SharedQuota::new(q)))
+                .clone()
+        });
+        let gate = Arc::new(remote::Gate::new(&settings, quota, self.options.response_timeout));
+        let backend = Arc::new(remote::RemoteRegistry::new(host, http, gate, &settings, &self.options)?);
         remotes.insert(host.to_string(), backend.clone());
         Ok(backend)
     }

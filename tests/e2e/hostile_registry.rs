@@ -21,7 +21,7 @@ use crate::support::{RegistryOptions, TestRegistry, within};
 fn options(limits: ReadLimits) -> ClientOptions {
     ClientOptions {
         docker_config: Some(std::env::temp_dir().join("kpromo-no-docker-config")),
-        rate_limit: 2_000,
+        rate_limit: Some(2_000),
         burst: 100,
         limits,
         ..ClientOptions::default()

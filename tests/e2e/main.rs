@@ -43,6 +43,8 @@ mod sign_bench;
 // Signing during promotion and staging signature checks; every signature checked by
 // verifiers kpromo did not write (OpenSSL, skopeo).
 mod sign_e2e;
+// The throttling benchmark, ignored here: scripts/bench-throttle.sh runs it.
+mod throttle_bench;
 // `kpromo cip --snapshot` of a real registry, in Go's exact output formats.
 mod snapshot_registry;
 // Self-tests of the signature and attestation oracles: skopeo, sigstore-js, sigstore-python,

@@ -323,7 +323,7 @@ async fn a_burst_of_server_errors_lowers_the_limit_once_and_requests_still_succe
         Times::FirstPerRequest(1),
     )]);
     let options = ClientOptions {
-        rate_limit: 100_000,
+        rate_limit: Some(100_000),
         burst: 100_000,
         ..options_for(&registry)
     };
@@ -354,4 +354,53 @@ async fn a_burst_of_server_errors_lowers_the_limit_once_and_requests_still_succe
         concurrency.lowest, 6,
         "one burst is one decrease (x0.75), not eight: {concurrency:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_throttles_forever_fails_after_the_retry_timeout_naming_its_quota() {
+    let bed = bed().await;
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("PUT"),
+        "/manifests/",
+        Action::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+        Times::Always,
+    )]);
+    let options = ClientOptions {
+        retry_timeout: std::time::Duration::from_secs(3),
+        ..options_for(&bed.registry)
+    };
+    let (_registries, root) = open(&bed.proxy.host(), options);
+    let reg = root.registry.as_ref();
+    let manifest = reg
+        .get_manifest("app", &ManifestRef::Tag("v1".into()))
+        .await
+        .expect("GET")
+        .expect("exists");
+    let error = within(
+        60,
+        "PUT throttled forever",
+        reg.put_manifest("app", &ManifestRef::Tag("v2".into()), &manifest),
+    )
+    .await
+    .expect_err("429 forever fails once the retry timeout has passed");
+    let message = error.to_string();
+    for needle in [
+        bed.proxy.host().as_str(),
+        "429",
+        "--registry-retry-timeout",
+        "--registry-rate-limit",
+        "--registry-quota",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    let tries = bed.proxy.faults();
+    assert!(
+        (2..=6).contains(&tries),
+        "retried at Retry-After pace, not stormed: {tries}"
+    );
+    let (status, _, _) = bed.registry.pusher().get_manifest("app", "v2").await;
+    assert_eq!(status, 404, "nothing half-written");
 }

@@ -248,6 +248,75 @@ async fn fault_proxy_forwards_faithfully_and_injects_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_proxy_hangs_draws_seeded_faults_and_keeps_a_quota() {
+    let registry = TestRegistry::start(RegistryOptions::plain());
+    let proxy = FaultProxy::start(registry.port());
+    let url = format!("http://{}/v2/", proxy.host());
+    let quick = || async {
+        support::http_client()
+            .get(&url)
+            .timeout(std::time::Duration::from_millis(500))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+
+    // Hang: the connection is accepted, then nothing comes back.
+    proxy.set_rules(vec![Rule::new(None, "^/v2/$", Action::Hang, Times::First(1))]);
+    let err = quick().await.expect_err("a hung request gets no answer");
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(quick().await.expect("the next one passes"), 200);
+
+    // Random: the same seed draws the same faults; about the fraction asked for.
+    let draw = || async {
+        proxy.set_rules(vec![Rule::new(
+            None,
+            "^/v2/$",
+            Action::Status {
+                status: 503,
+                retry_after: None,
+            },
+            Times::Random {
+                probability: 0.3,
+                seed: 7,
+            },
+        )]);
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            statuses.push(quick().await.expect("GET"));
+        }
+        statuses
+    };
+    let first = draw().await;
+    assert_eq!(first, draw().await, "seeded: the same faults in the same order");
+    let faults = first.iter().filter(|s| **s == 503).count();
+    assert!((8..=30).contains(&faults), "{faults} of 60 at 30 %");
+
+    // Quota: 5 per 1 s window, then 429 until the window ends.
+    proxy.set_rules(vec![Rule::new(
+        None,
+        "^/v2/$",
+        Action::Status {
+            status: 429,
+            retry_after: None,
+        },
+        Times::Quota {
+            allowed: 5,
+            window: std::time::Duration::from_secs(1),
+        },
+    )]);
+    proxy.clear_seen();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(quick().await.expect("GET"));
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(quick().await.expect("GET"), 200, "a new window");
+    assert_eq!(proxy.forwarded().len(), 6, "rejected requests never reach the registry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_proxy_paginates_tags_sorted_with_link() {
     let registry = TestRegistry::start(RegistryOptions::plain());
     let image = Image::simple(Format::Oci, 21);

@@ -57,9 +57,16 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--fail-on-lost", Some("false")),
     ("--plan-out", None),
     ("--summary-json", None),
-    ("--registry-rate-limit", Some("50")),
+    // A ceiling only when given: each host starts at 50/s and adapts.
+    ("--registry-rate-limit", None),
     ("--registry-burst", Some("16")),
     ("--registry-max-concurrency", Some("32")),
+    ("--registry-quota", None),
+    ("--registry-config", None),
+    ("--registry-response-timeout", Some("60s")),
+    ("--registry-stall-timeout", Some("30s")),
+    ("--registry-min-transfer-rate", Some("100000")),
+    ("--registry-retry-timeout", Some("15m")),
     ("--registry-ca-file", None),
     ("--insecure-registry", None),
     ("--signing-key", None),
@@ -199,6 +206,17 @@ fn unknown_flags_and_bad_values_exit_2() {
         &["cip", "--no-such-flag"][..],
         &["cip", "--confirm=maybe", "--thin-manifest-dir", "."],
         &["cip", "--registry-rate-limit", "0", "--thin-manifest-dir", "."],
+        &[
+            "cip",
+            "--registry-quota",
+            "*-docker.pkg.dev=0/s",
+            "--thin-manifest-dir",
+            ".",
+        ],
+        &["cip", "--registry-quota", "host/path=5/s", "--thin-manifest-dir", "."],
+        &["cip", "--registry-quota", "*=-5/s", "--thin-manifest-dir", "."],
+        &["cip", "--registry-retry-timeout", "0s", "--thin-manifest-dir", "."],
+        &["cip", "--registry-stall-timeout", "soon", "--thin-manifest-dir", "."],
         &["cip", "--max-signature-ops", "-3", "--thin-manifest-dir", "."],
         &["--log-level", "verbose", "version"],
         &["--log-format", "xml", "version"],
@@ -207,6 +225,38 @@ fn unknown_flags_and_bad_values_exit_2() {
         let out = kpromo(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).is_empty());
+    }
+}
+
+#[test]
+fn a_bad_registry_settings_file_exits_2_at_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "hosts:\n- host: '*.pkg.dev'\n  rate_limit: 5\n",
+            ":3:3: unknown field `rate_limit`",
+        ),
+        ("hosts:\n- host: a\n  max-concurrency: -1\n", ":3:20: "),
+        (
+            "hosts:\n- host: a\n  rate-limit: 0\n",
+            ":3:15: rate-limit must be at least 1",
+        ),
+        ("quotas:\n  ar: 0/min\n", ":2:7: "),
+        ("hosts:\n- host: 'a/b'\n", ":2:9: "),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("registries-{i}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        let out = kpromo(&[
+            "cip",
+            "--registry-config",
+            file.to_str().expect("utf-8 path"),
+            "--thin-manifest-dir",
+            ".",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {}", stderr(&out));
+        let want = format!("registries-{i}.yaml{expected}");
+        assert!(stderr(&out).contains(&want), "{want:?} in {}", stderr(&out));
     }
 }
 

@@ -1,6 +1,9 @@
 //! A fault-injecting reverse proxy in front of a registry: statuses (429 with Retry-After,
-//! 5xx), connection resets, truncated, slow or corrupted bodies, deterministic fail-first-N,
-//! and tags-list pagination (distribution 2.8 ignores `n`/`last`, real registries don't).
+//! 5xx), connection resets, truncated, slow or corrupted bodies, connections that hang
+//! (accept, then silence), deterministic fail-first-N, a seeded random fraction of
+//! requests, a per-window quota (N requests per window, then the fault until the window
+//! ends), and tags-list pagination (distribution 2.8 ignores `n`/`last`, real registries
+//! don't).
 //!
 //! Requests are forwarded untouched: repeated headers (several `Accept` lines) stay
 //! separate and `Host` is kept, so the registry's `Location` URLs point back here.
@@ -41,6 +44,9 @@ pub enum Action {
     /// Forward, answering with this `Content-Type` instead of the registry's (a lie about
     /// what the body is).
     ContentType(&'static str),
+    /// Accept the request, then neither read it nor answer: the connection stays silent
+    /// until the client gives up on it.
+    Hang,
     /// Answer this status, `Content-Type` and body without forwarding (a registry that
     /// answers garbage).
     Answer {
@@ -58,6 +64,18 @@ pub enum Times {
     FirstPerRequest(u32),
     /// The first N matching requests in total.
     First(u32),
+    /// Each matching request with this probability, drawn from a generator seeded with
+    /// `seed` (the same run of faults every time).
+    Random {
+        probability: f64,
+        seed: u64,
+    },
+    /// A quota: `allowed` matching requests pass in each `window` (counted from the
+    /// first), then the rule fires until the window ends.
+    Quota {
+        allowed: u32,
+        window: Duration,
+    },
 }
 
 /// A fault: requests whose method matches (if set) and whose path matches `path`.
@@ -91,6 +109,9 @@ pub struct Seen {
     pub status: Option<u16>,
     /// Which fault fired, if any.
     pub fault: Option<String>,
+    /// Whether the registry got it (rather than a fault answering in its place).
+    pub forwarded: bool,
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +120,9 @@ struct State {
     /// Matches per rule, and per (rule, "METHOD path") for `FirstPerRequest`.
     fired: HashMap<usize, u32>,
     per_request: HashMap<(usize, String), u32>,
+    /// Per rule: the generator state of `Random`, the window of `Quota`.
+    random: HashMap<usize, u64>,
+    windows: HashMap<usize, (std::time::Instant, u32)>,
     paginate_tags: Option<usize>,
     seen: Vec<Seen>,
 }
@@ -137,6 +161,8 @@ impl FaultProxy {
         state.rules = rules;
         state.fired.clear();
         state.per_request.clear();
+        state.random.clear();
+        state.windows.clear();
     }
 
     /// Serves `GET /v2/<name>/tags/list` sorted and paginated, at most `page` tags per
@@ -164,6 +190,11 @@ impl FaultProxy {
         self.seen().iter().filter(|s| s.fault.is_some()).count()
     }
 
+    /// Requests the registry got (not answered by a fault instead), and when.
+    pub fn forwarded(&self) -> Vec<std::time::Instant> {
+        self.seen().iter().filter(|s| s.forwarded).map(|s| s.at).collect()
+    }
+
     pub fn clear_seen(&self) {
         self.state.lock().expect("proxy state lock").seen.clear();
     }
@@ -186,6 +217,25 @@ fn choose(state: &mut State, method: &str, path: &str) -> Option<Action> {
                 *attempts += 1;
                 *attempts <= n
             }
+            Times::Random { probability, seed } => {
+                let x = state.random.entry(i).or_insert(seed);
+                *x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((*x >> 11) as f64 / (1u64 << 53) as f64) < probability
+            }
+            Times::Quota { allowed, window } => {
+                let now = std::time::Instant::now();
+                let (start, passed) = state.windows.entry(i).or_insert((now, 0));
+                if now.duration_since(*start) >= window {
+                    *start = now;
+                    *passed = 0;
+                }
+                if *passed < allowed {
+                    *passed += 1;
+                    false
+                } else {
+                    true
+                }
+            }
         };
         if fires {
             return Some(rule.action.clone());
@@ -207,13 +257,15 @@ async fn handle(
         let mut state = state.lock().expect("proxy state lock");
         (choose(&mut state, &method, &path), state.paginate_tags)
     };
-    let record = |status: Option<u16>, fault: Option<&Action>| {
+    let record = |status: Option<u16>, fault: Option<&Action>, forwarded: bool| {
         state.lock().expect("proxy state lock").seen.push(Seen {
             method: method.clone(),
             path: path.clone(),
             query: query.clone(),
             status,
             fault: fault.map(|a| format!("{a:?}")),
+            forwarded,
+            at: std::time::Instant::now(),
         });
     };
     let answer = match &action {
@@ -227,7 +279,7 @@ async fn handle(
     if let Some((status, retry_after)) = answer {
         // Read the body first so the client gets the answer, not a broken pipe.
         let _ = req.into_body().collect().await;
-        record(Some(status), action.as_ref());
+        record(Some(status), action.as_ref(), false);
         let mut response = json(
             status,
             &serde_json::json!({"errors": [{"code": "INJECTED", "message": "injected by the test fault proxy"}]}),
@@ -244,7 +296,7 @@ async fn handle(
     }) = &action
     {
         let _ = req.into_body().collect().await;
-        record(Some(*status), action.as_ref());
+        record(Some(*status), action.as_ref(), false);
         return Ok(Response::builder()
             .status(*status)
             .header("content-type", *content_type)
@@ -252,9 +304,15 @@ async fn handle(
     }
     match &action {
         Some(Action::Reset) => {
-            record(None, action.as_ref());
+            record(None, action.as_ref(), false);
             conn.arm_reset();
             return Err("injected connection reset".into());
+        }
+        Some(Action::Hang) => {
+            record(None, action.as_ref(), false);
+            // Hyper drops this future when the client closes the connection.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Err("injected hang".into());
         }
         Some(Action::Delay(pause)) => tokio::time::sleep(*pause).await,
         _ => {}
@@ -262,21 +320,21 @@ async fn handle(
     let tags_list = path.strip_suffix("/tags/list").and_then(|p| p.strip_prefix("/v2/"));
     if let (Some(page), Some(name), "GET") = (paginate, tags_list, method.as_str()) {
         let response = paginated_tags(upstream, req, name, page).await?;
-        record(Some(response.status().as_u16()), None);
+        record(Some(response.status().as_u16()), None, true);
         return Ok(response);
     }
     // An upstream that is down (stopped registry) answers 502, as a load balancer would.
     let response = match forward(upstream, req).await {
         Ok(response) => response,
         Err(e) => {
-            record(Some(502), action.as_ref());
+            record(Some(502), action.as_ref(), false);
             return json(
                 502,
                 &serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": format!("upstream: {e}")}]}),
             );
         }
     };
-    record(Some(response.status().as_u16()), action.as_ref());
+    record(Some(response.status().as_u16()), action.as_ref(), true);
     let (mut parts, body) = response.into_parts();
     if let Some(Action::ContentType(lie)) = &action {
         parts.headers.insert("content-type", HeaderValue::from_static(lie));

@@ -35,6 +35,7 @@ pub mod referrers;
 pub mod registry;
 pub mod sigstore_fake;
 pub mod skopeo;
+pub mod throttle;
 pub mod token_server;
 pub mod trust_tools;
 pub mod verifiers;

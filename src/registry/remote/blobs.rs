@@ -16,6 +16,8 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
+use super::control::Outcome;
+use super::gate::Reporter;
 use super::send::{Call, Payload, Reply};
 use super::{RemoteRegistry, auth, transport};
 use crate::digest::{Digest, DigestWriter};
@@ -89,12 +91,17 @@ impl RemoteRegistry {
             return Err(self.failure(&op, reply).await);
         }
         let length = reply.response.content_length();
+        // The body may take its size at the slowest accepted rate, and no chunk longer than
+        // the stall timeout.
+        let deadline = length.map(|n| std::time::Instant::now() + self.idle + self.transfer_time(n));
         let state = VerifyState {
             length,
             seen: 0,
             inner: Box::pin(reply.response.bytes_stream()),
             check: DigestCheck::new(*digest),
             idle: self.idle,
+            deadline,
+            reporter: reply.permit.reporter(),
             read: self.counters.bytes_read.clone(),
             registry: self.name.clone(),
             op,
@@ -461,6 +468,10 @@ struct VerifyState {
     seen: u64,
     check: DigestCheck,
     idle: std::time::Duration,
+    /// When the whole body must have arrived (with a known length).
+    deadline: Option<std::time::Instant>,
+    /// A stall is a sign about the host, though the request's slot is long returned.
+    reporter: Reporter,
     read: Arc<std::sync::atomic::AtomicU64>,
     registry: String,
     op: String,
@@ -477,11 +488,24 @@ impl VerifyState {
             operation: s.op.clone(),
             message,
         };
-        let next = match tokio::time::timeout(self.idle, self.inner.next()).await {
+        let left = self
+            .deadline
+            .map_or(self.idle, |d| d.saturating_duration_since(std::time::Instant::now()));
+        let next = match tokio::time::timeout(self.idle.min(left), self.inner.next()).await {
             Ok(n) => n,
             Err(_) => {
                 self.finished = true;
-                let e = transport(&self, format!("download stalled for {}s", self.idle.as_secs()));
+                self.reporter.report(Outcome::Failed, true, None);
+                let message = if left < self.idle {
+                    format!(
+                        "download too slow: {} of {} bytes by its deadline",
+                        self.seen,
+                        self.length.unwrap_or_default()
+                    )
+                } else {
+                    format!("download stalled for {}s", self.idle.as_secs())
+                };
+                let e = transport(&self, message);
                 return Some((Err(e), self));
             }
         };

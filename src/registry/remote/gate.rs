@@ -1,223 +1,298 @@
-//! The per-registry gate every request passes: pause, concurrency, rate.
+//! The per-host gate every request passes, shared by every phase: a concurrency slot, a
+//! slot in the host's rate, and a slot in its shared quota if it has one. Every answer is
+//! reported back through the request's [`Permit`]; the host's controller
+//! (`control.rs`) turns answers into a budget, and the gate applies it to the slots and
+//! the pacer. It also keeps what the summary reports: how the budget moved over time and
+//! what waiting cost.
 //!
-//! Concurrency is an adaptive limit of its own (`concurrency.rs`); this module paces the
-//! request rate.
-//!
-//! At full speed a `governor` limiter applies the configured rate and burst. governor's
-//! quota is fixed at construction (governor#273), and swapping limiters would reset their
-//! state, so slowing down is a second, stricter stage on top: requests are spaced evenly at
-//! the reduced rate, with no burst at all. (A burst right after a pause is exactly what
-//! makes a rate-limited registry answer 429 again.)
-//!
-//! A 429 or 503 pauses this registry only (its `Retry-After`, or a default) and halves the
-//! rate, remembering the rate that was too fast as a ceiling. Runs of successes raise the
-//! rate again: quickly up to just under the ceiling, then slowly past it, so the client
-//! settles just below what the registry tolerates instead of oscillating around it (each
-//! overshoot costs a whole `Retry-After` pause).
+//! A `Retry-After` delays only the request that got it (`send.rs` waits it out before the
+//! retry); the host's rate is the controller's business. (A pause of the whole host on
+//! every 429 is what collapsed throughput when a registry throttled a fraction of
+//! requests at random.)
 use crate::sync::lock;
-use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Jitter, Quota, RateLimiter};
+use super::concurrency::{Slot, Slots};
+use super::control::{Bounds, Change, Controller, Outcome, Sent};
+use super::hosts::{HostSettings, Quota};
+use super::pace::Pacer;
+use super::timeline::Timeline;
+use crate::registry::{ConcurrencyStats, ThrottleStats, Waits};
 
-use super::concurrency::{Concurrency, Permit};
-use crate::registry::ConcurrencyStats;
-
-/// Pause applied on a 429/503 that carries no usable `Retry-After`.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
-/// Longest pause honoured from one `Retry-After` (a misconfigured server must not stall a run).
-const MAX_PAUSE: Duration = Duration::from_secs(300);
-/// Throttling answers that arrive this soon after a pause ends were sent at the old rate:
-/// they pause again but do not slow down again.
-const SETTLE: Duration = Duration::from_millis(250);
-/// Factor applied to the rate on throttling (measured against nginx `limit_req`: a gentler
-/// 0.7 overshoots more often and loses the gain to extra pauses).
-const DECREASE: f64 = 0.5;
-/// Slowest rate, as a fraction of the configured one.
-const MIN_FRACTION: f64 = 1.0 / 16.0;
-/// Below this share of the ceiling, recover fast: `FAST_STEP` per `FAST_RUN` successes.
-const NEAR_CEILING: f64 = 0.9;
-const FAST_STEP: f64 = 0.05;
-const FAST_RUN: u32 = 10;
-/// Near or past the ceiling, probe slowly: `SLOW_STEP` per `SLOW_RUN` successes.
-const SLOW_STEP: f64 = 0.02;
-const SLOW_RUN: u32 = 40;
-
-pub(crate) struct Gate {
-    limiter: DefaultDirectRateLimiter,
-    rate_per_second: f64,
-    concurrency: std::sync::Arc<Concurrency>,
-    state: Mutex<State>,
-    paused_ms: AtomicU64,
+/// A budget several hosts share: one pacer for all of them, on top of each host's own.
+#[derive(Debug)]
+pub(crate) struct SharedQuota {
+    name: String,
+    pacer: Mutex<Pacer>,
 }
 
-struct State {
-    /// Current rate as a fraction of the configured one.
-    fraction: f64,
-    /// The fraction at which the registry last throttled (1.0: never).
-    ceiling: f64,
-    successes: u32,
-    paused_until: Option<Instant>,
-    /// Until then, throttling answers do not lower the rate again.
-    settle_until: Option<Instant>,
-    /// While slowed down: the earliest start of the next request.
-    next_slot: Instant,
-    /// Bumped by every throttling answer: slots reserved before it are void.
-    epoch: u64,
-}
+impl SharedQuota {
+    pub(crate) fn new(quota: &Quota) -> Self {
+        // No burst: a quota counted per minute is exhausted by a burst as surely as by a
+        // steady excess, and evenly spaced requests never meet its end.
+        Self {
+            name: quota.name.clone(),
+            pacer: Mutex::new(Pacer::new(quota.budget.per_second(), 1, Instant::now())),
+        }
+    }
 
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate")
-            .field("fraction", &self.fraction())
-            .finish_non_exhaustive()
+    fn reserve(&self) -> Instant {
+        lock(&self.pacer).reserve(Instant::now())
     }
 }
 
+#[derive(Debug)]
+pub(crate) struct Gate {
+    slots: Arc<Slots>,
+    quota: Option<Arc<SharedQuota>>,
+    /// The longest response deadline (`--registry-response-timeout`).
+    response_cap: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    controller: Controller,
+    pacer: Pacer,
+    rate: Timeline,
+    limit: Timeline,
+    peak_limit: usize,
+    lowest_limit: usize,
+    throttled: u64,
+    failed: u64,
+    stalls: u64,
+    decreases: u64,
+    undone: u64,
+    waits: [Duration; 4],
+    /// Wall-clock time during which some request waited out a `Retry-After`.
+    paused: Duration,
+    paused_until: Option<Instant>,
+}
+
+/// Indexes into `State::waits`.
+const SLOT: usize = 0;
+const RATE: usize = 1;
+const QUOTA: usize = 2;
+const RETRY: usize = 3;
+
 impl Gate {
-    pub(crate) fn new(rate_per_second: u32, burst: u32, max_concurrency: usize) -> Self {
-        let rate = NonZeroU32::new(rate_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    pub(crate) fn new(settings: &HostSettings, quota: Option<Arc<SharedQuota>>, response_cap: Duration) -> Self {
+        let now = Instant::now();
+        let bounds = Bounds {
+            max_rate: settings.max_rate,
+            max_limit: settings.max_concurrency.max(1),
+        };
+        let controller = Controller::new(bounds, now);
+        let (rate, limit) = (controller.rate(), controller.limit());
         Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-            rate_per_second: rate.get() as f64,
-            concurrency: std::sync::Arc::new(Concurrency::new(max_concurrency)),
+            slots: Arc::new(Slots::new(limit)),
+            quota,
+            response_cap,
             state: Mutex::new(State {
-                fraction: 1.0,
-                ceiling: 1.0,
-                successes: 0,
+                pacer: Pacer::new(rate, settings.burst, now),
+                rate: Timeline::new(rate, now),
+                limit: Timeline::new(limit as f64, now),
+                peak_limit: limit,
+                lowest_limit: limit,
+                controller,
+                throttled: 0,
+                failed: 0,
+                stalls: 0,
+                decreases: 0,
+                undone: 0,
+                waits: [Duration::ZERO; 4],
+                paused: Duration::ZERO,
                 paused_until: None,
-                settle_until: None,
-                next_slot: Instant::now(),
-                epoch: 0,
             }),
-            paused_ms: AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is a few numbers; a panic elsewhere cannot leave it inconsistent.
+        // The state is numbers that stay consistent after any single update; a panic
+        // elsewhere is no reason to lose them.
         lock(&self.state)
     }
 
-    /// Waits for this registry's pause to end, a concurrency slot, and rate cells.
-    /// The permit is held for as long as the request is in flight; report its outcome
-    /// through it.
-    pub(crate) async fn enter(&self) -> Permit {
-        self.wait_pause().await;
-        let mut permit = self.concurrency.acquire().await;
-        self.limiter
-            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
-            .await;
-        loop {
-            self.wait_pause().await;
-            let Some((slot, epoch)) = self.reserve_slot() else {
-                break;
-            };
-            tokio::time::sleep_until(slot.into()).await;
-            // A throttling answer while this request waited voids its slot: it would
-            // otherwise fire together with every other waiter the moment the pause ends.
-            if self.lock().epoch == epoch {
-                break;
-            }
+    /// Waits for a concurrency slot, then the request's slot in the host's rate, then in
+    /// the shared quota. The permit is held for as long as the request is in flight; its
+    /// answer is reported through it.
+    pub(crate) async fn enter(self: &Arc<Self>) -> Permit {
+        let asked = Instant::now();
+        let mut slot = self.slots.acquire().await;
+        let admitted = Instant::now();
+        let at = self.lock().pacer.reserve(admitted);
+        tokio::time::sleep_until(at.into()).await;
+        let paced = Instant::now();
+        if let Some(quota) = &self.quota {
+            tokio::time::sleep_until(quota.reserve().into()).await;
         }
-        permit.start();
-        permit
-    }
-
-    /// While slowed down, the start time of this request: evenly spaced, no burst.
-    fn reserve_slot(&self) -> Option<(Instant, u64)> {
+        let now = Instant::now();
+        let slots_bound = slot.start();
         let mut state = self.lock();
-        if state.fraction >= 1.0 {
-            return None;
+        state.waits[SLOT] += admitted - asked;
+        state.waits[RATE] += paced - admitted;
+        state.waits[QUOTA] += now - paced;
+        let sent = Sent {
+            epoch: state.controller.epoch(),
+            at: now,
+            rate_bound: at > admitted,
+            slots_bound,
+        };
+        Permit {
+            _slot: slot,
+            reporter: Reporter {
+                gate: self.clone(),
+                sent,
+            },
         }
-        let interval = Duration::from_secs_f64(1.0 / (self.rate_per_second * state.fraction));
-        let slot = state.next_slot.max(Instant::now());
-        state.next_slot = slot + interval;
-        Some((slot, state.epoch))
     }
 
-    async fn wait_pause(&self) {
-        loop {
-            let until = self.lock().paused_until;
-            let Some(until) = until else { return };
-            let now = Instant::now();
-            if until <= now {
-                return;
+    /// How long a small request may wait for its response headers: adapted to the host's
+    /// latency (see `Controller::response_deadline`).
+    pub(crate) fn response_deadline(&self) -> Duration {
+        self.lock().controller.response_deadline(self.response_cap)
+    }
+
+    /// Waits `delay` before a retry; `retry_after` when the registry asked for it.
+    pub(crate) async fn wait_to_retry(&self, delay: Duration, retry_after: bool) {
+        let now = Instant::now();
+        {
+            let mut state = self.lock();
+            state.waits[RETRY] += delay;
+            if retry_after {
+                // Count wall-clock time, not the sum over waiting requests.
+                let until = now + delay;
+                let from = state.paused_until.filter(|u| *u > now).unwrap_or(now);
+                if until > from {
+                    state.paused += until - from;
+                    state.paused_until = Some(until);
+                }
             }
-            tokio::time::sleep(until - now).await;
         }
+        tokio::time::sleep(delay).await;
     }
 
-    /// The registry said "too many requests" or "unavailable": pause it and slow down.
-    /// Returns the pause applied, and the new rate fraction if this answer lowered it.
-    pub(crate) fn throttled(&self, retry_after: Option<Duration>) -> (Duration, Option<f64>) {
-        let pause = retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE);
+    fn report(&self, sent: Sent, outcome: Outcome, stall: bool, latency: Option<Duration>) -> Option<Change> {
         let now = Instant::now();
         let mut state = self.lock();
-        state.successes = 0;
-        let until = now + pause;
-        // Count wall-clock time this registry is paused, not the sum over waiting tasks.
-        let already = state.paused_until.filter(|u| *u > now).unwrap_or(now);
-        if until > already {
-            self.paused_ms
-                .fetch_add((until - already).as_millis() as u64, Ordering::Relaxed);
-            state.paused_until = Some(until);
+        match outcome {
+            Outcome::Healthy => {}
+            Outcome::Throttled => state.throttled += 1,
+            Outcome::Failed => state.failed += 1,
         }
-        let mut lowered = None;
-        if state.settle_until.is_none_or(|t| now >= t) {
-            state.ceiling = state.fraction;
-            state.fraction = (state.fraction * DECREASE).max(MIN_FRACTION);
-            lowered = Some(state.fraction);
-        }
-        let resume = state.paused_until.unwrap_or(now).max(now);
-        state.settle_until = Some(resume + SETTLE);
-        // Requests resume one interval apart from the end of the pause; earlier
-        // reservations are void (their holders reserve again).
-        state.next_slot = resume;
-        state.epoch += 1;
-        (pause, lowered)
-    }
-
-    /// A request succeeded: after a run of them, speed back up by one step.
-    pub(crate) fn succeeded(&self) {
-        let mut state = self.lock();
-        if state.fraction >= 1.0 {
-            return;
-        }
-        state.successes += 1;
-        // (With a little slack: sums of steps are not exact in binary floating point.)
-        let near = state.fraction >= state.ceiling * NEAR_CEILING - 1e-9;
-        let (run, step) = if near {
-            (SLOW_RUN, SLOW_STEP)
-        } else {
-            (FAST_RUN, FAST_STEP)
-        };
-        if state.successes >= run {
-            state.successes = 0;
-            let mut next = state.fraction + step;
-            if !near {
-                // Fast recovery stops just under the rate that was too fast.
-                next = next.min(state.ceiling * NEAR_CEILING).max(state.fraction);
+        state.stalls += u64::from(stall);
+        let change = state.controller.observe(sent, outcome, latency, now)?;
+        let (rate, limit) = (state.controller.rate(), state.controller.limit());
+        state.pacer.set_rate(rate, now);
+        match change {
+            Change::Decreased { throttled } => {
+                state.decreases += 1;
+                if throttled {
+                    state.pacer.set_burst(1, now);
+                } else {
+                    state.pacer.drain(now);
+                }
             }
-            state.fraction = next.min(1.0);
+            Change::Undone { .. } => state.undone += 1,
+            Change::Grew | Change::Recovered | Change::Queueing => {}
         }
+        self.slots.set_limit(limit);
+        state.rate.set(rate, now);
+        state.limit.set(limit as f64, now);
+        state.peak_limit = state.peak_limit.max(limit);
+        state.lowest_limit = state.lowest_limit.min(limit);
+        Some(change)
     }
 
-    /// The current rate as a fraction of the configured one (1 = full speed).
-    pub(crate) fn fraction(&self) -> f64 {
-        self.lock().fraction
+    /// The budget now: requests per second and in flight.
+    pub(crate) fn budget(&self) -> (f64, usize) {
+        let state = self.lock();
+        (state.controller.rate(), state.controller.limit())
     }
 
-    /// Wall-clock time this registry has been paused, in milliseconds.
+    /// Wall-clock time some request of this host spent waiting out a `Retry-After`.
     pub(crate) fn paused_ms(&self) -> u64 {
-        self.paused_ms.load(Ordering::Relaxed)
+        millis(self.lock().paused)
     }
 
     pub(crate) fn concurrency(&self) -> ConcurrencyStats {
-        self.concurrency.stats()
+        let state = self.lock();
+        ConcurrencyStats {
+            limit: state.controller.limit(),
+            peak: state.peak_limit,
+            lowest: state.lowest_limit,
+            in_flight_peak: self.slots.held_peak(),
+        }
+    }
+
+    pub(crate) fn throttling(&self) -> ThrottleStats {
+        let now = Instant::now();
+        let state = self.lock();
+        let bounds = state.controller.bounds();
+        ThrottleStats {
+            rate_per_s: state.rate.spread(now),
+            concurrency: state.limit.spread(now),
+            rate_ceiling: bounds.max_rate,
+            at_rate_ceiling_ms: bounds
+                .max_rate
+                .map_or(0, |max| millis(state.rate.time_at_least(max, now))),
+            concurrency_ceiling: bounds.max_limit,
+            at_concurrency_ceiling_ms: millis(state.limit.time_at_least(bounds.max_limit as f64, now)),
+            throttled: state.throttled,
+            failed: state.failed,
+            stalls: state.stalls,
+            decreases: state.decreases,
+            undone: state.undone,
+            noise: state.controller.noise(),
+            waited_ms: Waits {
+                slot: millis(state.waits[SLOT]),
+                rate: millis(state.waits[RATE]),
+                quota: millis(state.waits[QUOTA]),
+                retry: millis(state.waits[RETRY]),
+            },
+            quota: self.quota.as_ref().map(|q| q.name.clone()),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A request in flight: its concurrency slot (returned on drop) and what the gate knew
+/// when it went out.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    _slot: Slot,
+    reporter: Reporter,
+}
+
+impl Permit {
+    /// Reports how the request went: `stall` when it was abandoned at its deadline;
+    /// `latency`, the time to the response headers of a bodyless request. Returns the
+    /// change of budget this completed, if any (for the log).
+    pub(crate) fn report(&self, outcome: Outcome, stall: bool, latency: Option<Duration>) -> Option<Change> {
+        self.reporter.report(outcome, stall, latency)
+    }
+
+    /// A handle that outlives the slot: a download's body is read after its slot is
+    /// returned, and a stall there is still a sign about the host.
+    pub(crate) fn reporter(&self) -> Reporter {
+        self.reporter.clone()
+    }
+}
+
+/// Reports the outcome of a request to its host's gate.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    gate: Arc<Gate>,
+    sent: Sent,
+}
+
+impl Reporter {
+    pub(crate) fn report(&self, outcome: Outcome, stall: bool, latency: Option<Duration>) -> Option<Change> {
+        self.gate.report(self.sent, outcome, stall, latency)
     }
 }
 
@@ -234,6 +309,7 @@ pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::ClientOptions;
 
     #[test]
     fn retry_after_seconds_and_dates() {
@@ -246,75 +322,91 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
-    /// Lets the settle window pass without sleeping.
-    fn settle(gate: &Gate) {
-        let mut state = gate.lock();
-        state.settle_until = Some(Instant::now());
-        state.paused_until = None;
-    }
-
-    #[test]
-    fn throttling_halves_once_per_storm_and_recovers_under_the_ceiling() {
-        let gate = Gate::new(1000, 16, 4);
-        gate.throttled(Some(Duration::ZERO));
-        assert_eq!(gate.fraction(), 0.5);
-        // Answers to requests sent before the pause ended do not slow down again.
-        gate.throttled(Some(Duration::ZERO));
-        assert_eq!(gate.fraction(), 0.5);
-        settle(&gate);
-        gate.throttled(Some(Duration::ZERO));
-        assert_eq!(gate.fraction(), 0.25, "still too fast after the pause: halve again");
-        assert_eq!(gate.lock().ceiling, 0.5);
-
-        // Fast recovery up to 90% of the rate that was too fast, then slow probing.
-        for _ in 0..FAST_RUN * 4 {
-            gate.succeeded();
-        }
-        assert!((gate.fraction() - 0.45).abs() < 1e-9, "{}", gate.fraction());
-        for _ in 0..FAST_RUN * 2 {
-            gate.succeeded();
-        }
-        assert!(
-            (gate.fraction() - 0.45).abs() < 1e-9,
-            "capped under the ceiling: {}",
-            gate.fraction()
-        );
-        for _ in 0..SLOW_RUN - FAST_RUN * 2 {
-            gate.succeeded();
-        }
-        assert!((gate.fraction() - 0.47).abs() < 1e-9, "{}", gate.fraction());
-    }
-
-    #[test]
-    fn the_rate_never_drops_below_its_floor() {
-        let gate = Gate::new(10, 16, 1);
-        for _ in 0..10 {
-            gate.throttled(Some(Duration::ZERO));
-            settle(&gate);
-        }
-        assert_eq!(gate.fraction(), MIN_FRACTION);
-    }
-
-    #[test]
-    fn slowed_requests_are_spaced_evenly_without_a_burst() {
-        let gate = Gate::new(100, 16, 4);
-        assert_eq!(gate.reserve_slot(), None, "full speed: governor's burst applies");
-        gate.throttled(Some(Duration::ZERO));
-        let first = gate.reserve_slot().unwrap().0;
-        let second = gate.reserve_slot().unwrap().0;
-        let third = gate.reserve_slot().unwrap().0;
-        // Half of 100 per second: 20 ms apart.
-        assert_eq!(second - first, Duration::from_millis(20));
-        assert_eq!(third - second, Duration::from_millis(20));
+    fn gate(options: &ClientOptions, quota: Option<Arc<SharedQuota>>) -> Arc<Gate> {
+        Arc::new(Gate::new(
+            &options.for_host("registry.example"),
+            quota,
+            Duration::from_secs(30),
+        ))
     }
 
     #[tokio::test]
-    async fn a_pause_holds_requests_back() {
-        let gate = Gate::new(1000, 16, 4);
-        gate.throttled(Some(Duration::from_millis(150)));
-        let start = Instant::now();
-        let _permit = gate.enter().await;
-        assert!(start.elapsed() >= Duration::from_millis(100));
-        assert_eq!(gate.paused_ms(), 150);
+    async fn a_throttling_storm_lowers_the_budget_once_and_the_slots_follow() {
+        let g = gate(&ClientOptions::default(), None);
+        let permits: Vec<Permit> = futures_util::future::join_all((0..8).map(|_| g.enter())).await;
+        for p in &permits {
+            p.report(Outcome::Throttled, false, None);
+        }
+        let (rate, limit) = g.budget();
+        assert_eq!(limit, 4, "halved once for the whole storm");
+        assert!(rate < 50.0);
+        let stats = g.throttling();
+        assert_eq!((stats.throttled, stats.decreases), (8, 1));
+        assert_eq!(g.concurrency().lowest, 4);
+        drop(permits);
+        // The slots follow the limit: 4 may be held, not a fifth.
+        let held: Vec<Permit> = futures_util::future::join_all((0..4).map(|_| g.enter())).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), g.enter())
+                .await
+                .is_err(),
+            "a fifth request waits"
+        );
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn retry_after_pauses_count_wall_clock_time_once() {
+        let g = gate(&ClientOptions::default(), None);
+        let started = Instant::now();
+        futures_util::future::join(
+            g.wait_to_retry(Duration::from_millis(150), true),
+            g.wait_to_retry(Duration::from_millis(150), true),
+        )
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(140));
+        let paused = g.paused_ms();
+        assert!((150..250).contains(&paused), "{paused}");
+        assert_eq!(g.throttling().waited_ms.retry, 300, "summed over requests");
+        // A backoff is not a pause the registry asked for.
+        g.wait_to_retry(Duration::from_millis(10), false).await;
+        assert_eq!(g.paused_ms(), paused);
+    }
+
+    #[tokio::test]
+    async fn a_shared_quota_spaces_requests_across_hosts() {
+        let quota = Quota::parse_flag("*=20/s").unwrap();
+        let shared = Arc::new(SharedQuota::new(&quota));
+        let options = ClientOptions::default();
+        let (a, b) = (gate(&options, Some(shared.clone())), gate(&options, Some(shared)));
+        let started = Instant::now();
+        for _ in 0..5 {
+            let (pa, pb) = futures_util::future::join(a.enter(), b.enter()).await;
+            drop((pa, pb));
+        }
+        // 10 requests at 20/s between both hosts: 9 intervals of 50 ms at least.
+        assert!(
+            started.elapsed() >= Duration::from_millis(440),
+            "{:?}",
+            started.elapsed()
+        );
+        let waited = a.throttling().waited_ms.quota + b.throttling().waited_ms.quota;
+        assert!(waited > 0);
+        assert_eq!(a.throttling().quota.as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn ceilings_are_reported_with_the_time_spent_there() {
+        let options = ClientOptions {
+            rate_limit: Some(10),
+            max_concurrency: 3,
+            ..ClientOptions::default()
+        };
+        let g = gate(&options, None);
+        let stats = g.throttling();
+        assert_eq!(stats.rate_ceiling, Some(10.0));
+        assert_eq!(stats.concurrency_ceiling, 3);
+        assert_eq!(stats.rate_per_s.last, 10.0, "started at the ceiling");
+        assert_eq!(stats.concurrency.last, 3.0);
     }
 }

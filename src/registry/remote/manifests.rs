@@ -160,7 +160,7 @@ impl RemoteRegistry {
                 return Err(error);
             }
             blob_unknown_retries += 1;
-            self.retry_sleep(Duration::from_millis(500 * blob_unknown_retries as u64))
+            self.retry_sleep(Duration::from_millis(500 * blob_unknown_retries as u64), false)
                 .await;
         };
         // `Location` is optional in practice (ECR omits it): never rely on it.

@@ -28,20 +28,26 @@ use send::Call;
 pub(crate) mod auth;
 mod blobs;
 mod concurrency;
+mod control;
 mod credentials;
 mod gate;
+mod hosts;
 mod manifests;
 mod options;
+mod pace;
 mod referrers;
 mod retry;
 mod send;
 mod tags;
+mod timeline;
 mod transport;
 
+pub use hosts::{Budget, ClientCertificate, HostPattern, HostRule, Quota};
 pub use options::{ClientOptions, ReadLimits};
 
-pub(crate) use gate::Gate;
-pub(crate) use transport::{SendError, build_client, read_limited};
+pub(crate) use gate::{Gate, SharedQuota};
+pub(crate) use hosts::HostSettings;
+pub(crate) use transport::{SendError, Tls, build_client, read_limited};
 
 /// One remote registry host.
 #[derive(Debug)]
@@ -56,13 +62,14 @@ pub struct RemoteRegistry {
     gate: Arc<Gate>,
     counters: Counters,
     pending: blobs::PendingSessions,
-    first_byte: Duration,
+    /// The longest wait for response headers (the deadline applied adapts below it).
+    response_timeout: Duration,
     idle: Duration,
+    min_transfer_rate: u64,
     max_retries: usize,
+    retry_timeout: Duration,
     limits: ReadLimits,
     listing_progress: Duration,
-    /// Requests per second at full speed (for logs).
-    configured_rate: f64,
     /// Set once the referrers endpoint answered 405, or 404 with a body that is no
     /// registry error (distribution 2.8's router: `404 page not found`): the registry has
     /// no referrers API, and probing it again for every digest would cost a request each.
@@ -87,15 +94,22 @@ impl Counters {
 }
 
 impl RemoteRegistry {
-    /// A client for `host` (`host[:port]`), sharing `http` and using `gate` for its limits.
+    /// A client for `host` (`host[:port]`) with its `settings`, over `http`, using `gate`
+    /// for its budget.
     pub(crate) fn new(
         host: &str,
         http: reqwest::Client,
         gate: Arc<Gate>,
+        settings: &HostSettings,
         options: &ClientOptions,
     ) -> Result<Self, Error> {
-        let plain_allowed =
-            super::reference::is_loopback(host) || options.insecure_registries.iter().any(|h| h == host);
+        let plain_allowed = settings.plain_allowed;
+        // The realm rule allows plain HTTP to the same hosts; a host the settings file
+        // marks insecure is one of them.
+        let mut insecure = options.insecure_registries.clone();
+        if plain_allowed {
+            insecure.push(host.to_string());
+        }
         Url::parse(&format!("https://{}/", endpoint(host))).map_err(|e| Error::InvalidReference {
             reference: host.to_string(),
             message: e.to_string(),
@@ -105,16 +119,17 @@ impl RemoteRegistry {
             base: tokio::sync::OnceCell::new(),
             plain_allowed,
             http,
-            auth: auth::Auth::new(host, options.docker_config.clone(), &options.insecure_registries),
+            auth: auth::Auth::new(host, options.docker_config.clone(), &insecure),
             gate,
             counters: Counters::default(),
             pending: blobs::PendingSessions::default(),
-            first_byte: options.response_timeout,
+            response_timeout: options.response_timeout,
             idle: options.idle_timeout,
+            min_transfer_rate: options.min_transfer_rate,
             max_retries: options.max_retries,
+            retry_timeout: options.retry_timeout,
             limits: options.limits,
             listing_progress: options.listing_progress,
-            configured_rate: f64::from(options.rate_limit),
             lacks_referrers_api: AtomicBool::new(false),
         })
     }
@@ -141,6 +156,7 @@ impl RemoteRegistry {
             retries: self.counters.retries.load(Ordering::Relaxed),
             paused_ms: self.gate.paused_ms(),
             concurrency: Some(self.gate.concurrency()),
+            throttling: Some(self.gate.throttling()),
         }
     }
 }

@@ -2,16 +2,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Transport settings for every registry a run touches.
+use super::hosts::{HostRule, Quota};
+
+/// Transport settings for every registry a run touches. `hosts` rules (the settings file)
+/// override the run-wide values for the hosts they match (`ClientOptions::for_host`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientOptions {
-    /// Requests per second allowed per registry host.
-    pub rate_limit: u32,
-    /// Requests that may be sent at once before the rate applies.
+    /// Ceiling on requests per second per registry host; `None`: no ceiling. The
+    /// controller starts at 50/s (or the ceiling) and searches (`remote::control`).
+    pub rate_limit: Option<u32>,
+    /// Requests that may be sent at once ahead of the rate.
     pub burst: u32,
-    /// Cap on requests in flight per registry host; the adaptive limit starts at
-    /// `min(8, cap)` (see `remote::concurrency`).
+    /// Ceiling on requests in flight per registry host; the adaptive limit starts at
+    /// `min(8, ceiling)`.
     pub max_concurrency: usize,
+    /// Per-host settings, in order (the settings file's `hosts`).
+    pub hosts: Vec<HostRule>,
+    /// Budgets shared by several hosts (`--registry-quota`, the settings file's `quotas`).
+    pub quotas: Vec<Quota>,
     /// Extra PEM CA bundle trusted for TLS.
     pub ca_file: Option<PathBuf>,
     /// Hosts reached over plain HTTP (loopback hosts always are).
@@ -22,12 +30,19 @@ pub struct ClientOptions {
     pub docker_config: Option<PathBuf>,
     /// Time allowed to establish a TCP (and TLS) connection.
     pub connect_timeout: Duration,
-    /// Time allowed between sending the last byte of a request and the response headers.
+    /// The longest wait between sending the last byte of a request and the response
+    /// headers. The deadline applied adapts to the host's latency (at least 1 s, at most
+    /// this), and an upload's grows with its size at `min_transfer_rate`.
     pub response_timeout: Duration,
-    /// Time a request or response body may go without progress before it is an error.
+    /// Time a request or response body may go without progress before it is a stall.
     pub idle_timeout: Duration,
-    /// Retries of one request after a transient failure (429, 5xx, timeout, reset).
+    /// Bytes per second a blob body must average; slower is a stall.
+    pub min_transfer_rate: u64,
+    /// Retries of one request after a failure (5xx, timeout, reset, stall).
     pub max_retries: usize,
+    /// How long a throttled request (429, 503 with `Retry-After`) is retried before it
+    /// fails.
+    pub retry_timeout: Duration,
     /// Caps on what one listing may read.
     pub limits: ReadLimits,
     /// How often a listing still running says so in the log.
@@ -65,17 +80,25 @@ impl Default for ReadLimits {
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            rate_limit: 50,
+            rate_limit: None,
             burst: 16,
             max_concurrency: 32,
+            hosts: Vec::new(),
+            quotas: Vec::new(),
             ca_file: None,
             insecure_registries: Vec::new(),
             docker_config: None,
             connect_timeout: Duration::from_secs(30),
-            // Registries may take a while to commit a large upload after its last byte.
-            response_timeout: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(120),
-            max_retries: 6,
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            // 100 KB/s: a 1 GB layer may take 3 hours; a stalled one is caught by the idle
+            // timeout long before.
+            min_transfer_rate: 100_000,
+            // At 27 % of requests failing at random, 9 attempts leave one request in 10^5
+            // failed; a dead host still fails within a minute or so per request.
+            max_retries: 8,
+            // Go kpromo's retry budget is 12.5 minutes.
+            retry_timeout: Duration::from_secs(15 * 60),
             limits: ReadLimits::default(),
             listing_progress: Duration::from_secs(10),
         }

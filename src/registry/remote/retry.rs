@@ -1,20 +1,36 @@
 //! Which failures are retried, and how long to wait between attempts.
 //!
-//! Retries happen per HTTP request (not per copy), with exponential backoff and full
-//! jitter so that many workers hitting one registry do not retry in lock-step. A
-//! `Retry-After` is honoured by the registry's gate (it pauses every request to that
-//! registry), so the backoff here only adds spacing on top.
+//! Retries happen per HTTP request (not per copy), with exponential backoff and jitter so
+//! that many workers hitting one registry do not retry in lock-step. Failures (5xx,
+//! timeouts, resets, stalls) are retried a number of times; throttling (429, 503 with
+//! `Retry-After`) for as long as the retry timeout allows, each retry waiting at least the
+//! `Retry-After` the registry asked for: a registry that throttles is alive and will take
+//! the request later, and failing on it would make a rerun do the same work again.
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-/// Delays before each of up to `retries` further attempts.
-pub(crate) fn backoff(retries: usize) -> ExponentialBackoff {
+/// Delays before each of up to `retries` further attempts after failures: short, so that a
+/// dead host fails within a minute or so per request.
+pub(crate) fn failures(retries: usize) -> ExponentialBackoff {
     ExponentialBuilder::new()
         .with_jitter()
         .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(20))
+        .with_max_delay(Duration::from_secs(10))
         .with_max_times(retries)
+        .build()
+}
+
+/// Delays before retries of a throttled request, as many as the retry timeout allows.
+/// The first are short: the host's controller already paces every request, retries
+/// included, so a registry that throttles a share of requests at random should not cost
+/// each of them half a second; a registry that goes on throttling meets growing delays.
+pub(crate) fn throttles() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(20))
+        .without_max_times()
         .build()
 }
 
@@ -50,8 +66,12 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
-        let delays: Vec<Duration> = backoff(6).collect();
-        assert_eq!(delays.len(), 6);
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(40)));
+        let delays: Vec<Duration> = failures(8).collect();
+        assert_eq!(delays.len(), 8);
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(20)));
+        // Throttled requests wait as long as the retry timeout allows: the delays go on.
+        let throttled: Vec<Duration> = throttles().take(100).collect();
+        assert_eq!(throttled.len(), 100);
+        assert!(throttled.iter().all(|d| *d <= Duration::from_secs(40)));
     }
 }

@@ -4,19 +4,23 @@
 //! small answer whole. Unexpected answers become errors naming the operation.
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use super::{RemoteRegistry, concurrency, endpoint, gate, retry, transport};
+use super::control::{Change, Outcome};
+use super::{RemoteRegistry, endpoint, gate, retry, transport};
 use crate::digest::Digest;
 use crate::registry::{Error, OciCode, reference};
 
 /// Longest wait for the one TLS probe of a host that may also speak plain HTTP.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait honoured from one `Retry-After` (a misconfigured server must not stall a
+/// request for hours; the retry timeout bounds the total anyway).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// A request body: in memory (can be re-sent) or a stream (sent once).
 pub(crate) enum Payload {
@@ -101,7 +105,7 @@ pub(crate) struct Fetched {
 /// A response, holding the registry's concurrency slot until dropped.
 pub(crate) struct Reply {
     pub(crate) response: reqwest::Response,
-    pub(crate) permit: concurrency::Permit,
+    pub(crate) permit: gate::Permit,
 }
 
 impl Reply {
@@ -153,7 +157,7 @@ impl RemoteRegistry {
                     return Ok(https);
                 }
                 let probe = self.http.get(https.join("/v2/").unwrap_or_else(|_| https.clone()));
-                let limit = self.first_byte.min(PROBE_TIMEOUT);
+                let limit = self.response_timeout.min(PROBE_TIMEOUT);
                 match transport::execute(probe, &transport::Progress::sent(), limit, limit).await {
                     Ok(_) => Ok(https),
                     Err(e) => match transport::classify_probe_failure(&e) {
@@ -187,8 +191,16 @@ impl RemoteRegistry {
 
     /// Sends `call`, with auth, the gate and retries. Returns whatever response the
     /// registry finally gave (including 4xx/5xx); only transport failures are errors.
+    ///
+    /// Failures (5xx, timeouts, resets, stalls) are retried `max_retries` times; throttling
+    /// (429, 503 with `Retry-After`) until `retry_timeout` has passed since the first
+    /// attempt, each retry after the `Retry-After` the registry asked for (this request
+    /// only: the host's rate is the controller's business) or a backoff, whichever is
+    /// longer. Every answer is reported to the host's controller.
     pub(crate) async fn send(&self, mut call: Call) -> Result<Reply, Error> {
-        let mut backoff = retry::backoff(if call.retry { self.max_retries } else { 0 });
+        let mut failures = retry::failures(if call.retry { self.max_retries } else { 0 });
+        let mut throttles = retry::throttles();
+        let first_attempt = Instant::now();
         let mut reauthenticated = false;
         let mut learned = false;
         let mut scopes = call.scopes.clone();
@@ -200,7 +212,7 @@ impl RemoteRegistry {
                     &self.http,
                     &call.url,
                     &scopes,
-                    (self.first_byte, self.idle),
+                    (self.gate.response_deadline(), self.idle),
                     &self.counters.bytes_read,
                 )
                 .await
@@ -212,40 +224,60 @@ impl RemoteRegistry {
             if let Some(a) = &authorization {
                 request = a.apply(request);
             }
-            let (request, progress, replayable) = match &mut call.body {
-                Payload::Empty => (request, transport::Progress::sent(), true),
+            let (request, progress, replayable, length) = match &mut call.body {
+                Payload::Empty => (request, transport::Progress::sent(), true, 0),
                 Payload::Bytes(b) => {
                     self.counters.bytes_written.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    (request.body(b.clone()), transport::Progress::sent(), true)
+                    (
+                        request.body(b.clone()),
+                        transport::Progress::sent(),
+                        true,
+                        b.len() as u64,
+                    )
                 }
                 Payload::Once(slot) => match slot.take() {
-                    Some((body, progress)) => (request.body(body), progress, false),
+                    Some((body, progress)) => {
+                        let total = progress.total();
+                        (request.body(body), progress, false, total)
+                    }
                     None => return Err(self.protocol(&call.op, "a streamed request body cannot be sent twice".into())),
                 },
             };
-            let started = std::time::Instant::now();
-            let outcome = transport::execute(request, &progress, self.first_byte, self.idle).await;
-            // Only a bodyless request's wait for its answer measures the registry's queue.
-            let latency = matches!(call.method, Method::GET | Method::HEAD).then(|| started.elapsed());
+            // A registry commits an upload after its last byte: time that grows with the
+            // size, on top of the host's usual latency.
+            let deadline = self.gate.response_deadline() + self.transfer_time(length);
+            let started = Instant::now();
+            let outcome = transport::execute(request, &progress, deadline, self.idle).await;
+            // Only a bodyless request's wait for its answer measures the registry's queue:
+            // GET and HEAD, and also the POSTs that start uploads and mounts, which are
+            // most of what a new mirror is sent (without them its deadline would never
+            // adapt below the cap).
+            let latency = (length == 0 && replayable).then(|| started.elapsed());
             let response = match outcome {
                 Ok(r) => r,
                 Err(e) => {
                     self.counters.count(&call.method, "ERR");
                     // A streamed body's failure may be its source's fault, not this registry's.
-                    if replayable && let Some(limit) = permit.failed() {
-                        self.log_lowered(limit, &e.to_string());
+                    if replayable {
+                        let stall = matches!(
+                            e,
+                            transport::SendError::NoResponse(_) | transport::SendError::UploadStalled(_)
+                        );
+                        self.log_change(permit.report(Outcome::Failed, stall, None), &e.to_string());
                     }
                     let error = Error::Transport {
                         registry: self.name.clone(),
                         operation: call.op.clone(),
                         message: e.to_string(),
                     };
-                    match backoff.next().filter(|_| replayable) {
+                    match failures.next().filter(|_| replayable) {
                         Some(delay) => {
                             tracing::debug!(registry = %self.name, op = %call.op, error = %e, "retrying");
-                            // Waiting to retry is not being in flight: free the slot.
+                            // Waiting to retry is not being in flight: free the slot. The
+                            // retry goes out on a fresh connection: the failed one is gone
+                            // with its request.
                             drop(permit);
-                            self.retry_sleep(delay).await;
+                            self.retry_sleep(delay, false).await;
                             continue;
                         }
                         None => return Err(error),
@@ -260,16 +292,17 @@ impl RemoteRegistry {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| gate::parse_retry_after(v, std::time::SystemTime::now()));
             let throttle = retry::is_throttle(status, retry_after.is_some());
-            let mut lowered_limit = None;
-            if throttle {
-                lowered_limit = permit.throttled();
+            let signal = if throttle {
+                Outcome::Throttled
             } else if retry::retryable_status(status) {
-                if let Some(limit) = permit.failed() {
-                    self.log_lowered(limit, &format!("HTTP {status}"));
-                }
+                Outcome::Failed
             } else {
-                permit.healthy(latency);
-            }
+                Outcome::Healthy
+            };
+            self.log_change(
+                permit.report(signal, false, latency.filter(|_| signal == Outcome::Healthy)),
+                &format!("HTTP {status}"),
+            );
             // An anonymous request may learn the challenge once; a request that carried
             // credentials may re-authenticate once (token expired or revoked).
             let may_answer = if authorization.is_some() {
@@ -292,46 +325,68 @@ impl RemoteRegistry {
                     continue;
                 }
             }
-            let mut paused = Duration::ZERO;
-            if throttle {
-                let (pause, lowered) = self.gate.throttled(retry_after);
-                paused = pause;
-                // One line per slowdown, not per answer: a storm would flood the log.
-                if lowered.is_some() || lowered_limit.is_some() {
-                    tracing::info!(
-                        registry = %self.name,
-                        status,
-                        pause_ms = paused.as_millis() as u64,
-                        rate_per_s = lowered.unwrap_or_else(|| self.gate.fraction()) * self.configured_rate,
-                        concurrency = lowered_limit.unwrap_or_else(|| self.gate.concurrency().limit),
-                        "registry is throttling: pausing it and slowing down"
-                    );
+            if throttle && call.retry && replayable {
+                let left = self.retry_timeout.saturating_sub(first_attempt.elapsed());
+                let wait = retry_after
+                    .unwrap_or_default()
+                    .min(MAX_RETRY_AFTER)
+                    .max(throttles.next().unwrap_or_default());
+                if !left.is_zero() {
+                    tracing::debug!(registry = %self.name, op = %call.op, status, "throttled; retrying");
+                    drop(permit);
+                    self.retry_sleep(wait.min(left), retry_after.is_some()).await;
+                    continue;
                 }
-            }
-            if retry::retryable_status(status)
+            } else if signal == Outcome::Failed
                 && replayable
-                && let Some(delay) = backoff.next()
+                && let Some(delay) = failures.next()
             {
                 tracing::debug!(registry = %self.name, op = %call.op, status, "retrying");
                 drop(permit);
-                // The gate's pause already spaces a throttled retry; only add what is left.
-                self.retry_sleep(delay.saturating_sub(paused)).await;
+                self.retry_sleep(delay, false).await;
                 continue;
-            }
-            if response.status().is_success() {
-                self.gate.succeeded();
             }
             return Ok(Reply { response, permit });
         }
     }
 
-    fn log_lowered(&self, limit: usize, cause: &str) {
-        tracing::info!(registry = %self.name, concurrency = limit, cause, "registry is failing: fewer requests at once");
+    /// Time a body of `bytes` may take at the slowest rate still accepted.
+    pub(super) fn transfer_time(&self, bytes: u64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.min_transfer_rate.max(1) as f64)
     }
 
-    pub(super) async fn retry_sleep(&self, delay: Duration) {
+    /// Logs a change of this host's budget: decreases and their reversals at info, one
+    /// line per change (not per answer: a storm would flood the log); growth at debug.
+    fn log_change(&self, change: Option<Change>, cause: &str) {
+        let Some(change) = change else { return };
+        let (rate, limit) = self.gate.budget();
+        let rate_per_s = (rate * 10.0).round() / 10.0;
+        match change {
+            Change::Decreased { throttled: true } => tracing::info!(
+                registry = %self.name, cause, rate_per_s, concurrency = limit,
+                "registry is throttling: slowing down"
+            ),
+            Change::Decreased { throttled: false } => tracing::info!(
+                registry = %self.name, cause, rate_per_s, concurrency = limit,
+                "registry is failing: fewer requests at once"
+            ),
+            Change::Undone { noise } => tracing::info!(
+                registry = %self.name, rate_per_s, concurrency = limit, noise = (noise * 1000.0).round() / 10.0,
+                "registry fails a share of requests whatever the load: back to the earlier budget"
+            ),
+            Change::Recovered => tracing::info!(
+                registry = %self.name, rate_per_s, concurrency = limit,
+                "registry accepts requests again: back near its earlier rate"
+            ),
+            Change::Grew | Change::Queueing => tracing::debug!(
+                registry = %self.name, rate_per_s, concurrency = limit, ?change, "budget adapted"
+            ),
+        }
+    }
+
+    pub(super) async fn retry_sleep(&self, delay: Duration, retry_after: bool) {
         self.counters.retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(delay).await;
+        self.gate.wait_to_retry(delay, retry_after).await;
     }
 
     fn rename_op(&self, error: Error, op: &str) -> Error {
@@ -377,6 +432,15 @@ impl RemoteRegistry {
         if status == 401 && !self.auth.has_credential() {
             message.push_str(" (no credentials for this registry in the docker config)");
         }
+        if status == 429 {
+            // Only a request that was throttled for the whole retry timeout ends here.
+            message.push_str(&format!(
+                " (still throttled after retrying for {} s, --registry-retry-timeout: the registry's \
+                 quota is below what this run asks; set --registry-rate-limit, or \
+                 --registry-quota for a quota shared by several hosts, to that quota)",
+                self.retry_timeout.as_secs()
+            ));
+        }
         if status == 401 || status == 403 {
             Error::Unauthorized {
                 registry: self.name.clone(),
@@ -399,14 +463,14 @@ impl RemoteRegistry {
     /// most `cap` bytes of it. A body cut off or stalled half-way is retried like a failed
     /// request (within the same budget); one over the cap is a [`Error::Limit`].
     pub(crate) async fn fetch(&self, mut call: Call, cap: BodyCap) -> Result<Fetched, Error> {
-        let mut backoff = retry::backoff(self.max_retries);
+        let mut failures = retry::failures(self.max_retries);
         loop {
             let again = call.try_clone();
             let op = call.op.clone();
-            let reply = self.send(call).await?;
-            let status = reply.status();
-            let headers = reply.response.headers().clone();
-            match transport::read_limited(reply.response, cap.bytes, self.idle, &self.counters.bytes_read).await {
+            let Reply { response, permit } = self.send(call).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            match transport::read_limited(response, cap.bytes, self.idle, &self.counters.bytes_read).await {
                 Ok(body) => return Ok(Fetched { status, headers, body }),
                 Err(e) if !e.transient => {
                     return Err(Error::Limit {
@@ -418,15 +482,18 @@ impl RemoteRegistry {
                     });
                 }
                 Err(e) => {
+                    // A body cut off or stalled is a sign about the host too.
+                    self.log_change(permit.report(Outcome::Failed, e.stalled, None), &e.message);
+                    drop(permit);
                     let error = Error::Transport {
                         registry: self.name.clone(),
                         operation: op,
                         message: e.message,
                     };
-                    match (again, e.transient, backoff.next()) {
-                        (Some(next), true, Some(delay)) => {
+                    match (again, failures.next()) {
+                        (Some(next), Some(delay)) => {
                             tracing::debug!(registry = %self.name, %error, "retrying");
-                            self.retry_sleep(delay).await;
+                            self.retry_sleep(delay, false).await;
                             call = next;
                         }
                         _ => return Err(error),

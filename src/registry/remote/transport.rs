@@ -15,14 +15,34 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::hosts::ClientCertificate;
 use crate::registry::{ClientOptions, Error};
 
 /// Redirects followed per request (reqwest's default).
 const MAX_REDIRECTS: usize = 10;
 
-/// Builds the shared client. TLS is always verified: the platform verifier (system roots)
-/// plus the PEM bundle in `ca_file`, if any.
-pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, Error> {
+/// What an HTTP client trusts and presents: the run's, or a host's own (settings file).
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    pub(crate) client_certificate: Option<ClientCertificate>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// The run-wide TLS settings.
+    pub(crate) fn tls(&self) -> Tls {
+        Tls {
+            ca_file: self.ca_file.clone(),
+            client_certificate: None,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// Builds a client. TLS is always verified: the platform verifier (system roots) plus the
+/// PEM bundle in `ca_file`, if any; a client certificate is presented when given.
+pub(crate) fn build_client(options: &Tls) -> Result<reqwest::Client, Error> {
     // Installing twice is harmless: the second call reports "already installed".
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -55,6 +75,9 @@ pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, E
         }
         builder = builder.tls_certs_merge(certs);
     }
+    if let Some(client) = &options.client_certificate {
+        builder = builder.identity(client_identity(client)?);
+    }
     builder.build().map_err(|e| {
         // Building fails only on what the CA file brought in (a certificate rustls refuses).
         match &options.ca_file {
@@ -68,6 +91,32 @@ pub(crate) fn build_client(options: &ClientOptions) -> Result<reqwest::Client, E
                 message: e.to_string(),
             },
         }
+    })
+}
+
+/// A client certificate and its key (PEM files) as one identity. The key is read into
+/// memory that is zeroed when dropped, and never appears in errors.
+fn client_identity(client: &ClientCertificate) -> Result<reqwest::Identity, Error> {
+    let problem = |path: &std::path::Path, message: String| Error::ClientCertificate {
+        path: path.to_path_buf(),
+        message,
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| problem(path, format!("cannot read it: {e}")))
+    };
+    let mut pem = read(&client.certificate)?;
+    pem.extend_from_slice(b"\n");
+    pem.extend_from_slice(&read(&client.key)?);
+    reqwest::Identity::from_pem(&pem).map_err(|e| {
+        problem(
+            &client.certificate,
+            format!(
+                "not a PEM client certificate with its key ({}): {e}",
+                client.key.display()
+            ),
+        )
     })
 }
 
@@ -99,6 +148,11 @@ impl Progress {
             total,
             body_done: AtomicBool::new(total == 0),
         })
+    }
+
+    /// Bytes the body has in all.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
     }
 
     /// Bytes of the body handed to the connection.
@@ -141,9 +195,19 @@ impl std::fmt::Display for SendError {
                 }
                 Ok(())
             }
-            SendError::NoResponse(d) => write!(f, "no response within {}s", d.as_secs()),
-            SendError::UploadStalled(d) => write!(f, "upload made no progress for {}s", d.as_secs()),
+            SendError::NoResponse(d) => write!(f, "no response within {}", seconds(*d)),
+            SendError::UploadStalled(d) => write!(f, "upload made no progress for {}", seconds(*d)),
         }
+    }
+}
+
+/// `1.5s`, `30s`: deadlines adapt to latency, so whole seconds would say `0s`.
+fn seconds(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 
@@ -226,6 +290,8 @@ pub(crate) struct ReadError {
     pub(crate) message: String,
     /// A broken or stalled connection (worth another request), not an oversized body.
     pub(crate) transient: bool,
+    /// No progress within the idle timeout.
+    pub(crate) stalled: bool,
 }
 
 /// Reads a whole (small) response body: manifests, tag lists, token answers. Bounded in
@@ -239,10 +305,12 @@ pub(crate) async fn read_limited(
     let too_large = |message: String| ReadError {
         message,
         transient: false,
+        stalled: false,
     };
     let broken = |message: String| ReadError {
         message,
         transient: true,
+        stalled: false,
     };
     if let Some(len) = response.content_length()
         && len > limit as u64
@@ -254,9 +322,11 @@ pub(crate) async fn read_limited(
     let mut stream = response.bytes_stream();
     let mut body = Vec::new();
     loop {
-        let next = tokio::time::timeout(idle, stream.next())
-            .await
-            .map_err(|_| broken(format!("response body stalled for {}s", idle.as_secs())))?;
+        let next = tokio::time::timeout(idle, stream.next()).await.map_err(|_| ReadError {
+            message: format!("response body stalled for {}s", idle.as_secs()),
+            transient: true,
+            stalled: true,
+        })?;
         match next {
             None => break,
             Some(Err(e)) => return Err(broken(format!("reading response body: {}", SendError::Http(e)))),

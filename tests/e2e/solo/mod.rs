@@ -15,3 +15,5 @@ mod registry_big_blob;
 mod registry_concurrency;
 // A 429 storm from nginx is absorbed at the allowed rate.
 mod registry_rate_limit;
+// Random faults, quota windows and a shared quota: promotions converge, budgets hold.
+mod registry_throttle;

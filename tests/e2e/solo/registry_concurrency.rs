@@ -25,7 +25,7 @@ async fn concurrency_grows_under_load_up_to_the_cap() {
     let options = ClientOptions {
         // The rate limiter must not be the bottleneck: the limit only grows when it is the
         // concurrency that holds requests back.
-        rate_limit: 100_000,
+        rate_limit: Some(100_000),
         burst: 100_000,
         max_concurrency: CAP,
         ..options_for(&registry)
