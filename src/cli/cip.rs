@@ -8,7 +8,7 @@ use clap::{ArgAction, Args};
 use super::exit::Failure;
 use super::plan::PlanPrinter;
 use crate::manifest::{DiffFilter, ManifestSource};
-use crate::pipeline;
+use crate::pipeline::{self, RolloutOptions, rollout};
 use crate::registry::{ClientOptions, ReadLimits};
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
@@ -83,6 +83,52 @@ pub struct CipArgs {
         help_heading = "Promotion"
     )]
     pub vuln_severity_threshold: i64,
+
+    // ---- Rollout (kpromo additions) ----
+    /// Promote to this destination registry first (a registry name as in the manifests,
+    /// or a prefix of one such as its host), read it back, and go on to the other
+    /// destinations only if it is sound. Repeatable. [kpromo addition]
+    #[arg(long, value_name = "NAME", help_heading = "Rollout")]
+    pub canary: Vec<String>,
+
+    /// Promote in N waves: the canaries (if any) first, the other destinations split
+    /// evenly over the remaining waves; each wave is read back before the next starts.
+    /// Default with --canary: 2. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Rollout"
+    )]
+    pub rollout_waves: Option<usize>,
+
+    /// Fraction (0 to 1) of the blobs a wave wrote that its read-back downloads in full
+    /// and digest-checks; every blob is HEADed. Chosen by digest. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = rollout::DEFAULT_VERIFY_SAMPLE,
+        value_parser = parse_fraction,
+        help_heading = "Rollout"
+    )]
+    pub verify_sample: f64,
+
+    /// A wave whose failed requests (5xx, 429, no answer) exceed this share of its
+    /// requests stops the rollout: a fraction (0.05) or a percentage (5%).
+    /// [kpromo addition]
+    #[arg(long, value_name = "RATE", default_value = "5%", value_parser = parse_rate, help_heading = "Rollout")]
+    pub max_error_rate: f64,
+
+    /// When a wave fails, delete the manifests this run created in that wave's
+    /// destinations (never anything that existed before the run). Needs --canary or
+    /// --rollout-waves. [kpromo addition]
+    #[arg(long, help_heading = "Rollout", value_name = "BOOL")]
+    pub rollback_on_failure: bool,
+
+    /// Testing hook: after writing each wave, create FILE and wait until it is removed
+    /// before reading the wave back. [kpromo addition]
+    #[arg(long, value_name = "FILE", hide = true, help_heading = "Rollout")]
+    pub pause_before_verify: Option<PathBuf>,
 
     // ---- Snapshots ----
     /// Snapshot mode: walk this registry (any OCI registry, or oci:PATH) and print its
@@ -358,6 +404,28 @@ pub fn go_bool_flags(cip: clap::Command) -> clap::Command {
     })
 }
 
+/// A fraction from 0 to 1 (`--verify-sample`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction from 0 to 1")),
+    }
+}
+
+/// A share of requests: a fraction (`0.05`) or a percentage (`5%`), from 0 to 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate = match s.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.trim().parse::<f64>(),
+    };
+    match rate {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate: give a fraction from 0 to 1 (0.05) or a percentage (5%)"
+        )),
+    }
+}
+
 /// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
 fn go_bool(s: &str) -> Result<bool, String> {
     match s {
@@ -432,7 +500,27 @@ impl CipArgs {
             sign: self.sign,
             trust: self.trust_options()?,
             registry: self.client_options(),
+            rollout: self.rollout_options()?,
         })
+    }
+
+    /// The rollout settings; `--rollback-on-failure` needs waves to roll back.
+    fn rollout_options(&self) -> Result<RolloutOptions, Failure> {
+        let canaries: Vec<String> = self.canary.iter().filter(|c| !c.is_empty()).cloned().collect();
+        let options = RolloutOptions {
+            canaries,
+            waves: self.rollout_waves,
+            verify_sample: self.verify_sample,
+            max_error_rate: self.max_error_rate,
+            rollback_on_failure: self.rollback_on_failure,
+            pause_before_verify: set_path(&self.pause_before_verify).cloned(),
+        };
+        if options.rollback_on_failure && !options.staged() {
+            return Err(Failure::Usage(
+                "--rollback-on-failure needs a staged rollout: give --canary NAME or --rollout-waves N".into(),
+            ));
+        }
+        Ok(options)
     }
 
     /// Signing and verification settings. Secrets (the key's password) are read here but

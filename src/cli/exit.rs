@@ -68,7 +68,12 @@ impl Failure {
         match self {
             Failure::Usage(_) => Usage,
             Failure::Pipeline(e) => match **e {
-                P::Setup(_) | P::Manifests(_) | P::Overlaps(_) | P::RegistryName { .. } | P::NoSigner(_) => Usage,
+                P::Setup(_)
+                | P::Manifests(_)
+                | P::Overlaps(_)
+                | P::RegistryName { .. }
+                | P::NoSigner(_)
+                | P::Waves(_) => Usage,
                 P::Read { .. }
                 | P::Unopened(_)
                 | P::TagMoves(_)
@@ -78,7 +83,8 @@ impl Failure {
                 | P::Failed { .. }
                 | P::Signer(_)
                 | P::StagingSignatures { .. }
-                | P::Unsigned { .. } => Promotion,
+                | P::Unsigned { .. }
+                | P::RolloutStopped(_) => Promotion,
             },
             Failure::Snapshot(e) => match **e {
                 S::Manifests(_) | S::Overlaps(_) | S::RegistryName { .. } => Usage,

@@ -22,11 +22,14 @@ mod inventory;
 mod plan;
 mod promote;
 mod provenance;
+mod readback;
 mod report;
+pub mod rollout;
 mod setup;
 mod sign;
 mod state;
 mod validate;
+mod waves;
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +37,9 @@ mod tests;
 pub use decide::Decision;
 pub use error::Error;
 pub use plan::{Counts, Plan, PlanSink, SinkError};
-pub use report::RunReport;
+pub use readback::Problem as ReadbackProblem;
+pub use report::{RollbackReport, RolloutReport, RunReport, WaveReport};
+pub use rollout::{RolloutOptions, Wave, WaveError};
 pub use state::{SignReport, Signed, Subject};
 
 use state::RunState;
@@ -54,6 +59,8 @@ pub struct Options {
     pub sign: bool,
     pub trust: TrustOptions,
     pub registry: ClientOptions,
+    /// Canary waves, read-back and rollback; the default writes every destination at once.
+    pub rollout: RolloutOptions,
 }
 
 /// How a phase ended when it did not fail.

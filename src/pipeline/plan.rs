@@ -14,6 +14,7 @@ use crate::manifest::load;
 
 use super::decide::Decision;
 use super::inventory::{affected_repos, decide_edges};
+use super::rollout::{Wave, waves};
 use super::state::RunState;
 use super::{Error, Flow};
 
@@ -34,6 +35,8 @@ pub struct Plan<'a> {
     /// Index-aligned with `edges.edges()`.
     pub decisions: &'a [Decision],
     pub counts: Counts,
+    /// The rollout waves, in order (empty when the run is not staged).
+    pub waves: &'a [Wave],
 }
 
 impl<'a> Plan<'a> {
@@ -107,6 +110,8 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         }
         return Err(Error::Overlaps(overlaps));
     }
+    // Before any registry is read: a --canary that names no destination is bad input.
+    state.waves = waves(&state.edges, &state.options.rollout)?;
     open_roots(state)?;
     info!(
         "{} edges from {} manifests; reading {} repositories",
@@ -155,6 +160,7 @@ pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
         edges: &state.edges,
         decisions: &state.decisions,
         counts,
+        waves: &state.waves,
     };
     state.sink.plan(&plan).map_err(Error::Report)?;
     if counts.tag_moves > 0 {

@@ -28,6 +28,9 @@ pub struct RunReport {
     pub promote: Counters,
     /// What the Sign phase did, image by image.
     pub signatures: SignReport,
+    /// Canary waves, their read-back and any rollback; absent when the run is not staged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutReport>,
     /// Every image not promoted, with whether a rerun helps (`class`).
     pub failed_images: Vec<FailedImageReport>,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
@@ -36,6 +39,53 @@ pub struct RunReport {
     pub registries: BTreeMap<String, RegistryStats>,
     pub phases_ms: Vec<(String, u128)>,
     pub total_ms: u128,
+}
+
+/// What a staged run did, wave by wave.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RolloutReport {
+    /// The waves that ran, in order.
+    pub waves: Vec<WaveReport>,
+    /// Why the rollout stopped early (`None` when every wave passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Destination registries no wave wrote because the rollout stopped.
+    pub untouched: Vec<String>,
+    /// What `--rollback-on-failure` deleted and left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackReport>,
+}
+
+/// One wave: where it wrote, what the health gate saw, what the read-back found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WaveReport {
+    pub registries: Vec<String>,
+    pub canary: bool,
+    /// Requests the wave sent to its destination registries, and how many failed.
+    pub requests: u64,
+    pub failed_requests: u64,
+    /// Images delivered by the wave and read back.
+    pub images: usize,
+    pub manifests_verified: usize,
+    pub blobs_headed: usize,
+    /// Blobs read in full (`--verify-sample`).
+    pub blobs_read: usize,
+    /// Every read-back problem, `where: what`.
+    pub problems: Vec<String>,
+    /// `passed`, or why the gate closed.
+    pub verdict: String,
+}
+
+/// What a rollback did on the wave that failed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollbackReport {
+    /// `registry/image@digest` of every manifest this run created and then deleted.
+    pub deleted: Vec<String>,
+    /// `registry/image:tag` this run added to manifests that existed before: left in
+    /// place (see docs/rollout.md).
+    pub tags_left: Vec<String>,
+    /// Deletions that failed: `registry/image@digest: why`.
+    pub failed: Vec<String>,
 }
 
 /// One image a run did not promote.
@@ -91,6 +141,7 @@ impl RunReport {
             decisions: Counts::of(&state.decisions),
             promote: state.promote.counters.clone(),
             signatures: state.signing.clone(),
+            rollout: state.rollout.clone(),
             failed_images,
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),

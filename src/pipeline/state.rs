@@ -16,6 +16,8 @@ use crate::trust::cosign::Signatures;
 
 use super::decide::Decision;
 use super::plan::PlanSink;
+use super::report::RolloutReport;
+use super::rollout::Wave;
 use super::{Error, Options};
 
 /// A repository as (registry name id, image name id) in the [`EdgeSet`] name table.
@@ -121,7 +123,11 @@ pub struct RunState {
     /// Destination repositories the plan found not to exist: no tags, and none of the
     /// digests the manifests send there (see `copy::Request::fresh`).
     pub fresh_destinations: BTreeSet<RepoKey>,
+    /// The rollout waves Plan formed (empty when the run is not staged).
+    pub waves: Vec<Wave>,
     pub promote: PromoteReport,
+    /// What each rollout wave did (`None` when the run is not staged).
+    pub rollout: Option<RolloutReport>,
     /// The staging signatures Validate read, by source repository and digest, so that
     /// Sign carries them over without reading them again.
     pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
@@ -153,7 +159,9 @@ impl RunState {
             roots: BTreeMap::new(),
             decisions: Vec::new(),
             fresh_destinations: BTreeSet::new(),
+            waves: Vec::new(),
             promote: PromoteReport::default(),
+            rollout: None,
             staging_signatures: BTreeMap::new(),
             signer: None,
             signing: SignReport::default(),

@@ -27,6 +27,7 @@ fn options(confirm: bool) -> Options {
         sign: false,
         trust: Default::default(),
         registry: ClientOptions::default(),
+        rollout: Default::default(),
     }
 }
 
@@ -838,4 +839,75 @@ async fn a_confirmed_run_without_a_signer_fails_in_setup() {
     assert!(matches!(err, Error::NoSigner(_)), "{err}");
     assert!(err.to_string().contains("--sign=false"), "{err}");
     assert_eq!(world.writes(), 0);
+}
+
+/// A staged run: `canary` first, then the rest, each wave read back before the next.
+fn staged(state: &mut RunState, canary: &str) {
+    state.options.rollout.canaries = vec![canary.to_string()];
+    state.waves = super::rollout::waves(&state.edges, &state.options.rollout).expect("waves");
+}
+
+#[tokio::test]
+async fn a_healthy_canary_lets_every_wave_through_in_order() {
+    let world = World::new(&["stage", "m1", "m2", "m3"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    let mut state = world.state(&[foo_1_0(&["m1/prod", "m2/prod", "m3/prod"], img.digest())], true);
+    staged(&mut state, "m2");
+    plan_and_promote(&mut state).await;
+
+    for host in ["m1", "m2", "m3"] {
+        assert_eq!(world.host(host).repo("prod/foo").tags["1.0"], img.digest(), "{host}");
+    }
+    let report = state.rollout.as_ref().expect("rollout report");
+    let waves: Vec<(&Vec<String>, &str)> = report
+        .waves
+        .iter()
+        .map(|w| (&w.registries, w.verdict.as_str()))
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            (&vec!["m2/prod".to_string()], "passed"),
+            (&vec!["m1/prod".to_string(), "m3/prod".to_string()], "passed")
+        ]
+    );
+    // Read back: the index, its two children, every blob HEADed.
+    assert_eq!(report.waves[0].manifests_verified, 3);
+    assert_eq!(report.waves[0].blobs_headed, img.all_blobs().len());
+    assert!(report.stopped.is_none() && report.untouched.is_empty());
+    // The canary was read back (GETs of its manifests) before m1 saw any write.
+    let canary_reads = world.host("m2").count("GET manifest");
+    assert!(canary_reads >= 3, "{:#?}", world.host("m2").log());
+}
+
+#[tokio::test]
+async fn a_canary_that_does_not_serve_what_it_took_stops_the_rollout() {
+    let world = World::new(&["stage", "m1", "m2", "m3"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    let mut state = world.state(&[foo_1_0(&["m1/prod", "m2/prod", "m3/prod"], img.digest())], true);
+    staged(&mut state, "m2");
+    // The canary takes the child's PUT, then fails every GET of it.
+    world.host("m2").break_manifest(img.children[1].digest());
+    plan::plan_edges(&mut state).await.expect("plan");
+    let err = promote::run(&mut state).await.expect_err("the gate closes");
+
+    let text = err.to_string();
+    assert!(
+        matches!(&err, Error::RolloutStopped(s) if s.wave == 1 && s.waves == 2),
+        "{text}"
+    );
+    assert!(text.contains("rollout stopped after wave 1 of 2 (m2/prod)"), "{text}");
+    assert!(text.contains("not written: m1/prod, m3/prod"), "{text}");
+    assert!(
+        text.contains(&format!("m2/prod/foo@{}", img.children[1].digest())),
+        "{text}"
+    );
+    assert_eq!(world.host("m1").writes(), Vec::<String>::new());
+    assert_eq!(world.host("m3").writes(), Vec::<String>::new());
+    let report = state.rollout.as_ref().expect("rollout report");
+    assert_eq!(report.untouched, ["m1/prod", "m3/prod"]);
+    assert_eq!(report.waves.len(), 1);
+    assert_eq!(report.waves[0].problems.len(), 1, "{:?}", report.waves[0].problems);
 }

@@ -71,6 +71,7 @@ fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
             docker_config: Some(dir.path().join("no-docker-config")),
             ..ClientOptions::default()
         },
+        rollout: Default::default(),
     };
     let accepted = std::cell::Cell::new(0);
     let config = ProptestConfig {
