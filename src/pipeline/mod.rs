@@ -24,6 +24,7 @@ mod promote;
 mod provenance;
 mod readback;
 mod report;
+mod rollback;
 pub mod rollout;
 mod setup;
 mod sign;

@@ -911,3 +911,56 @@ async fn a_canary_that_does_not_serve_what_it_took_stops_the_rollout() {
     assert_eq!(report.waves.len(), 1);
     assert_eq!(report.waves[0].problems.len(), 1, "{:?}", report.waves[0].problems);
 }
+
+#[tokio::test]
+async fn rollback_deletes_only_what_the_failed_wave_created() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    let old = TestImage::single("amd64", &[b"old layer"]);
+    let kept = TestImage::single("amd64", &[b"kept layer"]);
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    world.host("stage").seed("staging/foo", &kept, &[]);
+    // Before the run the canary holds `old` (0.9) and `kept` untagged.
+    world.host("m2").seed("prod/foo", &old, &["0.9"]);
+    world.host("m2").seed("prod/foo", &kept, &[]);
+    let dmap = vec![(img.digest(), vec!["1.0"]), (kept.digest(), vec!["stable"])];
+    let m = manifest("stage/staging", &["m1/prod", "m2/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    staged(&mut state, "m2");
+    state.options.rollout.rollback_on_failure = true;
+    world.host("m2").break_manifest(img.children[0].digest());
+    plan::plan_edges(&mut state).await.expect("plan");
+    promote::run(&mut state)
+        .await
+        .expect_err("the canary fails its read-back");
+
+    let repo = world.host("m2").repo("prod/foo");
+    assert!(
+        !repo.manifests.contains_key(&img.digest()),
+        "created by the run: deleted"
+    );
+    assert!(!repo.tags.contains_key("1.0"), "its tag went with it");
+    assert_eq!(repo.tags["0.9"], old.digest(), "existed before: untouched");
+    assert_eq!(repo.tags["stable"], kept.digest(), "a retag is left in place");
+    assert!(repo.manifests.contains_key(&kept.digest()));
+    let rollback = state
+        .rollout
+        .as_ref()
+        .and_then(|r| r.rollback.as_ref())
+        .expect("rollback report");
+    assert_eq!(rollback.deleted, [format!("m2/prod/foo@{}", img.digest())]);
+    assert_eq!(rollback.tags_left, ["m2/prod/foo:stable"]);
+    assert!(rollback.failed.is_empty());
+    let deletes: Vec<String> = world
+        .host("m2")
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(deletes, [format!("DELETE manifest prod/foo@{}", img.digest())]);
+    assert_eq!(
+        world.host("m1").writes(),
+        Vec::<String>::new(),
+        "the second wave never started"
+    );
+}

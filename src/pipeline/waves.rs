@@ -3,7 +3,8 @@
 //! wrote is read back through fresh backends (`readback.rs`) and the health gate
 //! (`rollout::gate`) weighs the wave's failed requests and read-back problems. A closed
 //! gate stops the rollout: later waves are never started, so their destinations see no
-//! write at all.
+//! write at all, and with `--rollback-on-failure` the manifests this run created in the
+//! failed wave are deleted (`rollback.rs`).
 //!
 //! Signing stays one phase after the last wave (the order Go users know): a signature is
 //! written once, at the canonical destination, only for images every wave delivered.
@@ -24,7 +25,7 @@ use super::readback::{self, Target};
 use super::report::{RolloutReport, WaveReport};
 use super::rollout::{GateRefusal, RequestTally, Stopped, Wave, gate};
 use super::state::{RunState, Subject};
-use super::{Error, Flow, promote};
+use super::{Error, Flow, promote, rollback};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let waves = state.waves.clone();
@@ -115,6 +116,9 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         report.waves.push(wave_report);
         report.stopped = Some(format!("wave {number}: {why}"));
         report.untouched = untouched.clone();
+        if state.options.rollout.rollback_on_failure {
+            report.rollback = Some(rollback::run(state, wave).await);
+        }
         state.rollout = Some(report);
         if let (GateRefusal::Copies(_), Some(failed)) = (&why, promote::failed(&state.promote)) {
             return Err(failed);

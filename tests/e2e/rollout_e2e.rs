@@ -210,3 +210,84 @@ async fn a_blob_the_canary_loses_after_the_write_stops_the_rollout() {
         assert_eq!(writes_at(&world, i), 0, "mirror {i} must not be written");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_removes_the_canarys_new_tags_and_keeps_what_was_there() {
+    let (world, f) = world_with_fixtures().await;
+    let canary = world.dsts()[0].clone();
+    // Before the run the canary already holds an older foo, tagged 0.9.
+    let old = Image::simple(Format::Oci, 34);
+    world.mirrors[0].pusher().push_image("prod/foo", &old, &["0.9"]).await;
+    world.proxies[0].set_rules(vec![Rule::new(
+        Some("GET"),
+        r"/manifests/",
+        Action::FlipByte,
+        Times::Always,
+    )]);
+    let run = world
+        .spawn_confirm(&[&format!("--canary={canary}"), "--rollback-on-failure"])
+        .wait(RUN_SECONDS);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("rollout stopped after wave 1 of 2"),
+        "{}",
+        run.stderr
+    );
+
+    let canary_registry = &world.mirrors[0];
+    assert_eq!(crate::support::world::tags(canary_registry, "prod/foo").await, ["0.9"]);
+    assert_eq!(
+        crate::support::world::tags(canary_registry, "prod/bar").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(canary_registry.skopeo_digest("prod/foo:0.9"), Some(old.digest.clone()));
+    assert_eq!(
+        canary_registry.skopeo_digest(&format!("prod/foo@{}", f.multi.digest)),
+        None
+    );
+    assert_eq!(
+        canary_registry.skopeo_digest(&format!("prod/bar@{}", f.single.digest)),
+        None
+    );
+    // Deleted by digest only, each logged and reported.
+    let deletes: Vec<String> = world.proxies[0]
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| s.path)
+        .collect();
+    assert!(!deletes.is_empty());
+    assert!(deletes.iter().all(|p| p.contains("/manifests/sha256:")), "{deletes:?}");
+    let deleted = &run.summary["rollout"]["rollback"]["deleted"];
+    let expected = [
+        format!("{canary}/bar@{}", f.single.digest),
+        format!("{canary}/foo@{}", f.multi.digest),
+    ];
+    for reference in &expected {
+        assert!(
+            deleted
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x == reference.as_str())),
+            "{reference} not in {deleted}"
+        );
+        assert!(
+            run.stderr.contains(&format!("rollback: deleted {reference}")),
+            "{}",
+            run.stderr
+        );
+    }
+    for i in 1..3 {
+        assert_eq!(writes_at(&world, i), 0, "mirror {i} must not be written");
+    }
+
+    // The rollout converges once the canary is healthy again.
+    world.proxies[0].set_rules(Vec::new());
+    world
+        .spawn_confirm(&[&format!("--canary={canary}")])
+        .wait(RUN_SECONDS)
+        .expect_code(0);
+    for mirror in &world.mirrors {
+        assert_eq!(mirror.skopeo_digest("prod/foo:1.0"), Some(f.multi.digest.clone()));
+    }
+    assert_eq!(canary_registry.skopeo_digest("prod/foo:0.9"), Some(old.digest.clone()));
+}
