@@ -7,6 +7,7 @@ use clap::{ArgAction, Args};
 
 use super::exit::Failure;
 use super::plan::PlanPrinter;
+use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::pipeline::{self, RolloutOptions, rollout};
 use crate::registry::{ClientOptions, ReadLimits};
@@ -129,6 +130,29 @@ pub struct CipArgs {
     /// before reading the wave back. [kpromo addition]
     #[arg(long, value_name = "FILE", hide = true, help_heading = "Rollout")]
     pub pause_before_verify: Option<PathBuf>,
+
+    // ---- Sharding (kpromo additions) ----
+    /// Promote only shard INDEX of COUNT (0/3, 1/3, 2/3): COUNT processes, each with its
+    /// own INDEX, together do the whole promotion. Every shard reads and checks the
+    /// whole plan first, so all refuse the same bad input. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "INDEX/COUNT",
+        value_parser = |s: &str| Shard::parse(s).map_err(|e| e.to_string()),
+        conflicts_with = "shards",
+        help_heading = "Sharding"
+    )]
+    pub shard: Option<Shard>,
+
+    /// Split the promotion into N shards and promote the one JOB_COMPLETION_INDEX names
+    /// (set by a Kubernetes Indexed Job, docs/kubernetes.md). [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Sharding"
+    )]
+    pub shards: Option<u32>,
 
     // ---- Snapshots ----
     /// Snapshot mode: walk this registry (any OCI registry, or oci:PATH) and print its
@@ -404,6 +428,47 @@ pub fn go_bool_flags(cip: clap::Command) -> clap::Command {
     })
 }
 
+/// The environment variable a Kubernetes Indexed Job sets to each pod's index.
+const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+
+/// This process's shard: `--shard`, or `--shards` with the index from
+/// `JOB_COMPLETION_INDEX`. `--shard` with a different `JOB_COMPLETION_INDEX` is refused:
+/// one of the two is a mistake, and guessing which could promote a shard twice.
+fn resolve_shard(shard: Option<Shard>, shards: Option<u32>, job_index: Option<&str>) -> Result<Option<Shard>, Failure> {
+    let job_index = job_index
+        .map(|text| {
+            text.trim().parse::<u32>().map_err(|_| {
+                Failure::Usage(format!(
+                    "{JOB_COMPLETION_INDEX}={text:?} is not a shard index (a number from 0)"
+                ))
+            })
+        })
+        .transpose();
+    match (shard, shards) {
+        (Some(shard), _) => match job_index {
+            Ok(Some(index)) if index != shard.index => Err(Failure::Usage(format!(
+                "--shard {shard} conflicts with {JOB_COMPLETION_INDEX}={index}: give --shards {} to take the index \
+                 from the environment, or unset {JOB_COMPLETION_INDEX}",
+                shard.count
+            ))),
+            Err(unreadable) => Err(unreadable),
+            Ok(_) => Ok(Some(shard)),
+        },
+        (None, Some(count)) => {
+            let index = job_index?.ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--shards {count} takes this process's shard from {JOB_COMPLETION_INDEX} (set by a Kubernetes \
+                     Indexed Job), which is not set; give --shard INDEX/{count} instead"
+                ))
+            })?;
+            Shard::new(index, count)
+                .map(Some)
+                .map_err(|e| Failure::Usage(format!("{JOB_COMPLETION_INDEX}={index} with --shards {count}: {e}")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// A fraction from 0 to 1 (`--verify-sample`).
 fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -501,6 +566,11 @@ impl CipArgs {
             trust: self.trust_options()?,
             registry: self.client_options(),
             rollout: self.rollout_options()?,
+            shard: resolve_shard(
+                self.shard,
+                self.shards,
+                std::env::var(JOB_COMPLETION_INDEX).ok().as_deref(),
+            )?,
         })
     }
 
@@ -835,6 +905,49 @@ mod tests {
         assert_eq!(request.tag, None, "an empty tag is unset");
         assert!(request.minimal);
         assert!(matches!(request.source, snapshot::Source::Manifests { .. }));
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_or_from_the_indexed_job() {
+        let three = |i| Some(Shard { index: i, count: 3 });
+        assert_eq!(resolve_shard(None, None, Some("1")).unwrap(), None, "no sharding asked");
+        assert_eq!(resolve_shard(three(1), None, None).unwrap(), three(1));
+        assert_eq!(
+            resolve_shard(three(1), None, Some("1")).unwrap(),
+            three(1),
+            "they agree"
+        );
+        assert_eq!(resolve_shard(None, Some(3), Some("2")).unwrap(), three(2));
+        let refused = |shard, shards, env| match resolve_shard(shard, shards, env) {
+            Err(Failure::Usage(message)) => message,
+            other => panic!("{shard:?} {shards:?} {env:?}: {other:?}"),
+        };
+        assert!(refused(three(1), None, Some("2")).contains("--shard 1/3 conflicts with JOB_COMPLETION_INDEX=2"));
+        assert!(refused(three(1), None, Some("x")).contains("JOB_COMPLETION_INDEX=\"x\" is not a shard index"));
+        assert!(refused(None, Some(3), None).contains("which is not set"));
+        assert!(refused(None, Some(3), Some("3")).contains("there is no shard 3 of 3"));
+        assert!(refused(None, Some(3), Some("-1")).contains("not a shard index"));
+    }
+
+    #[test]
+    fn rollback_needs_a_staged_rollout() {
+        let refused = parse(&["--manifest=m.yaml", "--rollback-on-failure"]).pipeline_options();
+        assert!(matches!(refused, Err(Failure::Usage(m)) if m.contains("--rollback-on-failure needs")));
+        let options = parse(&[
+            "--manifest=m.yaml",
+            "--rollback-on-failure",
+            "--canary=eu",
+            "--canary=asia",
+            "--max-error-rate=2.5%",
+            "--verify-sample=0.5",
+        ])
+        .pipeline_options()
+        .unwrap();
+        assert_eq!(options.rollout.canaries, ["eu", "asia"]);
+        assert_eq!(options.rollout.max_error_rate, 0.025);
+        assert_eq!(options.rollout.verify_sample, 0.5);
+        assert_eq!(parse_rate("0.1"), Ok(0.1));
+        assert!(parse_rate("150%").is_err() && parse_fraction("1.5").is_err() && parse_fraction("x").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod exit;
 pub mod logging;
 mod plan;
 mod removed;
+mod summary;
 mod verify;
 
 use std::io::Write as _;
@@ -63,6 +64,10 @@ pub enum Command {
     /// identity. Prints one line per image (or JSON); exits 0 only when every image has a
     /// valid signature, 1 otherwise, 2 on usage errors.
     Verify(Box<verify::VerifyArgs>),
+
+    /// Work with `--summary-json` files (`merge`: add up the summaries of every shard).
+    #[command(subcommand)]
+    Summary(summary::SummaryCommand),
 
     /// Print the kpromo version, git commit and compiler version.
     Version,
@@ -127,6 +132,7 @@ fn run(cmd: &Command) -> Result<ExitKind, Failure> {
     match cmd {
         Command::Cip(args) => cip::run(args).map(|()| ExitKind::Success),
         Command::Verify(args) => verify::run(args),
+        Command::Summary(command) => summary::run(command).map(|()| ExitKind::Success),
         Command::Manifest(ManifestCommand::Validate { path }) => {
             let report = crate::check::check_path(path);
             print(&format!("{report}\n"))?;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tracing::info;
 
+use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::registry::ClientOptions;
 use crate::trust::TrustOptions;
@@ -62,6 +63,9 @@ pub struct Options {
     pub registry: ClientOptions,
     /// Canary waves, read-back and rollback; the default writes every destination at once.
     pub rollout: RolloutOptions,
+    /// Promote only this shard of the edges (`edges::shard`), after the whole plan was
+    /// checked.
+    pub shard: Option<Shard>,
 }
 
 /// How a phase ended when it did not fail.

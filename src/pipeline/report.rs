@@ -20,6 +20,9 @@ pub struct RunReport {
     /// `ok`, or the error that ended the run.
     pub outcome: String,
     pub dry_run: bool,
+    /// `INDEX/COUNT` when the run promoted one shard (`kpromo summary merge` adds them up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub manifests: usize,
     pub edges: usize,
     /// Edge decisions.
@@ -136,6 +139,7 @@ impl RunReport {
         Self {
             outcome: error.map_or_else(|| "ok".to_string(), |e| format!("{e}")),
             dry_run: !state.options.confirm,
+            shard: state.options.shard.map(|s| s.to_string()),
             manifests: state.manifests,
             edges: state.edges.len(),
             decisions: Counts::of(&state.decisions),

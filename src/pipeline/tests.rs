@@ -28,6 +28,7 @@ fn options(confirm: bool) -> Options {
         trust: Default::default(),
         registry: ClientOptions::default(),
         rollout: Default::default(),
+        shard: None,
     }
 }
 

@@ -32,6 +32,8 @@ mod registry_operations;
 mod registry_referrers;
 // Canary rollout: waves, the read-back between them, the health gate, rollback.
 mod rollout_e2e;
+// Sharding: three `--shards 3` processes (an Indexed Job's command line) on one world.
+mod shard_e2e;
 // The signing benchmark, ignored here: scripts/bench-sign.sh runs it in release mode.
 mod sign_bench;
 // Signing during promotion and staging signature checks; every signature checked by

@@ -72,6 +72,7 @@ fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
             ..ClientOptions::default()
         },
         rollout: Default::default(),
+        shard: None,
     };
     let accepted = std::cell::Cell::new(0);
     let config = ProptestConfig {
