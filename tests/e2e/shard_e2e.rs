@@ -1,5 +1,5 @@
-//! Sharding end to end: three `kpromo cip --shards 3` processes, each with its own
-//! `JOB_COMPLETION_INDEX` (the command line of the Job in docs/kubernetes.md), run at once
+//! Sharding end to end: three processes running the command line of the Job in
+//! docs/kubernetes.md (`--shards 3`), each with its own `JOB_COMPLETION_INDEX`, run at once
 //! against one world (staging + 3 real distribution mirrors). Together they promote
 //! everything exactly once: the mirrors end up with every image byte for byte (skopeo),
 //! no blob or manifest is uploaded twice into one repository, every digest is signed once,
@@ -11,6 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::images::{Format, Image, Index};
+use crate::support::kube_job::{container_args, job};
 use crate::support::pki::SigningKey;
 use crate::support::within;
 use crate::support::world::World;
@@ -61,24 +62,29 @@ async fn three_shard_processes_promote_everything_exactly_once() {
     }
     world.write_project("p", &world.src(), &world.dsts(), &images);
 
+    // The container's command line from docs/kubernetes.md. The harness gives every process
+    // `cip`, its own manifest tree and summary file; the test adds a key to sign with
+    // (the Job signs keyless as its Google identity) and `--plan-out`.
+    let job_args = container_args(&job());
+    let harness_given =
+        |a: &String| a == "cip" || a.starts_with("--thin-manifest-dir=") || a.starts_with("--summary-json=");
+    assert_eq!(job_args.iter().filter(|a| harness_given(a)).count(), 3, "{job_args:?}");
+    let job_args: Vec<String> = job_args.into_iter().filter(|a| !harness_given(a)).collect();
+    assert!(job_args.contains(&format!("--shards={SHARDS}")), "{job_args:?}");
     let out = |i: usize| world.dir.path().join(format!("shard-{i}"));
     let key_path = key.private.to_str().expect("utf-8 key path").to_string();
     let shard = |i: usize| {
-        let plan = out(i).join("plan.json");
+        let plan = format!("--plan-out={}", out(i).join("plan.json").display());
         let index = i.to_string();
-        world.spawn_process(
-            &out(i),
-            &[("JOB_COMPLETION_INDEX", index.as_str())],
-            &[
-                "--confirm",
-                "--shards=3",
-                &format!("--plan-out={}", plan.display()),
-                "--signing-key",
-                &key_path,
-                "--signing-identity-rewrite",
-                "prod=registry.example",
-            ],
-        )
+        let mut args: Vec<&str> = job_args.iter().map(String::as_str).collect();
+        args.extend([
+            plan.as_str(),
+            "--signing-key",
+            &key_path,
+            "--signing-identity-rewrite",
+            "prod=registry.example",
+        ]);
+        world.spawn_process(&out(i), &[("JOB_COMPLETION_INDEX", index.as_str())], &args)
     };
     let running: Vec<_> = (0..SHARDS).map(shard).collect();
     let runs: Vec<_> = running.into_iter().map(|r| r.wait(RUN_SECONDS)).collect();
