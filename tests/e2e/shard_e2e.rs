@@ -86,6 +86,16 @@ async fn three_shard_processes_promote_everything_exactly_once() {
         ]);
         world.spawn_process(&out(i), &[("JOB_COMPLETION_INDEX", index.as_str())], &args)
     };
+    // A dry run of one shard prints that shard's plan only, and writes nothing.
+    let dry = world
+        .spawn_process(&out(9), &[], &["--shard=0/3", "--sign=false"])
+        .wait(RUN_SECONDS);
+    dry.expect_code(0);
+    let planned = |stdout: &str| stdout.lines().filter(|l| l.starts_with("  copy ")).count();
+    let dry_edges = planned(&dry.stdout);
+    assert!(dry_edges > 0 && dry_edges < 3 * (3 + singles.len()), "{}", dry.stdout);
+    assert_eq!(world.mirror_writes(), 0);
+
     let running: Vec<_> = (0..SHARDS).map(shard).collect();
     let runs: Vec<_> = running.into_iter().map(|r| r.wait(RUN_SECONDS)).collect();
     for (i, run) in runs.iter().enumerate() {
@@ -135,6 +145,9 @@ async fn three_shard_processes_promote_everything_exactly_once() {
         "every edge in exactly one shard"
     );
     assert!(busy_shards >= 2, "the work is spread: {shard_of_repo:?}");
+    let first_plan: Value = serde_json::from_slice(&std::fs::read(out(0).join("plan.json")).expect("plan.json"))
+        .expect("plan JSON");
+    assert_eq!(first_plan["edges"].as_array().map(Vec::len), Some(dry_edges), "the dry run planned shard 0");
 
     // Nothing uploaded or pushed twice into one repository.
     for (m, proxy) in world.proxies.iter().enumerate() {
