@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bundled demo: a real promotion from one OCI layout directory to three, with no
 # registry server. Copies examples/demo to a fresh directory and runs kpromo there:
-# dry run (the plan), --confirm (the promotion, signed with a key made here), the result,
+# dry run (the plan), --confirm (the promotion, signed and attested with a key made here), the result,
 # and a rerun (a no-op).
 #
 #   scripts/demo.sh                 build kpromo (release) and run the demo
@@ -68,9 +68,11 @@ fi
 if [ "${signing[0]}" = --signing-key ]; then
   step "Verify the signature the way a user would (kpromo verify, with the public key)"
   run "$kpromo" verify --key signing.pub oci:./mirrors/asia/multi:2.0 oci:./mirrors/asia/hello:1.0
+  step "Verify the promotion attestation (an in-toto Statement in a sigstore bundle, an OCI referrer)"
+  run "$kpromo" verify --attestations --key signing.pub oci:./mirrors/asia/multi:2.0
 fi
 
-step "Rerun: everything is already promoted and signed, so nothing is written"
+step "Rerun: everything is already promoted, signed and attested, so nothing is written"
 run "$kpromo" cip --thin-manifest-dir "$work" --confirm "${signing[@]}"
 
 step "Done. The demo directory is kept: $work"

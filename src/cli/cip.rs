@@ -15,7 +15,8 @@ use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
 use crate::trust::verify::{IdentityPolicy, Matcher};
 use crate::trust::{
-    GoogleEndpoints, IdentityRewrite, SignatureTarget, SignerConfig, StagingPolicy, TokenSource, TrustOptions,
+    GoogleEndpoints, IdentityRewrite, ProvenancePolicy, SignatureTarget, SignerConfig, StagingPolicy, TokenSource,
+    TrustOptions,
 };
 use zeroize::Zeroizing;
 
@@ -300,6 +301,22 @@ pub struct CipArgs {
     /// unsigned images through). [kpromo addition]
     #[arg(long, help_heading = "Signing", value_name = "BOOL")]
     pub require_staging_signature: bool,
+
+    /// Verify staging attestations (build provenance) with this public key (PEM) instead
+    /// of keyless (--certificate-identity and --certificate-oidc-issuer against
+    /// --trusted-root). [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
+    pub provenance_key: Option<PathBuf>,
+
+    /// The predicate type of staging attestations that counts as build provenance;
+    /// attestations of other types are ignored with a warning.
+    #[arg(
+        long,
+        value_name = "URI",
+        default_value = crate::trust::attestation::SLSA_PROVENANCE_V1,
+        help_heading = "Signing"
+    )]
+    pub provenance_predicate_type: String,
 
     /// sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys) for keyless
     /// signatures. Default: the public-good instance's, refreshed through TUF when
@@ -621,6 +638,10 @@ impl CipArgs {
                 identity: Some(self.certificate_policy()?),
                 trusted_root: set_path(&self.trusted_root).cloned(),
                 require: self.require_staging_signature,
+            },
+            provenance: ProvenancePolicy {
+                key: set_path(&self.provenance_key).cloned(),
+                predicate_type: self.provenance_predicate_type.clone(),
             },
             target: SignatureTarget {
                 registry: set(&self.signature_registry).map(str::to_string),

@@ -83,7 +83,9 @@ impl Failure {
                 | P::Failed { .. }
                 | P::Signer(_)
                 | P::StagingSignatures { .. }
+                | P::Provenance { .. }
                 | P::Unsigned { .. }
+                | P::Unattested { .. }
                 | P::RolloutStopped(_) => Promotion,
             },
             Failure::Snapshot(e) => match **e {
@@ -190,6 +192,16 @@ mod tests {
             pipeline::Error::Interrupted.into(),
             pipeline::Error::Signer(crate::trust::Error::Crypto("bad".into())).into(),
             pipeline::Error::Unsigned {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
+            pipeline::Error::Provenance {
+                count: 1,
+                first: "x".into(),
+            }
+            .into(),
+            pipeline::Error::Unattested {
                 count: 1,
                 first: "x".into(),
             }

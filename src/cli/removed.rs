@@ -18,7 +18,10 @@ const REMOVED_FLAGS: &[Removed] = &[
     },
     Removed {
         flag: "require-provenance",
-        why: "provenance is now verified whenever a staging attestation exists (promo-tools #1754). Drop the flag.",
+        why: "provenance is now verified whenever a staging attestation exists (promo-tools #1754; its predicate \
+              type and signer: --provenance-predicate-type, --provenance-key or --certificate-identity). To \
+              refuse images without verified provenance, require it in a promotion policy (its \
+              `provenance.verified` fact) instead. Drop the flag.",
     },
     Removed {
         flag: "allowed-builders",

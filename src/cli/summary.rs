@@ -114,6 +114,7 @@ fn add(a: Value, b: Value, key: &str) -> Value {
         }
         (Value::Bool(x), Value::Bool(y)) => Value::Bool(x || y),
         (Value::Array(x), Value::Array(y)) if key == "phases_ms" => longest_phases(x, y),
+        (Value::Array(x), Value::Array(y)) if key == "phase_requests" => by_phase(x, y),
         (Value::Array(mut x), Value::Array(y)) => {
             x.extend(y);
             Value::Array(x)
@@ -130,6 +131,19 @@ fn add(a: Value, b: Value, key: &str) -> Value {
         (Value::String(x), Value::String(y)) => Value::String(format!("{x}; {y}")),
         (a, _) => a,
     }
+}
+
+/// `[{"phase": name, counts…}, …]`: each phase's counts added up over the shards, in the
+/// first's order.
+fn by_phase(a: Vec<Value>, b: Vec<Value>) -> Value {
+    let mut phases: Vec<Value> = Vec::new();
+    for entry in a.into_iter().chain(b) {
+        match phases.iter_mut().find(|p| p["phase"] == entry["phase"]) {
+            Some(phase) => *phase = add(std::mem::take(phase), entry, "phase_requests"),
+            None => phases.push(entry),
+        }
+    }
+    Value::Array(phases)
 }
 
 /// `[[phase, ms], …]`: each phase as long as in the slowest shard, in the first's order.
@@ -176,6 +190,7 @@ mod tests {
                 "signatures": {"signed": [{"reference": format!("r/i@{index}"), "newly": true}], "failed": []},
                 "registries": {"127.0.0.1:1": {"requests": {"PUT 201": copies}, "concurrency": {"limit": 8 + index, "lowest": 4 + index}}},
                 "phases_ms": [["setup", 1], ["plan", 10 * (index + 1)]],
+                "phase_requests": [{"phase": "plan", "reads": copies}, {"phase": "promote", "writes": copies}],
                 "total_ms": 100 + index,
             }),
         )
@@ -194,6 +209,10 @@ mod tests {
         assert_eq!(merged["registries"]["127.0.0.1:1"]["concurrency"]["limit"], 9);
         assert_eq!(merged["registries"]["127.0.0.1:1"]["concurrency"]["lowest"], 4);
         assert_eq!(merged["phases_ms"], json!([["setup", 1], ["plan", 20]]));
+        assert_eq!(
+            merged["phase_requests"],
+            json!([{"phase": "plan", "reads": 5}, {"phase": "promote", "writes": 5}])
+        );
         assert_eq!(merged["total_ms"], 101);
         assert_eq!(merged["dry_run"], false);
     }

@@ -1,6 +1,7 @@
-//! `kpromo verify`: check the cosign signatures of images, at any registry or OCI layout,
-//! as release managers do after a promotion. Exit 0 only when every image has a valid
-//! signature.
+//! `kpromo verify`: check the cosign signatures of images, or with `--attestations` their
+//! attestations (sigstore bundle referrers and cosign `.att`), at any registry or OCI
+//! layout, as release managers do after a promotion. Exit 0 only when every image has a
+//! valid signature (or attestation).
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::exit::{ExitKind, Failure};
+
+mod attestations;
 use crate::copy::Repo;
 use crate::registry::image_ref::ImageRef;
 use crate::registry::{ClientOptions, ManifestRef, Registries};
@@ -46,6 +49,17 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "key")]
     pub trusted_root: Option<PathBuf>,
 
+    /// Check attestations instead of signatures: every sigstore bundle referrer and cosign
+    /// `.att` layer of each image is listed with its predicate type, subjects, signer and
+    /// verdict; an image passes when one of them verifies.
+    #[arg(long)]
+    pub attestations: bool,
+
+    /// With --attestations: only attestations of this predicate type count (others are
+    /// listed as skipped).
+    #[arg(long, value_name = "URI", requires = "attestations")]
+    pub predicate_type: Option<String>,
+
     /// Output: text (a line per image) or json.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -63,6 +77,12 @@ pub struct VerifyArgs {
 pub enum Output {
     Text,
     Json,
+}
+
+/// What was checked, image by image.
+enum Results {
+    Signatures(Vec<Checked>),
+    Attestations(Vec<attestations::Checked>),
 }
 
 /// One image's result.
@@ -96,12 +116,24 @@ pub fn run(args: &VerifyArgs) -> Result<ExitKind, Failure> {
             ..ClientOptions::default()
         })
         .map_err(|e| Failure::Usage(format!("setting up registry clients: {e}")))?;
+        if args.attestations {
+            let mut results = Vec::new();
+            for (text, image) in args.images.iter().zip(&images) {
+                let wanted = args.predicate_type.as_deref();
+                results.push(attestations::check(&registries, text, image, &policy, wanted).await);
+            }
+            return Ok(Results::Attestations(results));
+        }
         let mut results = Vec::new();
         for (text, image) in args.images.iter().zip(&images) {
             results.push(check(&registries, text, image, &policy).await);
         }
-        Ok::<_, Failure>(results)
+        Ok::<_, Failure>(Results::Signatures(results))
     })?;
+    let results = match results {
+        Results::Signatures(results) => results,
+        Results::Attestations(results) => return attestations::print(args.output, &results),
+    };
     let all = results.iter().all(|r| r.verified);
     match args.output {
         Output::Json => {
@@ -183,6 +215,28 @@ async fn policy(args: &VerifyArgs) -> Result<Policy, Failure> {
     })
 }
 
+/// The repository of `image` and its digest (a HEAD when it names a tag).
+async fn resolve(registries: &Registries, image: &ImageRef) -> Result<(Repo, crate::digest::Digest), String> {
+    let root = registries.open(&image.registry).map_err(|e| e.to_string())?;
+    let repo = Repo {
+        registry: root.registry.clone(),
+        path: root.repo(&image.repo),
+        display: format!("{}/{}", image.registry, image.repo),
+    };
+    let digest = match &image.reference {
+        ManifestRef::Digest(d) => *d,
+        tag => {
+            repo.registry
+                .head_manifest(&repo.path, tag)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no such image ({tag})"))?
+                .digest
+        }
+    };
+    Ok((repo, digest))
+}
+
 /// Resolves one image to its digest and checks its signatures.
 async fn check(registries: &Registries, text: &str, image: &ImageRef, policy: &Policy) -> Checked {
     let mut checked = Checked {
@@ -195,23 +249,7 @@ async fn check(registries: &Registries, text: &str, image: &ImageRef, policy: &P
         error: None,
     };
     let outcome = async {
-        let root = registries.open(&image.registry).map_err(|e| e.to_string())?;
-        let repo = Repo {
-            registry: root.registry.clone(),
-            path: root.repo(&image.repo),
-            display: format!("{}/{}", image.registry, image.repo),
-        };
-        let digest = match &image.reference {
-            ManifestRef::Digest(d) => *d,
-            tag => {
-                repo.registry
-                    .head_manifest(&repo.path, tag)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("no such image ({tag})"))?
-                    .digest
-            }
-        };
+        let (repo, digest) = resolve(registries, image).await?;
         let verdict = verify_image(&repo, &digest, policy).await.map_err(|e| e.to_string())?;
         Ok::<(crate::digest::Digest, Verdict), String>((digest, verdict))
     }

@@ -1,8 +1,8 @@
 //! The copy engine: brings source images (manifest graphs, their blobs, their tags) into
 //! destination repositories with the fewest reads and writes, leaves first.
 //!
-//! Promote hands it the edges the plan decided; Sign and Attest are meant to hand it
-//! signatures and attestations to carry to every mirror. It knows repositories only as
+//! Promote hands it the edges the plan decided; Sign hands it signatures and Attest
+//! referrers (attestations, SBOMs) to carry to every mirror. It knows repositories only as
 //! [`Repo`]s (a backend and a path), never manifests files, edges or flags, and reports
 //! what it did as typed data ([`Report`]).
 //!
@@ -73,6 +73,10 @@ pub struct Want {
     /// The destination lacks the manifest (copy it), as opposed to only adding tags.
     pub push: bool,
     pub tags: BTreeSet<String>,
+    /// The image is a referrer (a manifest naming a `subject`): it is pushed with
+    /// [`Registry::put_referrer`], so the destination lists it among its subject's
+    /// referrers (through its referrers API, or the tag-schema fallback index).
+    pub referrer: bool,
 }
 
 /// Everything to copy: which source images go to which destination repositories.
@@ -105,6 +109,15 @@ impl Request {
         let want = self.images.entry(source).or_default().entry(destination).or_default();
         want.push |= push;
         want.tags.extend(tag);
+    }
+
+    /// Asks for the referrer `source` (a manifest naming a `subject` that `destination`
+    /// already holds) in `destination`, pushed and listed there as a referrer of its
+    /// subject: how signatures, SBOMs and attestations travel with an image.
+    pub fn want_referrer(&mut self, source: Source, destination: RepoId) {
+        let want = self.images.entry(source).or_default().entry(destination).or_default();
+        want.push = true;
+        want.referrer = true;
     }
 
     /// Declares that `destination` holds nothing yet (the caller listed it and found no

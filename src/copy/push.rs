@@ -63,12 +63,18 @@ async fn repo(
     failed_blobs: &FailedBlobs,
     progress: &Progress,
 ) {
+    let referrers: BTreeSet<Source> = images
+        .iter()
+        .filter(|(_, want)| want.referrer)
+        .map(|(source, _)| *source)
+        .collect();
     let push = RepoPush {
         ctx,
         sources,
         dst,
         to: ctx.repo(dst),
         needed,
+        referrers: &referrers,
         failed_blobs,
     };
     let children = |(repo, digest): Source| {
@@ -132,6 +138,8 @@ struct RepoPush<'a> {
     to: &'a Repo,
     /// The manifests this repository gets (by source repository and digest).
     needed: &'a BTreeSet<Source>,
+    /// Those of them that are referrers, pushed as such.
+    referrers: &'a BTreeSet<Source>,
     failed_blobs: &'a FailedBlobs,
 }
 
@@ -178,11 +186,15 @@ impl RepoPush<'_> {
         {
             return Err(blocked(Missing::Blob(blob.digest), class));
         }
-        self.to
-            .registry
-            .put_manifest(&self.to.path, &ManifestRef::Digest(m.1), &node.raw)
-            .await
-            .map_err(|e| Failure::new(at, Cause::Registry(Arc::new(e))))
+        let registry = &self.to.registry;
+        let pushed = if self.referrers.contains(&m) {
+            registry.put_referrer(&self.to.path, &node.raw).await
+        } else {
+            registry
+                .put_manifest(&self.to.path, &ManifestRef::Digest(m.1), &node.raw)
+                .await
+        };
+        pushed.map_err(|e| Failure::new(at, Cause::Registry(Arc::new(e))))
     }
 
     /// Writes the tags of one image once the image is complete; returns what was
@@ -227,6 +239,7 @@ impl RepoPush<'_> {
             source,
             destination: self.dst,
             media_type: node.raw.media_type.clone(),
+            size: node.raw.bytes.len() as u64,
             tags: want.tags.iter().cloned().collect(),
             copied: want.push,
         })

@@ -57,6 +57,9 @@ pub struct Delivered {
     pub source: Source,
     pub destination: RepoId,
     pub media_type: MediaType,
+    /// The size of its top manifest (what a descriptor of it needs, e.g. a referrer's
+    /// `subject`).
+    pub size: u64,
     pub tags: Vec<String>,
     /// The manifest was pushed by this run (a copy), rather than found there (a retag).
     pub copied: bool,

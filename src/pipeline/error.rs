@@ -63,6 +63,11 @@ pub enum Error {
         "staging signatures: {count} source images refused (each logged above); nothing was promoted; first: {first}"
     )]
     StagingSignatures { count: usize, first: String },
+    /// Staging images whose build provenance refuses the promotion (an attestation by the
+    /// expected signer that does not verify or names another digest, or one that cannot
+    /// be read); nothing was written.
+    #[error("provenance: {count} source images refused (each logged above); nothing was promoted; first: {first}")]
+    Provenance { count: usize, first: String },
     /// Promotion succeeded, but some images are not signed.
     #[error(
         "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"
@@ -76,6 +81,13 @@ pub enum Error {
     /// many requests failed. The remaining waves were not started.
     #[error("{0}")]
     RolloutStopped(Box<super::rollout::Stopped>),
+    /// Promoted and signed, but some images are not attested, or their staging referrers
+    /// were not all carried.
+    #[error(
+        "promoted and signed but not attested: {count} images could not be attested or keep their referrers \
+         (rerun to attest; nothing will be copied or signed again); first: {first}"
+    )]
+    Unattested { count: usize, first: String },
     /// Ctrl-C.
     #[error("interrupted: stopped between units of work; nothing is half-written, rerun to finish")]
     Interrupted,

@@ -30,11 +30,14 @@ pub mod rollout;
 mod setup;
 mod sign;
 mod state;
+mod trust_jobs;
 mod validate;
 mod waves;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;
 
 pub use decide::Decision;
 pub use error::Error;
@@ -42,7 +45,7 @@ pub use plan::{Counts, Plan, PlanSink, SinkError};
 pub use readback::Problem as ReadbackProblem;
 pub use report::{RollbackReport, RolloutReport, RunReport, WaveReport};
 pub use rollout::{RolloutOptions, Wave, WaveError};
-pub use state::{SignReport, Signed, Subject};
+pub use state::{AttestReport, Attested, ProvenanceRecord, SignReport, Signed, Subject};
 
 use state::RunState;
 
@@ -154,9 +157,11 @@ async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error>
         let name = phase.name();
         info!("phase {index}/{total} {name} …");
         let start = Instant::now();
+        let requests_before = state.requests();
         let outcome = phase.run(state).await;
         let took = start.elapsed();
-        state.phases.push(state::PhaseTiming { name, took });
+        let requests = state.requests().since(requests_before);
+        state.phases.push(state::PhaseTiming { name, took, requests });
         match outcome {
             Ok(flow) => {
                 info!("phase {index}/{total} {name} … done in {took:.2?}");

@@ -40,6 +40,7 @@ pub(super) fn record(promote: &mut PromoteReport, report: copy::Report, keys: &B
         destination: keys[&d.destination],
         digest: d.source.1,
         media_type: d.media_type,
+        size: d.size,
         tags: d.tags,
         copied: d.copied,
     }));

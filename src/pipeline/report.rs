@@ -12,7 +12,8 @@ use crate::registry::RegistryStats;
 
 use super::Error;
 use super::plan::Counts;
-use super::state::{RunState, SignReport};
+use super::state::{AttestReport, Attested, ProvenanceRecord, Requests, RunState, SignReport};
+use crate::trust::provenance::Outcome;
 
 /// What a run did, including a failed one.
 #[derive(Debug, Serialize)]
@@ -29,11 +30,15 @@ pub struct RunReport {
     pub decisions: Counts,
     #[serde(flatten)]
     pub promote: Counters,
+    /// What the Provenance phase found, source image by source image.
+    pub provenance: ProvenanceSummary,
     /// What the Sign phase did, image by image.
     pub signatures: SignReport,
     /// Canary waves, their read-back and any rollback; absent when the run is not staged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutReport>,
+    /// What the Attest phase did, image by image.
+    pub attestations: AttestSummary,
     /// Every image not promoted, with whether a rerun helps (`class`).
     pub failed_images: Vec<FailedImageReport>,
     /// Requests sent with a writing method (PUT, POST, PATCH, DELETE), all registries.
@@ -41,6 +46,8 @@ pub struct RunReport {
     pub retries: u64,
     pub registries: BTreeMap<String, RegistryStats>,
     pub phases_ms: Vec<(String, u128)>,
+    /// Registry requests each phase sent, all registries together.
+    pub phase_requests: Vec<PhaseRequests>,
     pub total_ms: u128,
 }
 
@@ -91,6 +98,41 @@ pub struct RollbackReport {
     pub failed: Vec<String>,
 }
 
+/// The registry requests of one phase.
+#[derive(Debug, Serialize)]
+pub struct PhaseRequests {
+    pub phase: String,
+    #[serde(flatten)]
+    pub requests: Requests,
+}
+
+/// The Provenance phase in the summary: counts per outcome, and each source image.
+#[derive(Debug, Serialize)]
+pub struct ProvenanceSummary {
+    pub verified: usize,
+    pub absent: usize,
+    pub ignored: usize,
+    pub failed: usize,
+    pub images: Vec<ProvenanceRecord>,
+}
+
+/// The Attest phase in the summary: counts, each image, each failure.
+#[derive(Debug, Serialize)]
+pub struct AttestSummary {
+    /// Images attested by this run.
+    pub attested: usize,
+    /// Images found attested by this signer already.
+    pub already_attested: usize,
+    pub failed: usize,
+    /// Staging referrers copied to a canonical destination.
+    pub carried: usize,
+    /// Referrers copied to the other destinations (`--replicate-signatures`).
+    pub replicated: usize,
+    pub images: Vec<Attested>,
+    /// Reference and why, for each failure.
+    pub failures: Vec<(String, String)>,
+}
+
 /// One image a run did not promote.
 #[derive(Debug, Serialize)]
 pub struct FailedImageReport {
@@ -130,10 +172,7 @@ impl RunReport {
         let write_requests = registries
             .values()
             .flat_map(|s| s.requests.iter())
-            .filter(|(key, _)| {
-                let method = key.split_whitespace().next().unwrap_or_default();
-                matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
-            })
+            .filter(|(counter, _)| Requests::is_write(counter))
             .map(|(_, n)| n)
             .sum();
         Self {
@@ -144,8 +183,10 @@ impl RunReport {
             edges: state.edges.len(),
             decisions: Counts::of(&state.decisions),
             promote: state.promote.counters.clone(),
+            provenance: ProvenanceSummary::of(&state.provenance_report),
             signatures: state.signing.clone(),
             rollout: state.rollout.clone(),
+            attestations: AttestSummary::of(&state.attesting),
             failed_images,
             write_requests,
             retries: registries.values().map(|s| s.retries).sum(),
@@ -153,6 +194,14 @@ impl RunReport {
                 .phases
                 .iter()
                 .map(|t| (t.name.to_string(), t.took.as_millis()))
+                .collect(),
+            phase_requests: state
+                .phases
+                .iter()
+                .map(|t| PhaseRequests {
+                    phase: t.name.to_string(),
+                    requests: t.requests,
+                })
                 .collect(),
             total_ms: total.as_millis(),
             registries,
@@ -186,6 +235,20 @@ impl RunReport {
                 self.signatures.replicated
             );
         }
+        let p = &self.provenance;
+        if !p.images.is_empty() {
+            info!(
+                "summary: provenance: {} verified, {} absent, {} ignored, {} failed",
+                p.verified, p.absent, p.ignored, p.failed
+            );
+        }
+        let a = &self.attestations;
+        if a.attested + a.already_attested + a.failed > 0 {
+            info!(
+                "summary: attestations: {} new, {} already there, {} failed; {} staging referrers carried, {} replicated",
+                a.attested, a.already_attested, a.failed, a.carried, a.replicated
+            );
+        }
         for failed in &self.failed_images {
             info!(
                 "summary: not promoted ({}: {}): {}{}: {}",
@@ -213,7 +276,39 @@ impl RunReport {
                 stats.requests, stats.retries
             );
         }
-        let phases: Vec<String> = self.phases_ms.iter().map(|(n, ms)| format!("{n} {ms} ms")).collect();
+        let phases: Vec<String> = self
+            .phases_ms
+            .iter()
+            .zip(&self.phase_requests)
+            .map(|((n, ms), p)| format!("{n} {ms} ms ({} requests)", p.requests.all))
+            .collect();
         info!("summary: phases: {}; total {} ms", phases.join(", "), self.total_ms);
+    }
+}
+
+impl ProvenanceSummary {
+    fn of(records: &[ProvenanceRecord]) -> Self {
+        let count = |outcome| records.iter().filter(|r| r.outcome == outcome).count();
+        Self {
+            verified: count(Outcome::Verified),
+            absent: count(Outcome::Absent),
+            ignored: count(Outcome::Ignored),
+            failed: count(Outcome::Failed),
+            images: records.to_vec(),
+        }
+    }
+}
+
+impl AttestSummary {
+    fn of(report: &AttestReport) -> Self {
+        Self {
+            attested: report.attested.iter().filter(|a| a.newly).count(),
+            already_attested: report.attested.iter().filter(|a| !a.newly).count(),
+            failed: report.failed.len(),
+            carried: report.carried,
+            replicated: report.replicated,
+            images: report.attested.clone(),
+            failures: report.failed.clone(),
+        }
     }
 }

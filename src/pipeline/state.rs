@@ -1,6 +1,6 @@
 //! The one typed state every phase reads and fills in, in phase order.
 //!
-//! Later phases (Provenance, Sign, Attest) only need read access to the edges, their
+//! Later phases (Provenance, Sign, Attest) mostly need read access to the edges, their
 //! decisions and what Promote delivered, so all of it lives here instead of in locals.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,15 +9,17 @@ use std::time::Duration;
 use crate::copy::{self, Repo};
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
-use crate::registry::{MediaType, Registries, Registry, RepoRoot};
+use crate::registry::{MediaType, Referrer, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 use crate::trust::Signer;
 use crate::trust::cosign::Signatures;
+use crate::trust::provenance::{Facts, Outcome};
 
 use super::decide::Decision;
 use super::plan::PlanSink;
 use super::report::RolloutReport;
 use super::rollout::Wave;
+use super::trust_jobs::TrustJob;
 use super::{Error, Options};
 
 /// A repository as (registry name id, image name id) in the [`EdgeSet`] name table.
@@ -51,6 +53,8 @@ pub struct Subject {
     pub destination: RepoKey,
     pub digest: Digest,
     pub media_type: MediaType,
+    /// The size of its manifest.
+    pub size: u64,
     /// The tags this run asked for there (empty for a tagless promotion).
     pub tags: Vec<String>,
     /// Copied by this run, as opposed to already there (a retag).
@@ -99,11 +103,73 @@ pub struct Signed {
     pub newly: bool,
 }
 
-/// Wall time of one finished phase.
+/// What the Provenance phase found for one source image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProvenanceRecord {
+    /// `registry/image@digest` of the staging image.
+    pub image: String,
+    pub outcome: Outcome,
+    /// What was verified (empty unless `outcome` is `verified`).
+    #[serde(flatten)]
+    pub facts: Facts,
+    /// One line per attestation ignored (`ignored`) or refused (`failed`).
+    pub notes: Vec<String>,
+}
+
+/// What the Attest phase did, for the summary.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AttestReport {
+    /// Every image attested by this run or found attested by this signer already.
+    pub attested: Vec<Attested>,
+    /// Staging referrers (SBOMs, build attestations, signatures) copied to a destination.
+    pub carried: usize,
+    /// Referrers copied from the canonical destination to the others
+    /// (`--replicate-signatures`).
+    pub replicated: usize,
+    /// Images left unattested, or whose referrers could not all be carried: reference
+    /// and why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// One image with a promotion attestation by this run's signer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attested {
+    /// `registry/image@digest` where the attestation is.
+    pub reference: String,
+    /// Attested by this run (as opposed to found attested).
+    pub newly: bool,
+}
+
+/// Wall time of one finished phase, and the registry requests it sent.
 #[derive(Debug, Clone)]
 pub struct PhaseTiming {
     pub name: &'static str,
     pub took: Duration,
+    pub requests: Requests,
+}
+
+/// Registry requests, all registries together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Requests {
+    pub all: u64,
+    /// Those with a writing method (PUT, POST, PATCH, DELETE).
+    pub writes: u64,
+}
+
+impl Requests {
+    /// Whether a request counter ("METHOD STATUS", as in `RegistryStats`) counts writes.
+    pub fn is_write(counter: &str) -> bool {
+        let method = counter.split_whitespace().next().unwrap_or_default();
+        matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
+    }
+
+    /// The requests sent between `earlier` and `self`.
+    pub fn since(self, earlier: Requests) -> Requests {
+        Requests {
+            all: self.all.saturating_sub(earlier.all),
+            writes: self.writes.saturating_sub(earlier.writes),
+        }
+    }
 }
 
 /// The shared run state.
@@ -131,9 +197,20 @@ pub struct RunState {
     /// The staging signatures Validate read, by source repository and digest, so that
     /// Sign carries them over without reading them again.
     pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
+    /// The build provenance Provenance verified, by source repository and digest: the
+    /// policy engine's `provenance` facts.
+    pub provenance: BTreeMap<(RepoKey, Digest), Facts>,
+    /// What Provenance found, source image by source image, for the summary.
+    pub provenance_report: Vec<ProvenanceRecord>,
+    /// The referrers of each source image Provenance listed, so that Attest carries them
+    /// forward without listing them again.
+    pub staging_referrers: BTreeMap<(RepoKey, Digest), Vec<Referrer>>,
     /// Built by Setup for runs that sign (`--confirm` with `--sign`).
     pub signer: Option<Signer>,
     pub signing: SignReport,
+    /// What to sign and attest where, as Sign decided it.
+    pub trust_jobs: Option<Vec<TrustJob>>,
+    pub attesting: AttestReport,
     pub phases: Vec<PhaseTiming>,
 }
 
@@ -163,8 +240,13 @@ impl RunState {
             promote: PromoteReport::default(),
             rollout: None,
             staging_signatures: BTreeMap::new(),
+            provenance: BTreeMap::new(),
+            provenance_report: Vec::new(),
+            staging_referrers: BTreeMap::new(),
             signer: None,
             signing: SignReport::default(),
+            trust_jobs: None,
+            attesting: AttestReport::default(),
             phases: Vec::new(),
         }
     }
@@ -194,6 +276,20 @@ impl RunState {
     /// Edges paired with their decisions (empty before Plan).
     pub fn decided(&self) -> impl Iterator<Item = (&Edge, &Decision)> {
         self.edges.edges().iter().zip(self.decisions.iter())
+    }
+
+    /// Requests sent so far, all registries together.
+    pub fn requests(&self) -> Requests {
+        let mut requests = Requests::default();
+        for registry in self.backends().values() {
+            for (counter, n) in registry.stats().requests {
+                requests.all += n;
+                if Requests::is_write(&counter) {
+                    requests.writes += n;
+                }
+            }
+        }
+        requests
     }
 
     /// Distinct backends in use, by name, for statistics.

@@ -17,7 +17,7 @@ use crate::registry::oci_layout::{self, OciLayout};
 use crate::registry::test_image::TestImage;
 use crate::registry::{ClientOptions, ManifestRef, Registry, RepoRoot};
 
-fn options(confirm: bool) -> Options {
+pub(super) fn options(confirm: bool) -> Options {
     Options {
         manifests: ManifestSource::Plain(PathBuf::from("unused.yaml")),
         diff: None,
@@ -50,9 +50,9 @@ impl PlanSink for Plans {
 }
 
 /// (image name, [(digest, tags)])
-type ImageSpec<'a> = (&'a str, Vec<(Digest, Vec<&'a str>)>);
+pub(super) type ImageSpec<'a> = (&'a str, Vec<(Digest, Vec<&'a str>)>);
 
-fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
+pub(super) fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
     let images: Vec<_> = images
         .iter()
         .map(|(name, dmap)| {
@@ -66,8 +66,8 @@ fn manifest(src: &str, dsts: &[&str], images: &[ImageSpec]) -> Manifest {
 }
 
 /// In-memory registries by host; manifest registry names are `host/prefix`.
-struct World {
-    hosts: BTreeMap<String, Arc<MemoryRegistry>>,
+pub(super) struct World {
+    pub(super) hosts: BTreeMap<String, Arc<MemoryRegistry>>,
     /// Hosts that are real OCI layout directories instead (the backend that checks a
     /// manifest's references through the same rule as the copier).
     layouts: BTreeMap<String, (tempfile::TempDir, Arc<OciLayout>)>,
@@ -75,7 +75,7 @@ struct World {
 }
 
 impl World {
-    fn new(hosts: &[&str]) -> Self {
+    pub(super) fn new(hosts: &[&str]) -> Self {
         Self {
             hosts: hosts
                 .iter()
@@ -94,7 +94,7 @@ impl World {
         self
     }
 
-    fn host(&self, host: &str) -> Arc<MemoryRegistry> {
+    pub(super) fn host(&self, host: &str) -> Arc<MemoryRegistry> {
         self.hosts[host].clone()
     }
 
@@ -109,7 +109,7 @@ impl World {
         }
     }
 
-    fn state(&self, manifests: &[Manifest], confirm: bool) -> RunState {
+    pub(super) fn state(&self, manifests: &[Manifest], confirm: bool) -> RunState {
         let edges = EdgeSet::from_manifests(manifests);
         let mut state = RunState::new(options(confirm), Box::new(self.plans.clone()));
         state.manifests = manifests.len();
@@ -130,26 +130,26 @@ impl World {
         state
     }
 
-    fn writes(&self) -> usize {
+    pub(super) fn writes(&self) -> usize {
         self.hosts.values().map(|h| h.writes().len()).sum()
     }
 
-    fn clear_logs(&self) {
+    pub(super) fn clear_logs(&self) {
         self.hosts.values().for_each(|h| h.clear_log());
     }
 }
 
 /// The most common manifest here: staging's `foo` at `digest`, tagged 1.0, to `dsts`.
-fn foo_1_0(dsts: &[&str], digest: Digest) -> Manifest {
+pub(super) fn foo_1_0(dsts: &[&str], digest: Digest) -> Manifest {
     manifest("stage/staging", dsts, &[("foo", vec![(digest, vec!["1.0"])])])
 }
 
-async fn plan_and_promote(state: &mut RunState) {
+pub(super) async fn plan_and_promote(state: &mut RunState) {
     plan::plan_edges(state).await.expect("plan");
     promote::run(state).await.expect("promote");
 }
 
-fn multi_arch() -> TestImage {
+pub(super) fn multi_arch() -> TestImage {
     let base: &[u8] = b"shared base layer";
     TestImage::index(vec![
         TestImage::single("amd64", &[base, b"amd64 layer"]),
@@ -709,7 +709,7 @@ async fn an_oci_artifact_manifest_is_copied_with_its_blobs() {
 }
 
 /// A signer with a fresh key made by ring (not by the code under test).
-fn key_signer() -> crate::trust::Signer {
+pub(super) fn key_signer() -> crate::trust::Signer {
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
     let pkcs8 =
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &ring::rand::SystemRandom::new()).unwrap();
@@ -723,7 +723,7 @@ fn key_signer() -> crate::trust::Signer {
 }
 
 /// A confirmed, signing run whose mirrors (`*/prod`) all serve `registry.example`.
-fn signing_state(world: &World, manifests: &[Manifest]) -> RunState {
+pub(super) fn signing_state(world: &World, manifests: &[Manifest]) -> RunState {
     let mut state = world.state(manifests, true);
     state.options.sign = true;
     state.options.trust.max_ops = 4;

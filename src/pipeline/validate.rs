@@ -7,16 +7,13 @@
 //! else than the expected identity passes with a warning, or stops the run with
 //! `--require-staging-signature`.
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
-use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::digest::Digest;
 use crate::trust::cosign::Signatures;
-use crate::trust::verify::{IdentityPolicy, Policy, Verdict, attached_signatures, keyless_verifier, verify_signatures};
-use crate::trust::{StagingPolicy, key, root};
+use crate::trust::verify::{LazyPolicy, Verdict, attached_signatures, verify_signatures};
 
 use super::state::{RepoKey, RunState};
 use super::{Error, Flow};
@@ -47,9 +44,12 @@ async fn check_staging_signatures(
     sources: BTreeSet<(RepoKey, Digest)>,
 ) -> Result<BTreeMap<(RepoKey, Digest), Signatures>, Error> {
     let staging = &state.options.trust.staging;
-    // The policy (a key to load, or a trusted root to fetch) is only built once a
-    // staging signature turns up: most staging images are unsigned.
-    let policy: OnceCell<Policy> = OnceCell::new();
+    // Built once a staging signature turns up: most staging images are unsigned.
+    let policy = LazyPolicy::new(
+        staging.key.clone(),
+        staging.identity.clone(),
+        staging.trusted_root.clone(),
+    );
     let checked: Vec<Result<Checked, Error>> = stream::iter(&sources)
         .map(|(key, digest)| {
             let policy = &policy;
@@ -64,7 +64,10 @@ async fn check_staging_signatures(
                 let verdict = if signatures.layers.is_empty() {
                     Verdict::default()
                 } else {
-                    let policy = policy.get_or_try_init(|| staging_policy(staging)).await?;
+                    let policy = policy.get().await.map_err(|e| Error::StagingSignatures {
+                        count: 1,
+                        first: format!("setting up staging signature checks: {e}"),
+                    })?;
                     verify_signatures(&repo, digest, &signatures, policy)
                         .await
                         .map_err(read)?
@@ -121,26 +124,4 @@ async fn check_staging_signatures(
         }),
         None => Ok(read),
     }
-}
-
-/// The staging policy: `--staging-signature-key`, else keyless against the trusted root
-/// for the `--certificate-*` identity.
-async fn staging_policy(staging: &StagingPolicy) -> Result<Policy, Error> {
-    let setup = |e: crate::trust::Error| Error::StagingSignatures {
-        count: 1,
-        first: format!("setting up staging signature checks: {e}"),
-    };
-    if let Some(path) = &staging.key {
-        return Ok(Policy::Key(Arc::new(key::load_public_key(path).map_err(setup)?)));
-    }
-    let identity: IdentityPolicy = staging.identity.clone().ok_or_else(|| Error::StagingSignatures {
-        count: 1,
-        first: "no staging signer identity to check against (--certificate-identity)".into(),
-    })?;
-    let trusted = root::load(staging.trusted_root.as_deref()).await.map_err(setup)?;
-    let verifier = keyless_verifier(&trusted).map_err(|e| setup(crate::trust::Error::Signer(e)))?;
-    Ok(Policy::Keyless {
-        identity,
-        verifier: Arc::new(verifier),
-    })
 }

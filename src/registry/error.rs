@@ -89,6 +89,15 @@ pub enum Error {
     /// `--registry-ca-file` cannot be used: unreadable, not PEM, or without a certificate.
     #[error("CA file {}: {message}", .path.display())]
     CaFile { path: std::path::PathBuf, message: String },
+    /// A read-modify-write (a referrers fallback index) that another writer kept undoing:
+    /// nothing is lost yet, and a rerun adds what is missing.
+    #[error("{registry}: {operation}: {what} kept changing under another writer ({attempts} attempts)")]
+    Contended {
+        registry: String,
+        operation: String,
+        what: String,
+        attempts: usize,
+    },
     /// Manifest bytes that the operation cannot use (checked before anything is sent).
     #[error("{registry}: {operation}: {source}")]
     InvalidManifest {
@@ -126,6 +135,7 @@ impl Error {
                     || self.has_code(OciCode::ManifestBlobUnknown)
                     || self.has_code(OciCode::BlobUploadUnknown)
             }
+            Error::Contended { .. } => true,
             other => other.is_transient(),
         }
     }

@@ -45,11 +45,22 @@ impl Repo {
     }
 }
 
+#[derive(Debug)]
+struct Rival {
+    repo: String,
+    tag: String,
+    manifest: RawManifest,
+    times: usize,
+}
+
 #[derive(Debug, Default)]
 struct State {
     repos: BTreeMap<String, Repo>,
     /// Digests whose manifest GET fails (a registry error, not a missing manifest).
     broken: BTreeSet<Digest>,
+    /// Another writer: after each of our next `times` PUTs of `repo:tag`, it puts its own
+    /// manifest there (as a writer that read the tag before our write would).
+    rival: Option<Rival>,
     log: Vec<String>,
     stats: RegistryStats,
 }
@@ -71,6 +82,8 @@ pub struct MemoryRegistry {
     fail_catalog: bool,
     /// A repository whose tags list is refused (403).
     fail_tags_for: Option<String>,
+    /// Manifests naming a `subject` are refused (400), as by registries that predate OCI 1.1.
+    refuse_subjects: bool,
     state: Mutex<State>,
 }
 
@@ -81,6 +94,7 @@ impl MemoryRegistry {
             google: false,
             fail_catalog: false,
             fail_tags_for: None,
+            refuse_subjects: false,
             state: Mutex::default(),
         }
     }
@@ -102,6 +116,23 @@ impl MemoryRegistry {
     pub fn failing_tags_list(mut self, repo: &str) -> Self {
         self.fail_tags_for = Some(repo.to_string());
         self
+    }
+
+    /// Refuses every manifest that names a `subject` (400 `MANIFEST_INVALID`).
+    pub fn refusing_subjects(mut self) -> Self {
+        self.refuse_subjects = true;
+        self
+    }
+
+    /// Another writer that, right after each of our next `times` PUTs of `repo:tag`,
+    /// stores `manifest` (already seeded) under that tag instead.
+    pub fn rival_writer(&self, repo: &str, tag: &str, manifest: RawManifest, times: usize) {
+        lock(&self.state).rival = Some(Rival {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            manifest,
+            times,
+        });
     }
 
     /// Makes every GET of the manifest `digest` fail with a 500.
@@ -302,6 +333,13 @@ impl Registry for MemoryRegistry {
                 return Err(self.status(operation, 400, OciCode::ManifestInvalid, e.to_string()));
             }
         };
+        if self.refuse_subjects
+            && media::ManifestLinks::parse(&manifest.bytes).is_ok_and(|links| links.subject.is_some())
+        {
+            state.record("PUT", 400, what);
+            let message = "manifests with a subject are not supported".to_string();
+            return Err(self.status(operation, 400, OciCode::ManifestInvalid, message));
+        }
         let stored = state.repos.entry(repo.to_string()).or_default();
         let missing = references
             .children
@@ -324,6 +362,17 @@ impl Registry for MemoryRegistry {
             stored.tags.insert(t.clone(), manifest.digest);
         }
         state.record("PUT", 201, what);
+        let rival = state
+            .rival
+            .as_mut()
+            .filter(|r| r.times > 0 && r.repo == repo && *reference == ManifestRef::Tag(r.tag.clone()));
+        if let Some(rival) = rival {
+            rival.times -= 1;
+            let (tag, theirs) = (rival.tag.clone(), rival.manifest.clone());
+            let stored = state.repos.entry(repo.to_string()).or_default();
+            stored.tags.insert(tag, theirs.digest);
+            stored.manifests.insert(theirs.digest, theirs);
+        }
         Ok(())
     }
 

@@ -11,8 +11,9 @@
 //! idea).
 //!
 //! Extending the list is a read-modify-write of one index, so writers are serialised per
-//! (backend, repository, subject) in this process. Another process can still race: the
-//! distribution API has no compare-and-swap.
+//! (backend, repository, subject) in this process, and each write is read back (see
+//! [`add_to_fallback_index`]): another process can still race, since the distribution API
+//! has no compare-and-swap.
 use std::collections::BTreeMap;
 
 use crate::digest::Digest;
@@ -147,7 +148,19 @@ pub(crate) async fn put_with_fallback<R: Registry + ?Sized>(
     add_to_fallback_index(registry, repo, &pushed).await
 }
 
+/// Times the fallback index is written before giving up on another writer that keeps
+/// replacing it.
+const FALLBACK_WRITES: usize = 3;
+
 /// Adds a referrer, already pushed, to its subject's fallback index unless it is listed.
+///
+/// Writers in this process take turns (per backend, repository and subject). Another
+/// process can still replace the index between this read and this write, dropping the
+/// entry just added (the distribution API has no compare-and-swap), so the index is read
+/// back after each write and the entry added again if it is gone. A writer elsewhere that
+/// does not read back can still lose its own entry to this one: every entry in the index
+/// names a manifest pushed before it, so what is lost is only findability, which that
+/// writer's rerun restores.
 pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
     registry: &R,
     repo: &str,
@@ -156,29 +169,62 @@ pub(crate) async fn add_to_fallback_index<R: Registry + ?Sized>(
     let key = (registry.name().to_string(), repo.to_string(), pushed.subject);
     let _writer = FALLBACK_WRITERS.lock(key).await;
     let tag = fallback_tag(&pushed.subject);
+    let operation = format!("add referrer {} to {repo}{tag}", pushed.manifest.digest);
     let invalid = |source| Error::InvalidManifest {
         registry: registry.name().to_string(),
-        operation: format!("add referrer {} to {repo}{tag}", pushed.manifest.digest),
+        operation: operation.clone(),
         source,
     };
-    let existing = match registry.get_manifest(repo, &tag).await? {
-        Some(index) => Some(ManifestLinks::parse(&index.bytes).map_err(invalid)?),
-        None => None,
+    let read = || async {
+        match registry.get_manifest(repo, &tag).await? {
+            Some(index) => Ok(Some(ManifestLinks::parse(&index.bytes).map_err(invalid)?)),
+            None => Ok(None),
+        }
     };
-    let mut entries = existing.as_ref().map(|l| l.manifests.clone()).unwrap_or_default();
-    if entries.iter().any(|e| e.digest == pushed.manifest.digest) {
+    let lists_it = |index: &Option<ManifestLinks>| {
+        index
+            .as_ref()
+            .is_some_and(|l| l.manifests.iter().any(|e| e.digest == pushed.manifest.digest))
+    };
+    let mut current = read().await?;
+    for attempt in 0..FALLBACK_WRITES {
+        if lists_it(&current) {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tracing::warn!(
+                "{}: {operation}: another writer replaced the index; adding the entry again",
+                registry.name()
+            );
+        }
+        let mut entries = current.as_ref().map(|l| l.manifests.clone()).unwrap_or_default();
+        entries.push(pushed.entry());
+        let index = ImageIndex::new(entries, current.as_ref())
+            .to_manifest()
+            .map_err(|e| invalid(ManifestError::Invalid(e)))?;
+        registry.put_manifest(repo, &tag, &index).await?;
+        current = read().await?;
+        if current.is_none() {
+            // No index at all right after writing one: not another writer (nothing here
+            // deletes), a registry that cannot show what it just took. Believed.
+            return Ok(());
+        }
+    }
+    if lists_it(&current) {
         return Ok(());
     }
-    entries.push(pushed.entry());
-    let index = ImageIndex::new(entries, existing.as_ref())
-        .to_manifest()
-        .map_err(|e| invalid(ManifestError::Invalid(e)))?;
-    registry.put_manifest(repo, &tag, &index).await
+    Err(Error::Contended {
+        registry: registry.name().to_string(),
+        operation,
+        what: format!("the referrers fallback index {repo}{tag}"),
+        attempts: FALLBACK_WRITES,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::memory::MemoryRegistry;
     use crate::registry::oci_layout;
     use crate::registry::test_image::TestImage;
 
@@ -215,6 +261,61 @@ mod tests {
         assert_eq!(sboms.len(), 1);
         assert_eq!(sboms[0].digest, sbom.digest);
         assert_eq!(sboms[0].annotations.get("n").map(String::as_str), Some("2"));
+    }
+
+    /// What another writer's index lists: its own referrer only.
+    fn their_index(theirs: &TestImage) -> RawManifest {
+        let entry = ContentDescriptor {
+            media_type: theirs.manifest.media_type.clone(),
+            digest: theirs.digest(),
+            size: theirs.manifest.bytes.len() as u64,
+            urls: Vec::new(),
+            artifact_type: Some("application/spdx+json".into()),
+            platform: None,
+            annotations: None,
+        };
+        ImageIndex::new(vec![entry], None).to_manifest().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_index_another_writer_replaces_gets_the_entry_back_and_never_lists_a_missing_manifest() {
+        let registry = MemoryRegistry::new("mem");
+        let subject = TestImage::single("app", &[b"layer"]);
+        registry.seed("app", &subject, &["v1"]);
+        let theirs = TestImage::referrer(&subject, "application/spdx+json", 1);
+        let ours = TestImage::referrer(&subject, "application/vnd.dev.sigstore.bundle.v0.3+json", 2);
+        theirs.push(&registry, "app", &[]).await.unwrap();
+        ours.push_blobs(&registry, "app").await.unwrap();
+        let tag = format!("sha256-{}", subject.digest().hex());
+        // Right after our write, theirs lands: read back, ours is gone, and is added again.
+        registry.rival_writer("app", &tag, their_index(&theirs), 1);
+        registry.put_referrer("app", &ours.manifest).await.unwrap();
+        let listed = registry.list_referrers("app", &subject.digest(), None).await.unwrap();
+        let mut digests: Vec<Digest> = listed.iter().map(|r| r.digest).collect();
+        digests.sort();
+        let mut expected = vec![theirs.digest(), ours.digest()];
+        expected.sort();
+        assert_eq!(digests, expected, "both writers' entries");
+
+        // A writer that keeps replacing it: a clear error naming the index; whatever the
+        // index lists is there.
+        let third = TestImage::referrer(&subject, "application/vnd.in-toto+json", 3);
+        third.push_blobs(&registry, "app").await.unwrap();
+        registry.rival_writer("app", &tag, their_index(&theirs), 10);
+        let err = registry.put_referrer("app", &third.manifest).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("kept changing under another writer") && text.contains(&tag),
+            "{text}"
+        );
+        assert!(err.rerun_helps(), "{text}");
+        let stored = registry.repo("app");
+        for listed in registry.list_referrers("app", &subject.digest(), None).await.unwrap() {
+            assert!(
+                stored.manifests.contains_key(&listed.digest),
+                "{listed:?} is listed but missing"
+            );
+        }
     }
 
     #[tokio::test]

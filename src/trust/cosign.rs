@@ -1,6 +1,6 @@
 //! cosign's signature format (the tag scheme every `cosign verify` reads): for an image
 //! `repo@sha256:<hex>`, the tag `repo:sha256-<hex>.sig` holds an OCI image manifest with
-//! one layer per signature. A layer is a simple-signing payload (which image, under which
+//! one layer per signature (and `sha256-<hex>.att` one DSSE envelope per attestation). A layer is a simple-signing payload (which image, under which
 //! name) and its annotations carry the signature, and for keyless signatures the signing
 //! certificate, its chain and the transparency-log entry.
 //!
@@ -27,9 +27,20 @@ pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 pub const VERSION_KEY: &str = "org.kubernetes.kpromo.version";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 
+/// The media type of an attestation layer (a DSSE envelope) in an `.att` manifest.
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The annotation naming an `.att` layer's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+
 /// The signature tag of an image: `sha256-<hex>.sig`.
 pub fn signature_tag(image: &Digest) -> String {
     format!("sha256-{}.sig", image.hex())
+}
+
+/// The attestation tag of an image: `sha256-<hex>.att` (cosign's, before OCI referrers),
+/// an OCI image manifest with one DSSE envelope layer per attestation.
+pub fn attestation_tag(image: &Digest) -> String {
+    format!("sha256-{}.att", image.hex())
 }
 
 /// The simple-signing payload: what a signature says. `critical` is what verifiers
@@ -133,6 +144,41 @@ impl Layer {
     }
 }
 
+/// The layers of media type `media_type` in a cosign manifest (`.sig` or `.att`), with
+/// their annotations; other layers are skipped.
+pub fn layers(manifest: &RawManifest, media_type: &str) -> Result<Vec<Layer>, String> {
+    let value: Value =
+        serde_json::from_slice(&manifest.bytes).map_err(|e| format!("cosign manifest is not JSON: {e}"))?;
+    let layers = value["layers"].as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for descriptor in layers {
+        if descriptor["mediaType"].as_str() != Some(media_type) {
+            continue;
+        }
+        let digest: Digest = descriptor["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("layer digest: {e}"))?;
+        let size = descriptor["size"].as_u64().ok_or("a layer without a size")?;
+        let annotations = descriptor["annotations"]
+            .as_object()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Layer {
+            digest,
+            size,
+            annotations,
+            descriptor,
+        });
+    }
+    Ok(out)
+}
+
 /// The signature manifest of one image: every signature layer it holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Signatures {
@@ -143,36 +189,9 @@ impl Signatures {
     /// Reads a `.sig` manifest. Layers that are not simple-signing payloads are skipped
     /// (kept out of the rewrite too: they would not be signatures).
     pub fn parse(manifest: &RawManifest) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|e| format!("signature manifest is not JSON: {e}"))?;
-        let layers = value["layers"].as_array().cloned().unwrap_or_default();
-        let mut out = Vec::new();
-        for descriptor in layers {
-            if descriptor["mediaType"].as_str() != Some(SIMPLE_SIGNING) {
-                continue;
-            }
-            let digest: Digest = descriptor["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| format!("signature layer digest: {e}"))?;
-            let size = descriptor["size"].as_u64().ok_or("signature layer without a size")?;
-            let annotations = descriptor["annotations"]
-                .as_object()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(Layer {
-                digest,
-                size,
-                annotations,
-                descriptor,
-            });
-        }
-        Ok(Self { layers: out })
+        Ok(Self {
+            layers: layers(manifest, SIMPLE_SIGNING)?,
+        })
     }
 
     pub fn contains(&self, layer: &Layer) -> bool {

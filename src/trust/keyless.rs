@@ -16,10 +16,12 @@ use serde_json::json;
 use sigstore_sign::crypto::{KeyPair, parse_certificate_info};
 use sigstore_sign::fulcio::FulcioClient;
 use sigstore_sign::oidc::IdentityToken;
-use sigstore_sign::rekor::{HashedRekord, LogEntry, RekorClient};
-use sigstore_sign::types::DerCertificate;
+use sigstore_sign::rekor::{DsseEntry, HashedRekord, LogEntry, RekorClient};
+use sigstore_sign::types::encoding::{KeyId, PayloadBytes};
+use sigstore_sign::types::{DerCertificate, DsseEnvelope, DsseSignature, KindVersion};
 
 use super::Error;
+use super::attestation::{Material, pae};
 use super::cosign::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SIGNATURE_ANNOTATION};
 
 /// A certificate is renewed when less than this is left of it: a signature, its log
@@ -101,6 +103,31 @@ impl Keyless {
             (CHAIN_ANNOTATION.to_string(), pem(&certified.chain[1..])),
             (BUNDLE_ANNOTATION.to_string(), cosign_bundle(&entry)?),
         ]))
+    }
+
+    /// Signs the DSSE envelope of `payload` (the signature covers its PAE), enters the
+    /// envelope in Rekor (a `dsse` entry), and returns the signature and what proves it:
+    /// the certificate and the log entry, as a bundle carries them.
+    pub async fn sign_dsse(&self, payload_type: &str, payload: &[u8]) -> Result<(Vec<u8>, Material), Error> {
+        let certified = self.certified().await?;
+        let signature = certified
+            .key
+            .sign(&pae(payload_type, payload))
+            .map_err(|e| Error::Crypto(e.to_string()))?;
+        let envelope = DsseEnvelope::new(
+            payload_type,
+            PayloadBytes::from_bytes(payload),
+            DsseSignature::new(signature.clone(), KeyId::default()),
+        );
+        let rekor = |e: &dyn std::fmt::Display| Error::Signer(format!("Rekor: adding the attestation to the log: {e}"));
+        let request = DsseEntry::new(&envelope, &certified.chain[0]).map_err(|e| rekor(&e))?;
+        let entry = self.rekor.create_dsse_entry(request).await.map_err(|e| rekor(&e))?;
+        let entry = entry.to_bundle_entry(KindVersion::DsseV001).map_err(|e| rekor(&e))?;
+        let material = Material::Keyless {
+            certificate: certified.chain[0].clone(),
+            entry: Box::new(entry),
+        };
+        Ok((signature.as_bytes().to_vec(), material))
     }
 
     /// The current certificate, renewed first when it is about to expire.

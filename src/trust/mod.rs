@@ -1,22 +1,34 @@
-//! Trust: signing promoted images the way `cosign verify` checks them, and verifying
-//! signatures (staging images before promotion; any image with `kpromo verify`).
+//! Trust: signing and attesting promoted images the way cosign and sigstore verifiers
+//! check them, and verifying signatures and attestations (staging images before
+//! promotion; any image with `kpromo verify`).
 //!
-//! - [`cosign`]: the `.sig` tag format, pure;
+//! - [`cosign`]: the `.sig` (and `.att`) tag format, pure;
+//! - [`attestation`]: in-toto Statements, DSSE envelopes, sigstore bundles v0.3 and the
+//!   OCI referrer manifests that attach them, pure;
 //! - [`key`]: signing and verification keys from files (cosign's encrypted keys, PKCS#8);
 //! - [`signer`]: a [`signer::Signer`] signs payloads with a key, or keyless (an ephemeral
 //!   key certified by Fulcio for an OIDC identity, each signature logged in Rekor);
 //! - [`token`]: the OIDC identity token for keyless signing, from a file or minted by
 //!   Google's IAM Credentials API for a service account;
 //! - [`identity`]: which name a signature vouches for, and where it is written, pure;
-//! - [`verify`]: checks signature layers against a key or an expected identity;
-//! - [`sign`]: signs one image at one repository, keeping every signature already there.
+//! - [`verify`]: checks signature layers and attestations against a key or an expected
+//!   identity;
+//! - [`sign`]: signs one image at one repository, keeping every signature already there;
+//! - [`attached`]: reads the attestations attached to an image (`.att`, referrers);
+//! - [`provenance`]: judges a staging image's build provenance from them;
+//! - [`attest`]: attaches a promotion attestation to one image at one repository.
 //!
 //! Nothing here knows the pipeline or flags: the CLI builds [`TrustOptions`], the
-//! pipeline's Setup builds the signer from it, Validate and Sign call down here.
+//! pipeline's Setup builds the signer from it, Provenance, Validate, Sign and Attest call
+//! down here.
+pub mod attached;
+pub mod attest;
+pub mod attestation;
 pub mod cosign;
 pub mod identity;
 pub mod key;
 pub mod keyless;
+pub mod provenance;
 pub mod root;
 pub mod sign;
 pub mod signer;
@@ -25,6 +37,10 @@ pub mod verify;
 
 use std::path::PathBuf;
 
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::copy::Repo;
 use crate::digest::Digest;
 use crate::registry;
 
@@ -43,7 +59,10 @@ pub struct TrustOptions {
     pub staging: StagingPolicy,
     /// Which destination gets the signatures, and under which name.
     pub target: SignatureTarget,
-    /// Copy `.sig` manifests to every destination, not only the canonical one.
+    /// What staging build provenance must satisfy.
+    pub provenance: ProvenancePolicy,
+    /// Copy `.sig` manifests and referrers to every destination, not only the canonical
+    /// one.
     pub replicate: bool,
     /// Signatures made or checked at once.
     pub max_ops: usize,
@@ -59,6 +78,26 @@ pub struct StagingPolicy {
     pub trusted_root: Option<PathBuf>,
     /// Refuse unsigned staging images (Go lets them through).
     pub require: bool,
+}
+
+/// How staging attestations are checked in the Provenance phase. The signer identity and
+/// trusted root are the staging signatures' ([`StagingPolicy`]).
+#[derive(Debug, Clone)]
+pub struct ProvenancePolicy {
+    /// Verify against this public key; otherwise keyless.
+    pub key: Option<PathBuf>,
+    /// The predicate type that counts as build provenance; attestations of other types
+    /// are ignored.
+    pub predicate_type: String,
+}
+
+impl Default for ProvenancePolicy {
+    fn default() -> Self {
+        Self {
+            key: None,
+            predicate_type: attestation::SLSA_PROVENANCE_V1.to_string(),
+        }
+    }
 }
 
 /// What can go wrong with signing or verification.
@@ -104,4 +143,21 @@ impl From<registry::Error> for Error {
 /// `repo@digest`, for messages.
 pub(crate) fn reference(display: &str, digest: &Digest) -> String {
     format!("{display}@{digest}")
+}
+
+/// Reads a small blob (a signature payload, an attestation) whole, refusing one larger
+/// than `cap` (`what` it is names it in the message) before reading further.
+pub(crate) async fn read_capped(repo: &Repo, digest: &Digest, cap: usize, what: &str) -> Result<Bytes, Error> {
+    let mut stream = repo.registry.get_blob(&repo.path, digest).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+        if out.len() > cap {
+            return Err(Error::Invalid {
+                reference: reference(&repo.display, digest),
+                why: format!("{what} larger than {cap} bytes"),
+            });
+        }
+    }
+    Ok(Bytes::from(out))
 }

@@ -4,12 +4,11 @@
 //! this signer is already there. Blobs are written before the manifest that names them,
 //! so a `.sig` tag never points at a missing layer.
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 
 use super::cosign::{Layer, Payload, Signatures, signature_tag};
 use super::signer::Signer;
 use super::verify::verify_layer;
-use super::{Error, reference};
+use super::{Error, read_capped, reference};
 use crate::copy::Repo;
 use crate::digest::Digest;
 use crate::registry::{BlobStream, ManifestRef, MountOutcome};
@@ -127,21 +126,10 @@ async fn signed_by(
 
 /// Reads a (small) signature payload blob whole.
 pub async fn read_payload(repo: &Repo, digest: &Digest) -> Result<Bytes, Error> {
-    let mut stream = repo.registry.get_blob(&repo.path, digest).await?;
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk?);
-        if out.len() > MAX_PAYLOAD {
-            return Err(Error::Invalid {
-                reference: reference(&repo.display, digest),
-                why: format!("a signature payload larger than {MAX_PAYLOAD} bytes"),
-            });
-        }
-    }
-    Ok(Bytes::from(out))
+    read_capped(repo, digest, MAX_PAYLOAD, "a signature payload").await
 }
 
-async fn put_bytes(to: &Repo, digest: &Digest, bytes: Bytes) -> Result<(), Error> {
+pub(crate) async fn put_bytes(to: &Repo, digest: &Digest, bytes: Bytes) -> Result<(), Error> {
     let size = bytes.len() as u64;
     let body = BlobStream::new(futures_util::stream::iter([Ok(bytes)]));
     to.registry.put_blob(&to.path, digest, size, body).await?;

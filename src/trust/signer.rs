@@ -13,6 +13,7 @@ use sigstore_sign::crypto::{KeyPair, VerificationKey};
 use sigstore_verify::Verifier;
 
 use super::Error;
+use super::attestation::{Envelope, Material, key_hint, pae};
 use super::cosign::SIGNATURE_ANNOTATION;
 use super::key::{self, Password};
 use super::keyless::Keyless;
@@ -128,6 +129,23 @@ impl Signer {
                 )]))
             }
         }
+    }
+
+    /// Signs `payload` as a DSSE envelope (an attestation): the envelope, and what proves
+    /// who signed it (a public-key hint, or keyless the certificate and Rekor entry).
+    pub async fn sign_dsse(&self, payload_type: &str, payload: &[u8]) -> Result<(Envelope, Material), Error> {
+        let (signature, material) = match self {
+            Signer::Keyless { keyless, .. } => keyless.sign_dsse(payload_type, payload).await?,
+            Signer::Key { key, .. } => {
+                let signature = key
+                    .sign(&pae(payload_type, payload))
+                    .map_err(|e| Error::Crypto(e.to_string()))?;
+                let der = key.public_key_der().map_err(|e| Error::Crypto(e.to_string()))?;
+                let hint = key_hint(der.as_bytes());
+                (signature.as_bytes().to_vec(), Material::PublicKey { hint })
+            }
+        };
+        Ok((Envelope::new(payload_type, payload.to_vec(), signature), material))
     }
 
     /// What a signature by this signer satisfies: used to skip images it already signed.

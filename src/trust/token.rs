@@ -263,6 +263,28 @@ fn read_secret_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
     Ok(text)
 }
 
+/// Checks that a token IAM minted certifies the service account it was asked for: Fulcio
+/// puts the token's `email` in the certificate, and that is the identity verifiers pin, so a
+/// token for another account (a misconfigured impersonation chain, a proxy answering for
+/// someone else) would sign every image under a name nobody trusts. An account given by its
+/// numeric unique ID cannot be compared and only needs an email to be present.
+fn minted_for(account: &str, token: &IdentityToken) -> Result<(), String> {
+    let Some(email) = token.email() else {
+        return Err(format!(
+            "the token IAM minted (issuer {}) has no `email` claim although it was asked for one; \
+             Fulcio certifies a Google service account by its email",
+            token.issuer()
+        ));
+    };
+    if account.contains('@') && !email.eq_ignore_ascii_case(account) {
+        return Err(format!(
+            "the token IAM minted is for {email}, not for --signer-account {account}; \
+             images would be signed under an identity verifiers do not expect"
+        ));
+    }
+    Ok(())
+}
+
 /// Go kpromo's way: application-default credentials call IAM Credentials `generateIdToken`
 /// for `account`.
 async fn mint_for_service_account(
@@ -326,16 +348,7 @@ async fn mint_for_service_account(
         })?;
     let token = IdentityToken::parse(minted.token.expose_secret())
         .map_err(|why| fail(Step::Claims, format!("IAM answered with {why}")))?;
-    if token.email().is_none() {
-        return Err(fail(
-            Step::Claims,
-            format!(
-                "the token IAM minted (issuer {}) has no `email` claim although it was asked for one; \
-                 Fulcio certifies a Google service account by its email",
-                token.issuer()
-            ),
-        ));
-    }
+    minted_for(account, &token).map_err(|why| fail(Step::Claims, why))?;
     tracing::debug!(
         identity = token.identity(),
         issuer = token.issuer(),
@@ -577,6 +590,35 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_minted_token_must_certify_the_account_it_was_asked_for() {
+        let token = |claims: serde_json::Value| IdentityToken::parse(&jwt(claims)).expect("token");
+        let with_email = |email: &str| {
+            token(
+                serde_json::json!({"iss": "https://accounts.google.com", "sub": "1", "email": email, "exp": in_an_hour()}),
+            )
+        };
+        let account = "signer@p.iam.gserviceaccount.com";
+        assert_eq!(minted_for(account, &with_email(account)), Ok(()));
+        assert_eq!(
+            minted_for(account, &with_email("Signer@P.iam.gserviceaccount.com")),
+            Ok(())
+        );
+        assert_eq!(minted_for("1234567890", &with_email(account)), Ok(()));
+        let other = minted_for(account, &with_email("other@p.iam.gserviceaccount.com")).expect_err("other account");
+        assert!(
+            other.contains("is for other@p.iam.gserviceaccount.com, not for --signer-account"),
+            "{other}"
+        );
+        let no_email =
+            token(serde_json::json!({"iss": "https://accounts.google.com", "sub": "1", "exp": in_an_hour()}));
+        assert!(
+            minted_for(account, &no_email)
+                .expect_err("no email")
+                .contains("no `email` claim")
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// Attestations: one per promoted digest at the canonical mirror (fallback index and referrers
+// API), staging provenance, staging referrers carried; proven by independent verifiers.
+mod attest_e2e;
+// The attestation benchmark, ignored here: scripts/bench-attest.sh runs it in release mode.
+mod attest_bench;
 // Registries that misbehave on purpose: endless listings, huge referrers lists, foreign realms.
 mod hostile_registry;
 // Names: what `manifest validate` accepts, a dry run against real distribution accepts.

@@ -227,6 +227,20 @@ async fn fault_proxy_forwards_faithfully_and_injects_faults() {
         "300 KiB at 1 MB/s took {:?}",
         started.elapsed()
     );
+    proxy.set_rules(vec![Rule::new(
+        Some("GET"),
+        "/referrers/",
+        Action::Answer {
+            status: 200,
+            content_type: "application/vnd.oci.image.index.v1+json",
+            body: "garbage",
+        },
+        Times::Always,
+    )]);
+    let referrers = format!("{base}/v2/r/referrers/{}", index.digest);
+    let (status, headers, body) = get(&referrers, &[]).await.expect("GET referrers");
+    assert_eq!((status, &body[..]), (200, &b"garbage"[..]));
+    assert_eq!(headers["content-type"], "application/vnd.oci.image.index.v1+json");
     proxy.set_rules(Vec::new());
 
     assert_eq!(proxy.count("GET", "^/v2/r/blobs/"), 5);

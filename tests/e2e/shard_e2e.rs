@@ -2,7 +2,8 @@
 //! docs/kubernetes.md (`--shards 3`), each with its own `JOB_COMPLETION_INDEX`, run at once
 //! against one world (staging + 3 real distribution mirrors). Together they promote
 //! everything exactly once: the mirrors end up with every image byte for byte (skopeo),
-//! no blob or manifest is uploaded twice into one repository, every digest is signed once,
+//! no blob or manifest is uploaded twice into one repository, every digest is signed and
+//! attested once,
 //! each shard's plan holds whole repositories and digests, `kpromo summary merge` adds the
 //! summaries up, and a rerun of a shard writes nothing.
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use crate::support::images::{Format, Image, Index};
 use crate::support::kube_job::{container_args, job};
 use crate::support::pki::SigningKey;
+use crate::support::referrers::{self, PROMOTION};
 use crate::support::within;
 use crate::support::world::World;
 
@@ -145,9 +147,13 @@ async fn three_shard_processes_promote_everything_exactly_once() {
         "every edge in exactly one shard"
     );
     assert!(busy_shards >= 2, "the work is spread: {shard_of_repo:?}");
-    let first_plan: Value = serde_json::from_slice(&std::fs::read(out(0).join("plan.json")).expect("plan.json"))
-        .expect("plan JSON");
-    assert_eq!(first_plan["edges"].as_array().map(Vec::len), Some(dry_edges), "the dry run planned shard 0");
+    let first_plan: Value =
+        serde_json::from_slice(&std::fs::read(out(0).join("plan.json")).expect("plan.json")).expect("plan JSON");
+    assert_eq!(
+        first_plan["edges"].as_array().map(Vec::len),
+        Some(dry_edges),
+        "the dry run planned shard 0"
+    );
 
     // Nothing uploaded or pushed twice into one repository.
     for (m, proxy) in world.proxies.iter().enumerate() {
@@ -166,7 +172,8 @@ async fn three_shard_processes_promote_everything_exactly_once() {
         assert!(twice.is_empty(), "mirror {m}: written twice: {twice:?}");
     }
 
-    // Every digest signed exactly once, at the canonical mirror (first in name order).
+    // Every digest signed and attested exactly once, at the canonical mirror (first in
+    // name order).
     let canonical = (0..3).min_by_key(|i| world.dsts()[*i].clone()).expect("a mirror");
     let pusher = world.mirrors[canonical].pusher();
     for (repo, digest) in &promoted {

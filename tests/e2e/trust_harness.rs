@@ -11,7 +11,8 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde_json::{Value, json};
 
 use crate::support::cosign::{
-    SIGNATURE_ANNOTATION, SignatureLayer, keyless_layer, push_signatures, simple_signing_payload,
+    BUNDLE_V03, IN_TOTO, SIGNATURE_ANNOTATION, SignatureLayer, in_toto_statement, key_dsse_bundle, keyless_layer,
+    push_signatures, simple_signing_payload,
 };
 use crate::support::images::{Format, Image, sha256_digest};
 use crate::support::pki::SigningKey;
@@ -19,8 +20,6 @@ use crate::support::sigstore_fake::{SigstoreFake, identity_token};
 use crate::support::verifiers::{self, BundleTrust, CosignTrust, KeylessPolicy, SignedIdentity};
 use crate::support::{RegistryOptions, TestRegistry, within};
 
-const IN_TOTO: &str = "application/vnd.in-toto+json";
-const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const ISSUER: &str = "https://oidc.example";
 const SIGNER: &str = "promoter@example.com";
 /// Where the images are read (a test mirror) and the public name they are signed for.
@@ -257,32 +256,8 @@ async fn skopeo_verifies_keyless_cosign_signatures_against_the_fake() {
 
 /// An in-toto v1 Statement about `digest`, written out by hand.
 fn statement(digest: &str) -> Vec<u8> {
-    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-    format!(
-        r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"{PUBLIC_REPO}","digest":{{"sha256":"{hex}"}}}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{{"buildDefinition":{{"buildType":"https://k8s.io/kpromo/promotion@v1"}}}}}}"#
-    )
-    .into_bytes()
-}
-
-/// DSSE's pre-authentication encoding: what a DSSE signature signs.
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut message = format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), payload.len()).into_bytes();
-    message.extend_from_slice(payload);
-    message
-}
-
-/// A sigstore bundle v0.3 with a DSSE envelope signed by `key` (openssl over the PAE) and a
-/// public-key hint, as kpromo attaches attestations signed with a key.
-fn key_dsse_bundle(payload: &[u8], key: &SigningKey) -> Value {
-    json!({
-        "mediaType": BUNDLE_V03,
-        "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": []},
-        "dsseEnvelope": {
-            "payload": STANDARD.encode(payload),
-            "payloadType": IN_TOTO,
-            "signatures": [{"sig": STANDARD.encode(key.sign(&pae(IN_TOTO, payload))), "keyid": ""}],
-        },
-    })
+    let predicate = json!({"buildDefinition": {"buildType": "https://k8s.io/kpromo/promotion@v1"}});
+    in_toto_statement(PUBLIC_REPO, digest, "https://slsa.dev/provenance/v1", &predicate)
 }
 
 #[test]

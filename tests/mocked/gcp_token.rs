@@ -637,3 +637,34 @@ async fn a_minted_token_without_an_email_is_refused() {
     );
     assert_no_secret(&[error.to_string(), format!("{error:?}")], &[minted]);
 }
+
+#[tokio::test]
+async fn a_minted_token_for_another_account_is_refused() {
+    captured_logs();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(METADATA_TOKEN))
+        .respond_with(access_token_reply())
+        .mount(&server)
+        .await;
+    let mut claims = google_claims(now() + 3600);
+    claims["email"] = serde_json::json!(CALLER);
+    let minted = id_token(claims);
+    mount_iam(&server, &minted).await;
+
+    let error = fetch(ACCOUNT, endpoints(&server, &server.uri()))
+        .await
+        .expect_err("a token for the caller, not the account");
+
+    assert!(
+        matches!(error, Error::IdentityToken { step: Step::Claims, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&format!(
+            "the token IAM minted is for {CALLER}, not for --signer-account {ACCOUNT}"
+        )),
+        "{error}"
+    );
+    assert_no_secret(&[error.to_string(), format!("{error:?}")], &[minted]);
+}

@@ -41,6 +41,13 @@ pub enum Action {
     /// Forward, answering with this `Content-Type` instead of the registry's (a lie about
     /// what the body is).
     ContentType(&'static str),
+    /// Answer this status, `Content-Type` and body without forwarding (a registry that
+    /// answers garbage).
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: &'static str,
+    },
 }
 
 /// How often a rule fires among the requests it matches.
@@ -229,6 +236,19 @@ async fn handle(
             response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
         }
         return Ok(response);
+    }
+    if let Some(Action::Answer {
+        status,
+        content_type,
+        body,
+    }) = &action
+    {
+        let _ = req.into_body().collect().await;
+        record(Some(*status), action.as_ref());
+        return Ok(Response::builder()
+            .status(*status)
+            .header("content-type", *content_type)
+            .body(full(Bytes::from_static(body.as_bytes())))?);
     }
     match &action {
         Some(Action::Reset) => {

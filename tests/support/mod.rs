@@ -32,6 +32,7 @@ pub mod nginx;
 pub mod pki;
 pub mod process;
 pub mod push;
+pub mod referrers;
 pub mod registry;
 pub mod sigstore_fake;
 pub mod skopeo;

@@ -232,6 +232,15 @@ impl Pusher {
         (status, content_type, response.bytes().await.expect("manifest body"))
     }
 
+    /// GET `/v2/<repo>/referrers/<digest>` (OCI 1.1's referrers API); `(status, bytes)`.
+    pub async fn get_referrers(&self, repo: &str, digest: &str) -> (u16, Bytes) {
+        let url = format!("{}/v2/{repo}/referrers/{digest}", self.base);
+        let accept = [("accept", super::images::OCI_INDEX)];
+        let response = self.send(repo, Method::GET, &url, &accept, None).await;
+        let status = response.status().as_u16();
+        (status, response.bytes().await.expect("referrers body"))
+    }
+
     /// GET a (small) blob whole; `None` when `repo` lacks it.
     pub async fn get_blob(&self, repo: &str, digest: &str) -> Option<Bytes> {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
