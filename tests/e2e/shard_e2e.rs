@@ -186,6 +186,8 @@ async fn three_shard_processes_promote_everything_exactly_once() {
             Some(1),
             "{repo}@{digest}: one signature"
         );
+        let attestations = referrers::bundles(&pusher, &format!("prod/{repo}"), digest, PROMOTION).await;
+        assert_eq!(attestations.len(), 1, "{repo}@{digest}: one promotion attestation");
     }
 
     // The summaries add up to the whole promotion.
@@ -203,6 +205,7 @@ async fn three_shard_processes_promote_everything_exactly_once() {
         merged["signatures"]["signed"].as_array().map(Vec::len),
         Some(promoted.len())
     );
+    assert_eq!(merged["attestations"]["attested"], promoted.len());
     let missing = Command::new(env!("CARGO_BIN_EXE_kpromo"))
         .args(["summary", "merge"])
         .arg(out(0).join("summary.json"))
