@@ -105,7 +105,7 @@ pub struct CipArgs {
     pub rollout_waves: Option<usize>,
 
     /// Fraction (0 to 1) of the blobs a wave wrote that its read-back downloads in full
-    /// and digest-checks; every blob is HEADed. Chosen by digest. [kpromo addition]
+    /// and digest-checks; the others are HEADed. Chosen by digest. [kpromo addition]
     #[arg(
         long,
         value_name = "FRACTION",

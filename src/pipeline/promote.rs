@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use crate::copy::{self, Class, RepoId};
-
 use crate::edges::Edge;
 
 use super::decide::Decision;

@@ -5,9 +5,9 @@
 //!
 //! For every image delivered in the wave: each tag resolves to the planned digest; the
 //! manifest and every child (by digest) is served and its bytes hash to its digest;
-//! every blob `registry::media::references` names is there (HEAD), and a sample of them
-//! (`--verify-sample`, chosen by digest) is read in full with its digest checked while
-//! streaming.
+//! every blob `registry::media::references` names is there (HEAD), except a sample of
+//! them (`--verify-sample`, chosen by digest), which is read in full (GET) with its digest
+//! checked while streaming.
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
@@ -16,8 +16,8 @@ use futures_util::{StreamExt, stream};
 
 use crate::copy::{PENDING_REQUESTS, Repo};
 use crate::digest::Digest;
-use crate::registry::ManifestRef;
 use crate::registry::media::references;
+use crate::registry::{self, ManifestRef};
 use crate::sync::{Cancel, lock};
 
 use super::rollout::sampled;
@@ -49,9 +49,13 @@ impl fmt::Display for Problem {
 pub(super) struct Outcome {
     pub problems: Vec<Problem>,
     pub manifests: usize,
+    /// Blobs found present by HEAD, and blobs read in full (the sampled ones).
     pub blobs_headed: usize,
     pub blobs_read: usize,
 }
+
+/// Blob checks of one manifest in flight at once (the backends' gates bound the total).
+const BLOBS_PER_MANIFEST: usize = 8;
 
 /// Shared by the checks of one wave: what was already checked (an image's children and
 /// blobs are often shared) and what was found.
@@ -133,28 +137,30 @@ async fn check_image(target: &Target, sample: f64, seen: &Mutex<Seen>) {
             }
         };
         todo.extend(refs.children);
-        for blob in refs.blobs {
-            check_blob(repo, blob.digest, sample, seen).await;
-        }
+        stream::iter(refs.blobs)
+            .for_each_concurrent(BLOBS_PER_MANIFEST, |blob| check_blob(repo, blob.digest, sample, seen))
+            .await;
     }
 }
 
+/// A blob's presence (HEAD) or, when sampled, its whole body (GET, digest-checked while
+/// streaming: a GET that succeeds proves presence too, so those are not HEADed first).
 async fn check_blob(repo: &Repo, digest: Digest, sample: f64, seen: &Mutex<Seen>) {
     if !lock(seen).blobs.insert((repo.display.clone(), digest)) {
         return;
     }
     let at = format!("{}: blob {digest}", repo.display);
-    match repo.registry.blob_size(&repo.path, &digest).await {
-        Ok(Some(_)) => lock(seen).outcome.blobs_headed += 1,
-        Ok(None) => return problem(seen, at, "blob not found".into()),
-        Err(e) => return problem(seen, at, e.to_string()),
-    }
     if !sampled(&digest, sample) {
+        match repo.registry.blob_size(&repo.path, &digest).await {
+            Ok(Some(_)) => lock(seen).outcome.blobs_headed += 1,
+            Ok(None) => problem(seen, at, "blob not found".into()),
+            Err(e) => problem(seen, at, e.to_string()),
+        }
         return;
     }
-    // The stream verifies the digest as it goes and ends with an error on a mismatch.
     let mut body = match repo.registry.get_blob(&repo.path, &digest).await {
         Ok(body) => body,
+        Err(registry::Error::Status { status: 404, .. }) => return problem(seen, at, "blob not found".into()),
         Err(e) => return problem(seen, at, e.to_string()),
     };
     while let Some(chunk) = body.next().await {

@@ -82,6 +82,9 @@ pub struct WaveReport {
     pub blobs_read: usize,
     /// Every read-back problem, `where: what`.
     pub problems: Vec<String>,
+    /// Wall time of the wave's copy, and of its read-back.
+    pub copy_ms: u128,
+    pub readback_ms: u128,
     /// `passed`, or why the gate closed.
     pub verdict: String,
 }

@@ -18,7 +18,7 @@ pub struct RolloutOptions {
     pub canaries: Vec<String>,
     /// How many waves in all; `None` means canaries then everything else.
     pub waves: Option<usize>,
-    /// Fraction of blobs read back in full (GET, digest-checked); every blob is HEADed.
+    /// Fraction of blobs read back in full (GET, digest-checked); the others are HEADed.
     pub verify_sample: f64,
     /// A wave whose failed requests exceed this fraction of its requests stops the rollout.
     pub max_error_rate: f64,

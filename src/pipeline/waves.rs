@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
@@ -48,10 +48,12 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         let before: Vec<RegistryStats> = backends.iter().map(|b| b.stats()).collect();
         let delivered_from = state.promote.subjects.len();
         let failures_before = state.promote.failures.len();
+        let copy_started = Instant::now();
         if !request.is_empty() {
             let copied = copy::run(&request, &state.cancel).await;
             promote::record(&mut state.promote, copied, &keys);
         }
+        wave_report.copy_ms = copy_started.elapsed().as_millis();
         let refusal = match state.promote.failures.len() - failures_before {
             0 if !state.cancel.is_cancelled() => {
                 pause_before_verify(
@@ -60,9 +62,11 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                     &state.cancel,
                 )
                 .await;
+                let readback_started = Instant::now();
                 let targets = readback_targets(state, &state.promote.subjects[delivered_from..])?;
                 wave_report.images = targets.len();
                 let outcome = readback::verify(targets, state.options.rollout.verify_sample, &state.cancel).await;
+                wave_report.readback_ms = readback_started.elapsed().as_millis();
                 let mut tally = RequestTally::default();
                 for (backend, before) in backends.iter().zip(&before) {
                     tally.add(RequestTally::between(before, &backend.stats()));

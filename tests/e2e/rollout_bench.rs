@@ -67,9 +67,21 @@ async fn bench_rollout() {
         mirrors.iter().for_each(|m| check_mirror(&world, m));
         let report = summary(&summary_path);
         for wave in report["rollout"]["waves"].as_array().into_iter().flatten() {
+            let hosts: std::collections::BTreeSet<&str> = wave["registries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str()?.split('/').next())
+                .collect();
             println!(
-                "  wave {:?}: {} images read back, {} blobs HEADed, {} read in full, {} requests",
-                wave["registries"], wave["images"], wave["blobs_headed"], wave["blobs_read"], wave["requests"]
+                "  wave to {} mirror(s): copy {} ms, read-back {} ms ({} images, {} blobs HEADed, {} read in full); {} requests",
+                hosts.len(),
+                wave["copy_ms"],
+                wave["readback_ms"],
+                wave["images"],
+                wave["blobs_headed"],
+                wave["blobs_read"],
+                wave["requests"]
             );
         }
         wall
