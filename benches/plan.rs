@@ -6,19 +6,24 @@
 //! A second case doubles every manifest onto a second set of destinations (about 1.2M
 //! edges), the size Go kpromo reports for its largest runs.
 //!
+//! It also checks the 50-rule benchmark policy (`testdata/policy/fifty-rules.yaml`, CEL
+//! conditions on every rule) against every edge of the real tree, as `cip` enforces it and
+//! as `kpromo policy check` asks it offline.
+//!
 //! First prints one-shot figures (wall time, edge count, peak RSS from
 //! `/proc/self/status`), then runs criterion. `-- --summary` prints the figures only.
 //! Run through `scripts/bench-plan.sh`.
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use criterion::Criterion;
 use kpromo::check;
 use kpromo::edges::EdgeSet;
 use kpromo::manifest::load::{self, Loaded};
 use kpromo::manifest::{Manifest, ManifestSource};
+use kpromo::policy::{self, Actor, ActorSource, Evaluator, Evidence, Policy, Verdict};
 
 fn real_tree() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/registry.k8s.io")
@@ -47,10 +52,15 @@ fn doubled(manifests: &[Manifest]) -> Vec<Manifest> {
 
 /// Peak resident set size of this process so far, in MiB.
 fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// A memory figure of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in MiB.
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -81,6 +91,7 @@ fn summary() {
         set.len(),
         rss()
     );
+    policy_summary(&set);
     drop(set);
 
     let start = Instant::now();
@@ -100,6 +111,71 @@ fn summary() {
         start.elapsed().as_secs_f64() * 1e3,
         set.len(),
         rss()
+    );
+}
+
+fn benchmark_policy() -> Policy {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/policy/fifty-rules.yaml");
+    policy::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A release manager's robot: the rules that apply to most edges apply to it.
+fn benchmark_actor() -> Actor {
+    Actor {
+        name: "robot-promoter".into(),
+        source: ActorSource::Flag,
+    }
+}
+
+/// Every edge as `cip` checks it on a fresh mirror: a copy, no evidence verified yet.
+/// Returns the edges denied and the distinct condition evaluations.
+fn enforce(policy: &Policy, actor: &Actor, set: &EdgeSet) -> (usize, usize) {
+    let mut evaluator = Evaluator::new(policy, actor, set, SystemTime::now());
+    let evidence = Evidence::default();
+    let denied = set
+        .edges()
+        .iter()
+        .filter(|edge| {
+            !matches!(
+                evaluator.verdict(edge, Some("copy"), Some(&evidence)),
+                Verdict::Allow(_)
+            )
+        })
+        .count();
+    (denied, evaluator.evaluations())
+}
+
+/// The benchmark policy over the real tree: time, and memory on top of what loading and
+/// the edges already hold (the peak is reset first, so it is this step's own).
+fn policy_summary(set: &EdgeSet) {
+    let policy = benchmark_policy();
+    let actor = benchmark_actor();
+    let mib = |m: Option<f64>| m.map_or_else(|| "unknown".to_string(), |m| format!("{m:.1} MiB"));
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let resident = status_mib("VmRSS:");
+    let start = Instant::now();
+    let (denied, evaluations) = enforce(&policy, &actor, set);
+    println!(
+        "policy ({} rules, all with CEL) as cip enforces it: {} edges in {:.0} ms, {denied} denied, \
+         {evaluations} distinct condition evaluations; resident before {}, peak during {}",
+        policy.rules.len(),
+        set.len(),
+        start.elapsed().as_secs_f64() * 1e3,
+        mib(resident),
+        mib(peak_rss_mib()),
+    );
+    let (copy, policy) = (set.clone(), benchmark_policy());
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let start = Instant::now();
+    let report = policy::check::report(policy, actor, copy, SystemTime::now());
+    println!(
+        "policy check (offline) of the same: {:.0} ms; {} allowed, {} denied, {} depend on registry state; \
+         peak during {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        report.allowed,
+        report.denied.len(),
+        report.depends.len(),
+        mib(peak_rss_mib()),
     );
 }
 
@@ -126,6 +202,11 @@ fn main() {
     });
     group.bench_function("edges doubled tree", |b| {
         b.iter(|| black_box(EdgeSet::from_manifests(&twice)))
+    });
+    let edges = EdgeSet::from_manifests(&loaded.manifests);
+    let (policy, actor) = (benchmark_policy(), benchmark_actor());
+    group.bench_function("policy 50 rules real tree", |b| {
+        b.iter(|| black_box(enforce(&policy, &actor, &edges)))
     });
     group.finish();
     c.final_summary();

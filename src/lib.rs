@@ -7,9 +7,11 @@
 //!   (`kpromo manifest validate`, offline).
 //! - Domains: [`copy`] (the copy engine: image graphs, blobs and tags into destination
 //!   repositories), [`edges`] (promotion edges, overlaps), [`manifest`] (schema, strict
-//!   loading, validation).
+//!   loading, validation), [`policy`] (who may promote what: rules, roles, CEL
+//!   conditions), [`audit`] (the append-only record of decisions and writes).
 //! - [`registry`]: one `Registry` trait; remote registries and OCI layout directories
 //!   behind it.
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod copy;
@@ -19,6 +21,7 @@ pub mod edges;
 pub mod fuzz;
 pub mod manifest;
 pub mod pipeline;
+pub mod policy;
 pub mod registry;
 pub mod snapshot;
 pub mod sync;

@@ -2,14 +2,17 @@
 //! registry and reporting flags, and Go's mode selection: snapshot, then security scan,
 //! then promotion.
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{ArgAction, Args};
 
 use super::exit::Failure;
 use super::plan::PlanPrinter;
+use crate::audit::{AuditLog, Event, JsonLines, RunEnd, Totals};
 use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::pipeline::{self, RolloutOptions, rollout};
+use crate::policy::Actor;
 use crate::registry::{ClientOptions, ReadLimits};
 use crate::snapshot::{self, OutputFormat};
 use crate::trust::key::Password;
@@ -290,6 +293,24 @@ pub struct CipArgs {
     /// too (for registries without a redirector in front). [kpromo addition]
     #[arg(long, help_heading = "Signing", value_name = "BOOL")]
     pub replicate_signatures: bool,
+    // ---- Policy and audit (kpromo additions) ----
+    /// Policy file deciding who may promote what (roles, allow/deny rules, CEL
+    /// conditions; docs/policy.md). Checked before anything is written: one denied edge
+    /// stops the run with exit 3. [kpromo addition]
+    #[arg(long, value_name = "FILE", help_heading = "Policy and audit")]
+    pub policy: Option<PathBuf>,
+
+    /// Who this run acts for, for the policy and the audit log. Default: from Prow's
+    /// JOB_SPEC (the pull request's author for presubmits, the job name otherwise),
+    /// else GITHUB_ACTOR, else USER. [kpromo addition]
+    #[arg(long, value_name = "NAME", help_heading = "Policy and audit")]
+    pub actor: Option<String>,
+
+    /// Append a JSON Lines audit record of the run (who, inputs, decisions, policy
+    /// verdicts, every registry write) to FILE, or to stdout with `-` (docs/audit.md).
+    /// [kpromo addition]
+    #[arg(long, value_name = "FILE|-", help_heading = "Policy and audit")]
+    pub audit_log: Option<PathBuf>,
 
     /// Verify staging signatures with this public key (PEM) instead of keyless
     /// (--certificate-identity and --certificate-oidc-issuer against --trusted-root).
@@ -582,6 +603,10 @@ impl CipArgs {
             sign: self.sign,
             trust: self.trust_options()?,
             registry: self.client_options(),
+            policy: set_path(&self.policy).cloned(),
+            actor: Actor::resolve(set(&self.actor), |name| std::env::var(name).ok()),
+            // Opened by `run`, so that building options never creates files.
+            audit: None,
             rollout: self.rollout_options()?,
             shard: resolve_shard(
                 self.shard,
@@ -608,6 +633,23 @@ impl CipArgs {
             ));
         }
         Ok(options)
+    }
+
+    /// `--audit-log`, opened for appending now: a log that cannot be written stops the
+    /// run before anything is read or written.
+    fn audit_log(&self) -> Result<Option<Arc<AuditLog>>, Failure> {
+        let Some(path) = set_path(&self.audit_log) else {
+            return Ok(None);
+        };
+        let sink = JsonLines::open(path).map_err(|e| {
+            Failure::Usage(format!(
+                "--audit-log {}: cannot open it for appending: {}",
+                path.display(),
+                crate::manifest::yaml::io_message(&e)
+            ))
+        })?;
+        let arguments: Vec<String> = std::env::args().collect();
+        Ok(Some(Arc::new(AuditLog::new(Arc::new(sink), &arguments))))
     }
 
     /// Signing and verification settings. Secrets (the key's password) are read here but
@@ -759,7 +801,9 @@ pub fn run(args: &CipArgs) -> Result<(), Failure> {
             let inventory = runtime()?.block_on(snapshot::take(&request, &args.client_options()))?;
             super::print(&inventory.render(format))
         }
-        Mode::Promote(options) => {
+        Mode::Promote(mut options) => {
+            let audit = args.audit_log()?;
+            options.audit = audit.clone();
             let printer = Box::new(PlanPrinter::new(args.plan_out.clone()));
             let outcome = runtime()?.block_on(pipeline::run(&options, printer));
             // Also after a failure: a refused plan still reports what it read.
@@ -767,7 +811,11 @@ pub fn run(args: &CipArgs) -> Result<(), Failure> {
             if let Some(path) = &args.summary_json {
                 write_summary(path, &outcome.report)?;
             }
-            Ok(outcome.result?)
+            let failure = outcome.result.err().map(Failure::from);
+            if let Some(log) = &audit {
+                record_run_end(log, &outcome.report, failure.as_ref())?;
+            }
+            failure.map_or(Ok(()), Err)
         }
     }
 }
@@ -780,6 +828,31 @@ fn write_summary(path: &std::path::Path, report: &pipeline::RunReport) -> Result
     };
     let json = serde_json::to_vec_pretty(report).map_err(|e| output(e.into()))?;
     std::fs::write(path, json).map_err(output)
+}
+
+/// The audit log's last record: totals and the exit code, which only the CLI knows.
+fn record_run_end(log: &AuditLog, report: &pipeline::RunReport, failure: Option<&Failure>) -> Result<(), Failure> {
+    let (writes, write_errors) = log.write_counts();
+    let d = &report.decisions;
+    let end = RunEnd {
+        exit_code: failure.map_or(0, |f| f.exit_kind().code()),
+        outcome: report.outcome.clone(),
+        totals: Totals {
+            edges: report.edges,
+            copy: d.copy,
+            retag: d.retag,
+            skip: d.skip,
+            lost: d.lost,
+            tag_moves: d.tag_moves,
+            denied: report.policy_denied,
+            writes,
+            write_errors,
+        },
+    };
+    log.emit(Event::RunEnd(end)).map_err(|e| Failure::Output {
+        what: format!("writing the audit log {}", e.sink),
+        source: e.source,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

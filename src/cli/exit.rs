@@ -14,8 +14,12 @@ pub enum ExitKind {
     /// the plan found a conflict with registry state (tag move, lost images with
     /// `--fail-on-lost`).
     Promotion = 1,
-    /// Usage or manifest error: bad flags, unreadable or invalid manifests, overlaps.
+    /// Usage or manifest error: bad flags, unreadable or invalid manifests, overlaps,
+    /// an invalid policy, an audit log that cannot be opened.
     Usage = 2,
+    /// The policy denies at least one edge (`kpromo cip --policy`, `kpromo policy
+    /// check`); nothing was written.
+    Denied = 3,
 }
 
 impl ExitKind {
@@ -62,7 +66,7 @@ impl Failure {
     /// The exit code of each failure. No wildcard: a new kind of failure must be sorted
     /// here before it compiles.
     pub fn exit_kind(&self) -> ExitKind {
-        use ExitKind::{Promotion, Usage};
+        use ExitKind::{Denied, Promotion, Usage};
         use pipeline::Error as P;
         use snapshot::Error as S;
         match self {
@@ -73,13 +77,16 @@ impl Failure {
                 | P::Overlaps(_)
                 | P::RegistryName { .. }
                 | P::NoSigner(_)
+                | P::Policy(_)
                 | P::Waves(_) => Usage,
+                P::PolicyDenied { .. } => Denied,
                 P::Read { .. }
                 | P::Unopened(_)
                 | P::TagMoves(_)
                 | P::Lost(_)
                 | P::Report(_)
                 | P::Interrupted
+                | P::Audit(_)
                 | P::Failed { .. }
                 | P::Signer(_)
                 | P::StagingSignatures { .. }
@@ -134,6 +141,10 @@ mod tests {
                 name: "Bad Name".into(),
                 source: Box::new(registry_error()),
             }
+            .into(),
+            pipeline::Error::Policy(LoadError {
+                problems: vec![problem()],
+            })
             .into(),
             snapshot::Error::Manifests(LoadError {
                 problems: vec![problem()],
@@ -207,6 +218,11 @@ mod tests {
             }
             .into(),
             pipeline::Error::Report("disk full".into()).into(),
+            pipeline::Error::Audit(Box::new(crate::audit::Error {
+                sink: "audit.jsonl".into(),
+                source: std::io::Error::other("no space left on device"),
+            }))
+            .into(),
             snapshot::Error::Registry {
                 name: "x".into(),
                 source: Box::new(registry_error()),
@@ -220,5 +236,12 @@ mod tests {
         for failure in &promotion {
             assert_eq!(failure.exit_kind(), ExitKind::Promotion, "{failure}");
         }
+        let denied: Failure = pipeline::Error::PolicyDenied {
+            count: 2,
+            first: "r/i:latest: denied by rule 'no-latest' (p.yaml:3)".into(),
+        }
+        .into();
+        assert_eq!(denied.exit_kind(), ExitKind::Denied);
+        assert_eq!(denied.exit_kind().code(), 3);
     }
 }

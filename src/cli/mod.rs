@@ -1,11 +1,12 @@
 //! The clap front end: parses flags, sets up logging, runs a command, prints what it
 //! produced, and turns its error into the documented exit code (`docs/exit-codes.md`,
 //! [`exit`]): 0 success or dry run, 1 promotion or registry error, 2 usage or manifest
-//! error. The only layer that knows about flags, stdout and exit codes.
+//! error, 3 denied by policy. The only layer that knows about flags, stdout and exit codes.
 pub mod cip;
 pub mod exit;
 pub mod logging;
 mod plan;
+mod policy;
 mod removed;
 mod summary;
 mod verify;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Work with `--summary-json` files (`merge`: add up the summaries of every shard).
     #[command(subcommand)]
     Summary(summary::SummaryCommand),
+    /// Check manifests against a policy offline, or run a policy's table tests.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 
     /// Print the kpromo version, git commit and compiler version.
     Version,
@@ -142,6 +146,7 @@ fn run(cmd: &Command) -> Result<ExitKind, Failure> {
                 ExitKind::Usage
             })
         }
+        Command::Policy(command) => policy::run(command),
         Command::Version => {
             print(&format!(
                 "kpromo {VERSION}\ngit commit: {GIT_COMMIT}\nrustc: {RUSTC_VERSION}\n"

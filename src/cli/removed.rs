@@ -25,15 +25,18 @@ const REMOVED_FLAGS: &[Removed] = &[
     },
     Removed {
         flag: "allowed-builders",
-        why: "the provenance policy engine was removed (promo-tools #1754); the signer identity is checked with \
+        why: "Go's builder allow-list was removed (promo-tools #1754). The signer identity is checked with \
               --certificate-identity / --certificate-identity-regexp and --certificate-oidc-issuer / \
-              --certificate-oidc-issuer-regexp.",
+              --certificate-oidc-issuer-regexp; which builders may produce what is promoted is a --policy FILE \
+              rule, e.g. condition: 'provenance.builder_id.startsWith(\"https://…\")' (docs/policy.md).",
     },
     Removed {
         flag: "allowed-source-repos",
-        why: "the provenance policy engine was removed (promo-tools #1754); the signer identity is checked with \
-              --certificate-identity / --certificate-identity-regexp and --certificate-oidc-issuer / \
-              --certificate-oidc-issuer-regexp.",
+        why: "Go's source-repository allow-list was removed (promo-tools #1754). The signer identity is checked \
+              with --certificate-identity / --certificate-identity-regexp and --certificate-oidc-issuer / \
+              --certificate-oidc-issuer-regexp; which source repositories may be promoted is a --policy FILE \
+              rule, e.g. condition: 'provenance.source_repo.startsWith(\"https://github.com/kubernetes/\")' \
+              (docs/policy.md).",
     },
     Removed {
         flag: "generate-promotion-provenance",

@@ -1,5 +1,6 @@
 //! What can end a promotion run. The CLI maps each kind to an exit code
 //! (`docs/exit-codes.md`); phases only say what went wrong.
+use crate::audit;
 use crate::copy;
 use crate::manifest::Problem;
 use crate::manifest::load::LoadError;
@@ -44,6 +45,16 @@ pub enum Error {
     /// The plan could not be handed to its sink (printing it, writing `--plan-out`).
     #[error("{0}")]
     Report(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The policy file cannot be read or breaks the rules; every problem is logged.
+    #[error("{}", policy_message(.0))]
+    Policy(LoadError),
+    /// The policy denied edges; each is logged with the rule that denied it, and
+    /// nothing was written.
+    #[error("{count} edges denied by policy, nothing was promoted; first: {first}")]
+    PolicyDenied { count: usize, first: String },
+    /// The audit log could not be written: the run stops rather than go on unaudited.
+    #[error(transparent)]
+    Audit(Box<audit::Error>),
     /// A `--confirm` run that signs, with no signer configured; the places looked at for
     /// Google credentials, if any.
     #[error(
@@ -151,6 +162,23 @@ fn manifests_message(e: &LoadError) -> String {
             "parsing manifests: {} problems (each logged above); first: {first}",
             rest.len() + 1
         ),
+    }
+}
+
+fn policy_message(e: &LoadError) -> String {
+    match e.problems.as_slice() {
+        [] => "loading the policy failed".to_string(),
+        [one] => format!("loading the policy: {one}"),
+        [first, rest @ ..] => format!(
+            "loading the policy: {} problems (each logged above); first: {first}",
+            rest.len() + 1
+        ),
+    }
+}
+
+impl From<audit::Error> for Error {
+    fn from(e: audit::Error) -> Self {
+        Error::Audit(Box::new(e))
     }
 }
 

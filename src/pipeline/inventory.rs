@@ -16,7 +16,8 @@ use tracing::error;
 use crate::copy::PENDING_REQUESTS;
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
-use crate::registry::{self, ManifestRef, TagList};
+use crate::policy::{Evidence, ImageFacts};
+use crate::registry::{self, Descriptor, ManifestRef, TagList};
 
 use super::Error;
 use super::decide::{Decision, DstTag, Facts, already_promoted, decide};
@@ -66,6 +67,8 @@ struct Inventory {
     listings: HashMap<RepoKey, Listing>,
     tag_heads: HashMap<(RepoKey, NameId), Option<Digest>>,
     digest_heads: HashMap<(RepoKey, Digest), bool>,
+    /// What the digest HEADs answered: media type and size, for the policy's `image`.
+    descriptors: HashMap<(RepoKey, Digest), Descriptor>,
 }
 
 impl Inventory {
@@ -233,6 +236,22 @@ pub(super) async fn decide_edges(state: &mut RunState) -> Result<(), Error> {
             })
         })
         .collect();
+    // What the source HEADs told about the images to write is the first evidence.
+    let mut evidence = HashMap::new();
+    for (edge, decision) in edges.iter().zip(&decisions) {
+        let source = (RepoKey::source_of(edge), edge.digest);
+        if let (true, Some(descriptor)) = (decision.writes(), inv.descriptors.get(&source)) {
+            evidence.entry(source).or_insert_with(|| Evidence {
+                image: ImageFacts {
+                    media_type: descriptor.media_type.as_str().to_string(),
+                    platforms: Vec::new(),
+                    size: descriptor.size,
+                },
+                ..Evidence::default()
+            });
+        }
+    }
+    state.evidence.extend(evidence);
     state.decisions = decisions;
     state.fresh_destinations = fresh;
     Ok(())
@@ -273,9 +292,14 @@ async fn head_digests(
             .head_manifest(&repo.path, &ManifestRef::Digest(digest))
             .await
             .map_err(during(round))?;
-        Ok(((key, digest), desc.is_some()))
+        Ok(((key, digest), desc))
     })
     .await?;
-    inv.digest_heads.extend(heads);
+    for (at, desc) in heads {
+        inv.digest_heads.insert(at, desc.is_some());
+        if let Some(desc) = desc {
+            inv.descriptors.insert(at, desc);
+        }
+    }
     Ok(())
 }

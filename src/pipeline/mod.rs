@@ -7,23 +7,30 @@
 //! `manifest`) decide and the registry backends do the I/O. Nothing here knows about
 //! clap, stdout or exit codes: the CLI builds [`Options`], receives the plan through a
 //! [`PlanSink`], and maps an [`Error`] to an exit code.
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::info;
 
+use crate::audit::AuditLog;
 use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
+use crate::policy::Actor;
 use crate::registry::ClientOptions;
 use crate::trust::TrustOptions;
 
 mod attest;
+mod authorize;
 mod decide;
 mod error;
+mod evidence;
 mod inventory;
 mod plan;
 mod promote;
 mod provenance;
 mod readback;
+mod record;
 mod report;
 mod rollback;
 pub mod rollout;
@@ -69,6 +76,12 @@ pub struct Options {
     /// Promote only this shard of the edges (`edges::shard`), after the whole plan was
     /// checked.
     pub shard: Option<Shard>,
+    /// A policy file deciding who may promote what (`None`: whoever can push may).
+    pub policy: Option<PathBuf>,
+    /// Who this run acts for, as the policy and the audit log see it.
+    pub actor: Actor,
+    /// Where decisions and writes are recorded, when they are.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 /// How a phase ended when it did not fail.
@@ -139,7 +152,14 @@ pub struct Outcome {
 pub async fn run(options: &Options, sink: Box<dyn PlanSink>) -> Outcome {
     let mut state = RunState::new(options.clone(), sink);
     let started = Instant::now();
-    let result = run_phases(&mut state, &PHASES).await;
+    let mut result = run_phases(&mut state, &PHASES).await;
+    // A run that ended before reading its manifests still says who started it (and
+    // the phase records that waited for that are written).
+    if let Err(e) = record::run_start(&mut state, Vec::new())
+        && result.is_ok()
+    {
+        result = Err(e);
+    }
     let report = RunReport::of(&state, started.elapsed(), result.as_ref().err());
     Outcome { report, result }
 }
@@ -156,6 +176,7 @@ async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error>
         let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0) + 1;
         let name = phase.name();
         info!("phase {index}/{total} {name} …");
+        record::phase(state, name, "start", None)?;
         let start = Instant::now();
         let requests_before = state.requests();
         let outcome = phase.run(state).await;
@@ -167,11 +188,15 @@ async fn run_phases(state: &mut RunState, phases: &[Phase]) -> Result<(), Error>
                 info!("phase {index}/{total} {name} … done in {took:.2?}");
                 if let Flow::Stop(reason) = flow {
                     info!("phase {name} requested pipeline stop: {reason}");
+                    record::phase(state, name, "stop", Some(took))?;
                     return Ok(());
                 }
+                record::phase(state, name, "done", Some(took))?;
             }
             Err(err) => {
                 info!("phase {index}/{total} {name} … failed after {took:.2?}");
+                // The phase's own error says more than a failure to record it.
+                let _ = record::phase(state, name, "failed", Some(took));
                 return Err(err);
             }
         }

@@ -1,8 +1,9 @@
 //! Phase 2, Plan: load manifests, compute edges, refuse overlaps, read only the affected
 //! repositories ([`super::inventory`]) and decide every edge (Go's
 //! `GetPromotionCandidates`). The decided plan goes to the [`PlanSink`] the CLI passed
-//! in, then tag moves (and `_LOST_` edges with `--fail-on-lost`) refuse the whole plan,
-//! before anything is written.
+//! in, then tag moves and `_LOST_` edges with `--fail-on-lost` may refuse the whole plan,
+//! before anything is written. The policy is asked later, in Validate, once Provenance
+//! and the signature checks have gathered the evidence its conditions read.
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::manifest::load;
 
 use super::decide::Decision;
 use super::inventory::{affected_repos, decide_edges};
+use super::record;
 use super::rollout::{Wave, waves};
 use super::state::RunState;
 use super::{Error, Flow};
@@ -85,6 +87,8 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         return Ok(Flow::Stop("no manifests to process, nothing to promote"));
     }
     state.manifests = manifests.len();
+    let digests = record::manifest_digests(state, &manifests);
+    record::run_start(state, digests)?;
     state.edges = EdgeSet::from_manifests(&manifests);
     // Validation refuses these names while loading; if one ever got through, nothing
     // may be written for it.
@@ -114,6 +118,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     // Before any registry is read: a --canary that names no destination is bad input.
     state.waves = waves(&state.edges, &state.options.rollout)?;
     open_roots(state)?;
+    record::install(state);
     info!(
         "{} edges from {} manifests; reading {} repositories",
         state.edges.len(),
@@ -163,6 +168,7 @@ pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
     {
         keep_shard(state, shard);
     }
+    record::decisions(state)?;
     let plan = Plan {
         manifests: state.manifests,
         edges: &state.edges,

@@ -2,7 +2,8 @@
 //! promoted, once per source digest whatever the number of tags and mirrors (Go's loop
 //! per edge made runs time out), through the per-registry gate like every read.
 //!
-//! The rules are `trust::provenance`: verified (recorded for the policy engine), absent
+//! The rules are `trust::provenance`: verified (recorded as the policy engine's
+//! `provenance` evidence, [`super::evidence`]), absent
 //! (passes, as in Go), ignored (another signer or predicate type: a warning), failed
 //! (refuses the run before any write). The referrers listed here are kept for Attest,
 //! which carries them forward.
@@ -16,6 +17,7 @@ use crate::trust::attached;
 use crate::trust::provenance::{Judgement, Outcome, judge};
 use crate::trust::verify::LazyPolicy;
 
+use super::evidence;
 use super::state::{ProvenanceRecord, RepoKey, RunState};
 use super::{Error, Flow};
 
@@ -69,7 +71,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
             Outcome::Verified | Outcome::Absent => {}
         }
         if facts.verified {
-            state.provenance.insert(source, facts.clone());
+            state.evidence.entry(source).or_default().provenance = evidence::provenance(&facts);
         }
         // Kept even when empty: an image with no referrers is the common case, and Attest
         // would otherwise list it again.

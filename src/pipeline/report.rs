@@ -28,6 +28,8 @@ pub struct RunReport {
     pub edges: usize,
     /// Edge decisions.
     pub decisions: Counts,
+    /// Edges the policy denied (0 without `--policy`).
+    pub policy_denied: usize,
     #[serde(flatten)]
     pub promote: Counters,
     /// What the Provenance phase found, source image by source image.
@@ -185,6 +187,7 @@ impl RunReport {
             manifests: state.manifests,
             edges: state.edges.len(),
             decisions: Counts::of(&state.decisions),
+            policy_denied: state.policy_denied,
             promote: state.promote.counters.clone(),
             provenance: ProvenanceSummary::of(&state.provenance_report),
             signatures: state.signing.clone(),

@@ -1,7 +1,7 @@
-//! Phase 1, Setup: open the registry client set, build the signer of a run that will
-//! sign (so that a key that does not load or a missing signer fails before any write),
-//! and arm Ctrl-C.
-use tracing::warn;
+//! Phase 1, Setup: load the policy, open the registry client set, build the signer of
+//! a run that will sign (so that a bad policy, a key that does not load or a missing
+//! signer fails before any write), and arm Ctrl-C.
+use tracing::{error, info, warn};
 
 use crate::registry::Registries;
 use crate::registry::remote::build_client;
@@ -12,6 +12,24 @@ use super::state::RunState;
 use super::{Error, Flow};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
+    if let Some(path) = &state.options.policy {
+        let policy = crate::policy::load(path).map_err(|e| {
+            // One log line per problem, as for manifests.
+            for problem in &e.problems {
+                error!("{problem}");
+            }
+            Error::Policy(e)
+        })?;
+        info!(
+            "policy {}: {} rules, {} roles; acting for {} (roles: {})",
+            path.display(),
+            policy.rules.len(),
+            policy.roles.len(),
+            state.options.actor,
+            policy.roles_of(&state.options.actor).join(", ")
+        );
+        state.policy = Some(policy);
+    }
     let registries = Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?;
     state.registries = Some(registries);
     if state.options.confirm && state.options.sign {

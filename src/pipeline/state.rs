@@ -2,13 +2,14 @@
 //!
 //! Later phases (Provenance, Sign, Attest) mostly need read access to the edges, their
 //! decisions and what Promote delivered, so all of it lives here instead of in locals.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::copy::{self, Repo};
 use crate::digest::Digest;
 use crate::edges::{Edge, EdgeSet, NameId};
+use crate::policy::{Evidence, Policy};
 use crate::registry::{MediaType, Referrer, Registries, Registry, RepoRoot};
 use crate::sync::Cancel;
 use crate::trust::Signer;
@@ -60,6 +61,9 @@ pub struct Subject {
     /// Copied by this run, as opposed to already there (a retag).
     pub copied: bool,
 }
+
+/// A source image: its repository and digest. What evidence is gathered about.
+pub type SourceImage = (RepoKey, Digest);
 
 /// An image Promote did not leave complete in a destination repository, and why.
 #[derive(Debug, Clone)]
@@ -191,15 +195,24 @@ pub struct RunState {
     pub fresh_destinations: BTreeSet<RepoKey>,
     /// The rollout waves Plan formed (empty when the run is not staged).
     pub waves: Vec<Wave>,
+    /// `--policy`, loaded by Setup.
+    pub policy: Option<Policy>,
+    /// What is known about each source image the plan writes, the policy's evidence:
+    /// Plan fills the image facts it read, Provenance the verified build provenance,
+    /// Validate the staging signature's verdict ([`super::evidence`]).
+    pub evidence: HashMap<SourceImage, Evidence>,
+    /// Edges the policy denied.
+    pub policy_denied: usize,
+    /// Whether the audit log has this run's `run_start` record yet.
+    pub audit_started: bool,
+    /// Records that come before `run_start` in time but after it in the log.
+    pub audit_waiting: Vec<crate::audit::Event>,
     pub promote: PromoteReport,
     /// What each rollout wave did (`None` when the run is not staged).
     pub rollout: Option<RolloutReport>,
     /// The staging signatures Validate read, by source repository and digest, so that
     /// Sign carries them over without reading them again.
     pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
-    /// The build provenance Provenance verified, by source repository and digest: the
-    /// policy engine's `provenance` facts.
-    pub provenance: BTreeMap<(RepoKey, Digest), Facts>,
     /// What Provenance found, source image by source image, for the summary.
     pub provenance_report: Vec<ProvenanceRecord>,
     /// The referrers of each source image Provenance listed, so that Attest carries them
@@ -237,10 +250,14 @@ impl RunState {
             decisions: Vec::new(),
             fresh_destinations: BTreeSet::new(),
             waves: Vec::new(),
+            policy: None,
+            evidence: HashMap::new(),
+            policy_denied: 0,
+            audit_started: false,
+            audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
             rollout: None,
             staging_signatures: BTreeMap::new(),
-            provenance: BTreeMap::new(),
             provenance_report: Vec::new(),
             staging_referrers: BTreeMap::new(),
             signer: None,

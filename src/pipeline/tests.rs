@@ -9,9 +9,12 @@ use super::decide::Decision;
 use super::plan::{Counts, Plan, PlanSink, SinkError};
 use super::state::RunState;
 use super::{Error, Options, Phase, plan, promote, run_phases};
+use crate::audit::memory::MemorySink;
+use crate::audit::{AuditLog, Event, WriteKind};
 use crate::digest::Digest;
 use crate::edges::EdgeSet;
 use crate::manifest::{Manifest, ManifestSource};
+use crate::policy::{Actor, ActorSource};
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::oci_layout::{self, OciLayout};
 use crate::registry::test_image::TestImage;
@@ -29,6 +32,12 @@ pub(super) fn options(confirm: bool) -> Options {
         registry: ClientOptions::default(),
         rollout: Default::default(),
         shard: None,
+        policy: None,
+        actor: Actor {
+            name: "alice".into(),
+            source: ActorSource::Flag,
+        },
+        audit: None,
     }
 }
 
@@ -708,6 +717,101 @@ async fn an_oci_artifact_manifest_is_copied_with_its_blobs() {
     );
 }
 
+/// A policy that lets alice promote anything but the `1.0` tag.
+fn no_1_0_policy() -> crate::policy::Policy {
+    crate::policy::parse(
+        std::path::Path::new("policy.yaml"),
+        "roles:\n  rm: [alice]\nrules:\n- name: rm-promote\n  effect: allow\n  roles: [rm]\n- name: no-1.0\n  effect: deny\n  tags: [\"1.0\"]\n",
+    )
+    .expect("policy")
+}
+
+#[tokio::test]
+async fn a_denied_edge_refuses_the_plan_before_anything_is_written() {
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let dmap = vec![(img.digest(), vec!["1.0", "2.0"])];
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    state.policy = Some(no_1_0_policy());
+    plan::plan_edges(&mut state).await.expect("the plan itself is clean");
+    let err = run_phases(&mut state, &[Phase::Provenance, Phase::Validate, Phase::Promote])
+        .await
+        .unwrap_err();
+    let Error::PolicyDenied { count, first } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*count, 1);
+    assert_eq!(
+        first, "m1/prod/foo:1.0: denied by rule 'no-1.0' (policy.yaml:7)",
+        "the rule that denied it, with its position"
+    );
+    assert_eq!(state.policy_denied, 1);
+    assert_eq!(world.writes(), 0);
+    assert_eq!(world.plans.handed().len(), 1, "the plan is still reported");
+}
+
+#[tokio::test]
+async fn an_audited_run_records_every_write_and_every_verdict() {
+    let world = World::new(&["stage", "m1"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let dmap = vec![(img.digest(), vec!["2.0"]), (img.children[0].digest(), vec![])];
+    let m = manifest("stage/staging", &["m1/prod"], &[("foo", dmap)]);
+    let sink = Arc::new(MemorySink::default());
+    let mut state = world.state(&[m], true);
+    state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+    state.policy = Some(no_1_0_policy());
+    super::record::install(&mut state);
+    plan::plan_edges(&mut state).await.expect("plan");
+    run_phases(&mut state, &[Phase::Provenance, Phase::Validate, Phase::Promote])
+        .await
+        .expect("the policy allows every edge; promote");
+
+    let records = sink.records();
+    let mut audited: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Write(w) => {
+                assert_eq!(w.result, "ok");
+                Some(match w.kind {
+                    WriteKind::Blob => format!("PUT blob {}@{}", w.repository, w.reference),
+                    WriteKind::Tag => format!("PUT manifest {}:{}", w.repository, w.reference),
+                    _ => format!("PUT manifest {}@{}", w.repository, w.reference),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut seen = world.host("m1").writes();
+    audited.sort();
+    seen.sort();
+    assert_eq!(
+        audited, seen,
+        "every write the registry saw is audited once, and nothing else"
+    );
+    assert!(!seen.is_empty());
+
+    let verdicts: Vec<(String, String, Option<String>)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Policy(p) => Some((p.edge.tag.clone(), p.effect.clone(), p.rule.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (String::new(), "allow".into(), Some("rm-promote".into())),
+            ("2.0".into(), "allow".into(), Some("rm-promote".into())),
+        ]
+    );
+    let decisions = records.iter().filter(|r| matches!(r.event, Event::Decision(_))).count();
+    assert_eq!(decisions, 2, "one record per edge to write");
+    assert!(records.iter().all(|r| r.run_id == records[0].run_id));
+}
+
 /// A signer with a fresh key made by ring (not by the code under test).
 pub(super) fn key_signer() -> crate::trust::Signer {
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
@@ -930,6 +1034,9 @@ async fn rollback_deletes_only_what_the_failed_wave_created() {
     let mut state = world.state(&[m], true);
     staged(&mut state, "m2");
     state.options.rollout.rollback_on_failure = true;
+    let sink = Arc::new(MemorySink::default());
+    state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+    super::record::install(&mut state);
     world.host("m2").break_manifest(img.children[0].digest());
     plan::plan_edges(&mut state).await.expect("plan");
     promote::run(&mut state)
@@ -960,9 +1067,55 @@ async fn rollback_deletes_only_what_the_failed_wave_created() {
         .filter(|l| l.starts_with("DELETE"))
         .collect();
     assert_eq!(deletes, [format!("DELETE manifest prod/foo@{}", img.digest())]);
+    let audited: Vec<(String, String)> = sink
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Write(w) if w.kind == WriteKind::ManifestDeletion => Some((w.repository, w.reference)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        audited,
+        [("prod/foo".to_string(), img.digest().to_string())],
+        "every deletion is audited"
+    );
     assert_eq!(
         world.host("m1").writes(),
         Vec::<String>::new(),
         "the second wave never started"
+    );
+}
+
+#[tokio::test]
+async fn signing_writes_are_audited_as_signatures() {
+    let world = World::new(&["stage", "m1"]);
+    let img = TestImage::single("amd64", &[b"one layer"]);
+    world.host("stage").seed("staging/foo", &img, &[]);
+    let m = foo_1_0(&["m1/prod"], img.digest());
+    let sink = Arc::new(MemorySink::default());
+    let mut state = signing_state(&world, &[m]);
+    state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+    super::record::install(&mut state);
+    plan_and_promote(&mut state).await;
+    run_phases(&mut state, &[Phase::Sign]).await.expect("sign");
+
+    let kinds: Vec<WriteKind> = sink
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Write(w) => Some(w.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == WriteKind::Signature).count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.len(),
+        world.host("m1").writes().len(),
+        "the Sign phase's writes go through the audited backends too"
     );
 }

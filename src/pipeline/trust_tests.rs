@@ -339,7 +339,10 @@ async fn provenance_verifies_ignores_or_refuses_once_per_source_digest() {
         .collect();
     let outcome = |image: &TestImage| outcomes[&image.digest()].clone();
     assert_eq!(outcome(valid).0, Outcome::Verified);
-    let facts = &state.provenance[&(state.provenance.keys().next().unwrap().0, valid.digest())];
+    let verified: Vec<_> = state.evidence.iter().filter(|(_, e)| e.provenance.verified).collect();
+    assert_eq!(verified.len(), 1, "only verified provenance is recorded");
+    assert_eq!(verified[0].0.1, valid.digest());
+    let facts = &verified[0].1.provenance;
     assert_eq!(
         (
             facts.builder_id.as_str(),
@@ -348,7 +351,6 @@ async fn provenance_verifies_ignores_or_refuses_once_per_source_digest() {
         ),
         (builder_id, "https://github.com/kubernetes/foo", SLSA_PROVENANCE_V1)
     );
-    assert_eq!(state.provenance.len(), 1, "only verified provenance is recorded");
     let (o, why) = outcome(other_type);
     assert_eq!(o, Outcome::Ignored);
     assert!(why.contains("predicate type https://spdx.dev/Document"), "{why}");

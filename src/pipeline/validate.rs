@@ -1,5 +1,8 @@
 //! Phase 4, Validate: check the staging images' signatures, once per source digest
-//! whatever the number of tags and mirrors; then stop here unless `--confirm`.
+//! whatever the number of tags and mirrors; then ask the policy (`--policy`,
+//! [`super::authorize`]) about every edge to write, now that Provenance and the signature
+//! checks have gathered its evidence; then stop here unless `--confirm`. Nothing has been
+//! written yet, so a denied edge leaves the registries untouched.
 //!
 //! A staging image without a `.sig` passes (as in Go), unless
 //! `--require-staging-signature`. One with a signature that does not verify (tampered,
@@ -12,11 +15,12 @@ use futures_util::{StreamExt, stream};
 use tracing::{info, warn};
 
 use crate::digest::Digest;
+use crate::policy::StagingSignature;
 use crate::trust::cosign::Signatures;
 use crate::trust::verify::{LazyPolicy, Verdict, attached_signatures, verify_signatures};
 
-use super::state::{RepoKey, RunState};
-use super::{Error, Flow};
+use super::state::{RepoKey, RunState, SourceImage};
+use super::{Error, Flow, authorize, evidence};
 
 pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let sources: BTreeSet<(RepoKey, Digest)> = state
@@ -25,8 +29,13 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         .map(|(e, _)| (RepoKey::source_of(e), e.digest))
         .collect();
     if !sources.is_empty() {
-        state.staging_signatures = check_staging_signatures(state, sources).await?;
+        let (signatures, evidence) = check_staging_signatures(state, sources).await?;
+        state.staging_signatures = signatures;
+        for (source, staging_signature) in evidence {
+            state.evidence.entry(source).or_default().staging_signature = staging_signature;
+        }
     }
+    authorize::enforce(state)?;
     if !state.options.confirm {
         return Ok(Flow::Stop(
             "dry run complete, exiting before promotion (pass --confirm to promote)",
@@ -38,11 +47,12 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
 /// One source image, its reference for messages, its signatures and their verdict.
 type Checked = ((RepoKey, Digest), String, Signatures, Verdict);
 
-/// Checks every source image's signatures; returns them for Sign to carry over.
-async fn check_staging_signatures(
-    state: &RunState,
-    sources: BTreeSet<(RepoKey, Digest)>,
-) -> Result<BTreeMap<(RepoKey, Digest), Signatures>, Error> {
+/// The signatures read, for Sign to carry over, and what each source image's amount to
+/// as the policy's `staging_signature` evidence.
+type Findings = (BTreeMap<SourceImage, Signatures>, Vec<(SourceImage, StagingSignature)>);
+
+/// Checks every source image's signatures.
+async fn check_staging_signatures(state: &RunState, sources: BTreeSet<SourceImage>) -> Result<Findings, Error> {
     let staging = &state.options.trust.staging;
     // Built once a staging signature turns up: most staging images are unsigned.
     let policy = LazyPolicy::new(
@@ -82,8 +92,10 @@ async fn check_staging_signatures(
     let mut refused: Vec<String> = Vec::new();
     let (mut signed, mut unsigned) = (0, 0);
     let mut read = BTreeMap::new();
+    let mut evidence = Vec::with_capacity(checked.len());
     for result in checked {
         let (source, reference, signatures, verdict) = result?;
+        evidence.push((source, evidence::staging_signature(&verdict)));
         if !signatures.layers.is_empty() {
             read.insert(source, signatures);
         }
@@ -122,6 +134,6 @@ async fn check_staging_signatures(
             count: refused.len(),
             first: first.clone(),
         }),
-        None => Ok(read),
+        None => Ok((read, evidence)),
     }
 }

@@ -164,6 +164,17 @@ pub fn verify_layer(
     image: &Digest,
     policy: &Policy,
 ) -> Result<Payload, Rejection> {
+    verify_layer_by(payload, annotations, image, policy).map(|(payload, _)| payload)
+}
+
+/// [`verify_layer`], also saying who signed: the certificate's identity for a keyless
+/// signature, `None` for one made with a key (a key has no name to report).
+fn verify_layer_by(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    image: &Digest,
+    policy: &Policy,
+) -> Result<(Payload, Option<String>), Rejection> {
     let invalid = Rejection::Invalid;
     let signature = annotations
         .get(SIGNATURE_ANNOTATION)
@@ -171,10 +182,12 @@ pub fn verify_layer(
     let signature = STANDARD
         .decode(signature)
         .map_err(|e| invalid(format!("signature is not base64: {e}")))?;
-    match policy {
-        Policy::Key(key) => key
-            .verify(payload, &SignatureBytes::new(signature))
-            .map_err(|_| invalid("signature does not verify with the given key".to_string()))?,
+    let signer = match policy {
+        Policy::Key(key) => {
+            key.verify(payload, &SignatureBytes::new(signature))
+                .map_err(|_| invalid("signature does not verify with the given key".to_string()))?;
+            None
+        }
         Policy::Keyless { identity, verifier } => {
             let bundle = legacy_bundle(message_signature(payload, &signature), annotations).map_err(invalid)?;
             let verified = verifier
@@ -188,14 +201,15 @@ pub fn verify_layer(
                     identity.identity, identity.issuer
                 )));
             }
+            Some(subject)
         }
-    }
+    };
     let parsed = Payload::parse(payload).map_err(invalid)?;
     let signed = &parsed.critical.image.docker_manifest_digest;
     if *signed != image.to_string() {
         return Err(invalid(format!("the signature is for {signed}, not for {image}")));
     }
-    Ok(parsed)
+    Ok((parsed, signer))
 }
 
 /// What the signatures attached to one image amount to under a policy.
@@ -203,6 +217,9 @@ pub fn verify_layer(
 pub struct Verdict {
     /// The names valid signatures vouch for (`critical.identity.docker-reference`).
     pub valid: Vec<String>,
+    /// Who made the valid keyless signatures (certificate identities), for the policy
+    /// engine's `staging_signature.identity`; key signatures name nobody.
+    pub signers: Vec<String>,
     /// Sound signatures by someone else.
     pub foreign: Vec<String>,
     /// Signatures that do not verify: tampering, or garbage.
@@ -238,12 +255,15 @@ pub async fn verify_signatures(
     for layer in &signatures.layers {
         let at = reference(&repo.display, &layer.digest);
         let checked = match read_payload(repo, &layer.digest).await {
-            Ok(payload) => verify_layer(&payload, &layer.annotations, image, policy),
+            Ok(payload) => verify_layer_by(&payload, &layer.annotations, image, policy),
             Err(Error::Registry(e)) => return Err(Error::Registry(e)),
             Err(e) => Err(Rejection::Invalid(e.to_string())),
         };
         match checked {
-            Ok(payload) => verdict.valid.push(payload.critical.identity.docker_reference),
+            Ok((payload, signer)) => {
+                verdict.valid.push(payload.critical.identity.docker_reference);
+                verdict.signers.extend(signer);
+            }
             Err(Rejection::Foreign(why)) => verdict.foreign.push(format!("{at}: {why}")),
             Err(Rejection::Invalid(why)) => verdict.invalid.push(format!("{at}: {why}")),
         }

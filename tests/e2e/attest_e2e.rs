@@ -57,8 +57,9 @@ fn statement_of(bundle: &[u8]) -> Value {
     serde_json::from_slice(&payload).expect("Statement JSON")
 }
 
-/// An SLSA v1 provenance Statement about `digest` by `builder_id`.
-fn provenance(digest: &str, predicate_type: &str, builder_id: &str) -> Vec<u8> {
+/// An SLSA v1 provenance Statement about `digest` by `builder_id` (also used by the policy
+/// tests, whose conditions read these facts).
+pub(crate) fn provenance(digest: &str, predicate_type: &str, builder_id: &str) -> Vec<u8> {
     let predicate = json!({
         "buildDefinition": {
             "buildType": "https://builder.example/build@v1",

@@ -238,6 +238,7 @@ async fn a_tls_registry_with_a_plain_http_realm_gets_no_credentials() {
     let registry = TestRegistry::start(RegistryOptions {
         auth: Auth::Token,
         tls: true,
+        ..RegistryOptions::default()
     });
     let server = registry.token_server().expect("token server");
     assert!(server.realm().starts_with("http://127.0.0.1:"), "{}", server.realm());

@@ -15,6 +15,9 @@ mod support;
 mod attest_e2e;
 // The attestation benchmark, ignored here: scripts/bench-attest.sh runs it in release mode.
 mod attest_bench;
+// Policy and audit: allowed and denied runs, `policy check` against `cip`, the audit log
+// against the mirrors' access logs, kill -9, no secrets.
+mod governance;
 // Registries that misbehave on purpose: endless listings, huge referrers lists, foreign realms.
 mod hostile_registry;
 // Names: what `manifest validate` accepts, a dry run against real distribution accepts.

@@ -50,8 +50,13 @@ fn manifest(src: &str, dst: &str, images: &[String]) -> String {
 
 #[test]
 fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
-    let staging = TestRegistry::start(RegistryOptions::plain());
-    let mirror = TestRegistry::start(RegistryOptions::plain());
+    // Generated names reach the 255-character limit: see `RegistryOptions::long_names`.
+    let long_names = RegistryOptions {
+        long_names: true,
+        ..RegistryOptions::plain()
+    };
+    let staging = TestRegistry::start(long_names);
+    let mirror = TestRegistry::start(long_names);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,6 +78,10 @@ fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
         },
         rollout: Default::default(),
         shard: None,
+        policy: None,
+        // Nobody named: no policy asks, nothing is audited.
+        actor: kpromo::policy::Actor::resolve(None, |_| None),
+        audit: None,
     };
     let accepted = std::cell::Cell::new(0);
     let config = ProptestConfig {

@@ -35,6 +35,8 @@ mod manifest_names;
 mod manifest_realdata;
 // Strict YAML and every validation rule: clear problems with positions, never a panic.
 mod manifest_rules;
+// `kpromo policy check` and `kpromo policy test`: exit codes, reports, positions.
+mod policy_cli;
 // Many concurrent writers into one layout repository.
 mod oci_layout_concurrency;
 // Generator and guard of the demo's committed staging layouts and images.yaml.

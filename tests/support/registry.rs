@@ -31,6 +31,12 @@ pub struct RegistryOptions {
     pub auth: Auth,
     /// Serve HTTPS with a certificate from a throw-away CA ([`TestRegistry::ca_cert`]).
     pub tls: bool,
+    /// Accept repository paths up to the spec's 255 characters. Distribution's in-memory
+    /// blob-descriptor cache (on by default, as in Debian's packaged config) parses names
+    /// as Docker Hub references, `docker.io/` prepended, and answers 500 ("repository name
+    /// must not be more than 255 characters") for paths past 245; without it the full
+    /// length works.
+    pub long_names: bool,
 }
 
 impl RegistryOptions {
@@ -40,19 +46,19 @@ impl RegistryOptions {
     pub fn basic() -> Self {
         Self {
             auth: Auth::Basic,
-            tls: false,
+            ..Self::default()
         }
     }
     pub fn token() -> Self {
         Self {
             auth: Auth::Token,
-            tls: false,
+            ..Self::default()
         }
     }
     pub fn tls() -> Self {
         Self {
-            auth: Auth::None,
             tls: true,
+            ..Self::default()
         }
     }
 }
@@ -185,11 +191,16 @@ impl TestRegistry {
                 self.token_server.as_ref().expect("token server for token auth").realm()
             ),
         };
+        let cache = if self.options.long_names {
+            ""
+        } else {
+            "cache:\n    blobdescriptor: inmemory\n  "
+        };
         format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {dir}/data\n  delete:\n    enabled: true\n  \
-             cache:\n    blobdescriptor: inmemory\n  maintenance:\n    uploadpurging:\n      enabled: false\n  \
+             {cache}maintenance:\n    uploadpurging:\n      enabled: false\n  \
              redirect:\n    disable: true\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: kpromo-test-secret\n{tls}\
              {auth}\
