@@ -120,6 +120,14 @@ impl Registry for Audited {
         self.record(write, started, result)
     }
 
+    /// A deletion that found nothing to delete is recorded too: it was asked for.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let write = self.write(WriteKind::ManifestDeletion, repo, digest.to_string(), digest, 0);
+        let started = Instant::now();
+        let result = self.inner.delete_manifest(repo, digest).await;
+        self.record(write, started, result)
+    }
+
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
         self.inner.blob_size(repo, digest).await
     }

@@ -97,6 +97,9 @@ pub enum WriteKind {
     Tag,
     Signature,
     Attestation,
+    /// A manifest deleted by digest (`--rollback-on-failure`: only manifests the run itself
+    /// created), which removes the tags on it.
+    ManifestDeletion,
 }
 
 /// One registry write, acknowledged or refused.

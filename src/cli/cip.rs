@@ -11,8 +11,9 @@ use super::exit::Failure;
 use super::plan::PlanPrinter;
 use super::registry_config::{self, RegistryConfig};
 use crate::audit::{AuditLog, Event, JsonLines, RunEnd, Totals};
+use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
-use crate::pipeline;
+use crate::pipeline::{self, RolloutOptions, rollout};
 use crate::policy::Actor;
 use crate::registry::remote::Quota;
 use crate::registry::{ClientOptions, ReadLimits};
@@ -90,6 +91,75 @@ pub struct CipArgs {
         help_heading = "Promotion"
     )]
     pub vuln_severity_threshold: i64,
+
+    // ---- Rollout (kpromo additions) ----
+    /// Promote to this destination registry first (a registry name as in the manifests,
+    /// or a prefix of one such as its host), read it back, and go on to the other
+    /// destinations only if it is sound. Repeatable. [kpromo addition]
+    #[arg(long, value_name = "NAME", help_heading = "Rollout")]
+    pub canary: Vec<String>,
+
+    /// Promote in N waves: the canaries (if any) first, the other destinations split
+    /// evenly over the remaining waves; each wave is read back before the next starts.
+    /// Default with --canary: 2. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = "Rollout"
+    )]
+    pub rollout_waves: Option<usize>,
+
+    /// Fraction (0 to 1) of the blobs a wave wrote that its read-back downloads in full
+    /// and digest-checks; the others are HEADed. Chosen by digest. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = rollout::DEFAULT_VERIFY_SAMPLE,
+        value_parser = parse_fraction,
+        help_heading = "Rollout"
+    )]
+    pub verify_sample: f64,
+
+    /// A wave whose failed requests (5xx, 429, no answer) exceed this share of its
+    /// requests stops the rollout: a fraction (0.05) or a percentage (5%).
+    /// [kpromo addition]
+    #[arg(long, value_name = "RATE", default_value = "5%", value_parser = parse_rate, help_heading = "Rollout")]
+    pub max_error_rate: f64,
+
+    /// When a wave fails, delete the manifests this run created in that wave's
+    /// destinations (never anything that existed before the run). Needs --canary or
+    /// --rollout-waves. [kpromo addition]
+    #[arg(long, help_heading = "Rollout", value_name = "BOOL")]
+    pub rollback_on_failure: bool,
+
+    /// Testing hook: after writing each wave, create FILE and wait until it is removed
+    /// before reading the wave back. [kpromo addition]
+    #[arg(long, value_name = "FILE", hide = true, help_heading = "Rollout")]
+    pub pause_before_verify: Option<PathBuf>,
+
+    // ---- Sharding (kpromo additions) ----
+    /// Promote only shard INDEX of COUNT (0/3, 1/3, 2/3): COUNT processes, each with its
+    /// own INDEX, together do the whole promotion. Every shard reads and checks the
+    /// whole plan first, so all refuse the same bad input. [kpromo addition]
+    #[arg(
+        long,
+        value_name = "INDEX/COUNT",
+        value_parser = |s: &str| Shard::parse(s).map_err(|e| e.to_string()),
+        conflicts_with = "shards",
+        help_heading = "Sharding"
+    )]
+    pub shard: Option<Shard>,
+
+    /// Split the promotion into N shards and promote the one JOB_COMPLETION_INDEX names
+    /// (set by a Kubernetes Indexed Job, docs/kubernetes.md). [kpromo addition]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Sharding"
+    )]
+    pub shards: Option<u32>,
 
     // ---- Snapshots ----
     /// Snapshot mode: walk this registry (any OCI registry, or oci:PATH) and print its
@@ -489,6 +559,69 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The environment variable a Kubernetes Indexed Job sets to each pod's index.
+const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+
+/// This process's shard: `--shard`, or `--shards` with the index from
+/// `JOB_COMPLETION_INDEX`. `--shard` with a different `JOB_COMPLETION_INDEX` is refused:
+/// one of the two is a mistake, and guessing which could promote a shard twice.
+fn resolve_shard(shard: Option<Shard>, shards: Option<u32>, job_index: Option<&str>) -> Result<Option<Shard>, Failure> {
+    let job_index = job_index
+        .map(|text| {
+            text.trim().parse::<u32>().map_err(|_| {
+                Failure::Usage(format!(
+                    "{JOB_COMPLETION_INDEX}={text:?} is not a shard index (a number from 0)"
+                ))
+            })
+        })
+        .transpose();
+    match (shard, shards) {
+        (Some(shard), _) => match job_index {
+            Ok(Some(index)) if index != shard.index => Err(Failure::Usage(format!(
+                "--shard {shard} conflicts with {JOB_COMPLETION_INDEX}={index}: give --shards {} to take the index \
+                 from the environment, or unset {JOB_COMPLETION_INDEX}",
+                shard.count
+            ))),
+            Err(unreadable) => Err(unreadable),
+            Ok(_) => Ok(Some(shard)),
+        },
+        (None, Some(count)) => {
+            let index = job_index?.ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--shards {count} takes this process's shard from {JOB_COMPLETION_INDEX} (set by a Kubernetes \
+                     Indexed Job), which is not set; give --shard INDEX/{count} instead"
+                ))
+            })?;
+            Shard::new(index, count)
+                .map(Some)
+                .map_err(|e| Failure::Usage(format!("{JOB_COMPLETION_INDEX}={index} with --shards {count}: {e}")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A fraction from 0 to 1 (`--verify-sample`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction from 0 to 1")),
+    }
+}
+
+/// A share of requests: a fraction (`0.05`) or a percentage (`5%`), from 0 to 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate = match s.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.trim().parse::<f64>(),
+    };
+    match rate {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate: give a fraction from 0 to 1 (0.05) or a percentage (5%)"
+        )),
+    }
+}
+
 /// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
 fn go_bool(s: &str) -> Result<bool, String> {
     match s {
@@ -599,7 +732,32 @@ impl CipArgs {
             actor: Actor::resolve(set(&self.actor), |name| std::env::var(name).ok()),
             // Opened by `run`, so that building options never creates files.
             audit: None,
+            rollout: self.rollout_options()?,
+            shard: resolve_shard(
+                self.shard,
+                self.shards,
+                std::env::var(JOB_COMPLETION_INDEX).ok().as_deref(),
+            )?,
         })
+    }
+
+    /// The rollout settings; `--rollback-on-failure` needs waves to roll back.
+    fn rollout_options(&self) -> Result<RolloutOptions, Failure> {
+        let canaries: Vec<String> = self.canary.iter().filter(|c| !c.is_empty()).cloned().collect();
+        let options = RolloutOptions {
+            canaries,
+            waves: self.rollout_waves,
+            verify_sample: self.verify_sample,
+            max_error_rate: self.max_error_rate,
+            rollback_on_failure: self.rollback_on_failure,
+            pause_before_verify: set_path(&self.pause_before_verify).cloned(),
+        };
+        if options.rollback_on_failure && !options.staged() {
+            return Err(Failure::Usage(
+                "--rollback-on-failure needs a staged rollout: give --canary NAME or --rollout-waves N".into(),
+            ));
+        }
+        Ok(options)
     }
 
     /// `--audit-log`, opened for appending now: a log that cannot be written stops the
@@ -966,6 +1124,49 @@ mod tests {
         assert_eq!(request.tag, None, "an empty tag is unset");
         assert!(request.minimal);
         assert!(matches!(request.source, snapshot::Source::Manifests { .. }));
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_or_from_the_indexed_job() {
+        let three = |i| Some(Shard { index: i, count: 3 });
+        assert_eq!(resolve_shard(None, None, Some("1")).unwrap(), None, "no sharding asked");
+        assert_eq!(resolve_shard(three(1), None, None).unwrap(), three(1));
+        assert_eq!(
+            resolve_shard(three(1), None, Some("1")).unwrap(),
+            three(1),
+            "they agree"
+        );
+        assert_eq!(resolve_shard(None, Some(3), Some("2")).unwrap(), three(2));
+        let refused = |shard, shards, env| match resolve_shard(shard, shards, env) {
+            Err(Failure::Usage(message)) => message,
+            other => panic!("{shard:?} {shards:?} {env:?}: {other:?}"),
+        };
+        assert!(refused(three(1), None, Some("2")).contains("--shard 1/3 conflicts with JOB_COMPLETION_INDEX=2"));
+        assert!(refused(three(1), None, Some("x")).contains("JOB_COMPLETION_INDEX=\"x\" is not a shard index"));
+        assert!(refused(None, Some(3), None).contains("which is not set"));
+        assert!(refused(None, Some(3), Some("3")).contains("there is no shard 3 of 3"));
+        assert!(refused(None, Some(3), Some("-1")).contains("not a shard index"));
+    }
+
+    #[test]
+    fn rollback_needs_a_staged_rollout() {
+        let refused = parse(&["--manifest=m.yaml", "--rollback-on-failure"]).pipeline_options();
+        assert!(matches!(refused, Err(Failure::Usage(m)) if m.contains("--rollback-on-failure needs")));
+        let options = parse(&[
+            "--manifest=m.yaml",
+            "--rollback-on-failure",
+            "--canary=eu",
+            "--canary=asia",
+            "--max-error-rate=2.5%",
+            "--verify-sample=0.5",
+        ])
+        .pipeline_options()
+        .unwrap();
+        assert_eq!(options.rollout.canaries, ["eu", "asia"]);
+        assert_eq!(options.rollout.max_error_rate, 0.025);
+        assert_eq!(options.rollout.verify_sample, 0.5);
+        assert_eq!(parse_rate("0.1"), Ok(0.1));
+        assert!(parse_rate("150%").is_err() && parse_fraction("1.5").is_err() && parse_fraction("x").is_err());
     }
 
     #[test]

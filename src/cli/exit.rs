@@ -77,7 +77,8 @@ impl Failure {
                 | P::Overlaps(_)
                 | P::RegistryName { .. }
                 | P::NoSigner(_)
-                | P::Policy(_) => Usage,
+                | P::Policy(_)
+                | P::Waves(_) => Usage,
                 P::PolicyDenied { .. } => Denied,
                 P::Read { .. }
                 | P::Unopened(_)
@@ -91,7 +92,8 @@ impl Failure {
                 | P::StagingSignatures { .. }
                 | P::Provenance { .. }
                 | P::Unsigned { .. }
-                | P::Unattested { .. } => Promotion,
+                | P::Unattested { .. }
+                | P::RolloutStopped(_) => Promotion,
             },
             Failure::Snapshot(e) => match **e {
                 S::Manifests(_) | S::Overlaps(_) | S::RegistryName { .. } => Usage,

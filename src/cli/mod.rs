@@ -9,6 +9,7 @@ mod plan;
 mod policy;
 mod registry_config;
 mod removed;
+mod summary;
 mod verify;
 
 use std::io::Write as _;
@@ -66,6 +67,9 @@ pub enum Command {
     /// valid signature, 1 otherwise, 2 on usage errors.
     Verify(Box<verify::VerifyArgs>),
 
+    /// Work with `--summary-json` files (`merge`: add up the summaries of every shard).
+    #[command(subcommand)]
+    Summary(summary::SummaryCommand),
     /// Check manifests against a policy offline, or run a policy's table tests.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -133,6 +137,7 @@ fn run(cmd: &Command) -> Result<ExitKind, Failure> {
     match cmd {
         Command::Cip(args) => cip::run(args).map(|()| ExitKind::Success),
         Command::Verify(args) => verify::run(args),
+        Command::Summary(command) => summary::run(command).map(|()| ExitKind::Success),
         Command::Manifest(ManifestCommand::Validate { path }) => {
             let report = crate::check::check_path(path);
             print(&format!("{report}\n"))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::pipeline::{Decision, Plan, PlanSink, SinkError};
+use crate::pipeline::{Decision, Plan, PlanSink, SinkError, Wave};
 
 /// Receives the plan from the pipeline as soon as it is decided (before promotion
 /// starts, so a long promotion shows its plan first).
@@ -44,6 +44,7 @@ fn print_plan(plan: &Plan<'_>, out: &mut impl Write) -> std::io::Result<()> {
         c.lost,
         c.tag_moves
     )?;
+    print_waves(plan, out)?;
     for (edge, decision) in plan.decided() {
         let src = edges.src_reference(edge);
         let dst = edges.destination(edge);
@@ -65,6 +66,41 @@ fn print_plan(plan: &Plan<'_>, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `rollout: N waves` and one line per wave, canaries marked.
+fn print_waves(plan: &Plan<'_>, out: &mut impl Write) -> std::io::Result<()> {
+    if plan.waves.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "rollout: {} waves, each read back before the next",
+        plan.waves.len()
+    )?;
+    for (i, wave) in plan.waves.iter().enumerate() {
+        writeln!(
+            out,
+            "  wave {}{}: {}",
+            i + 1,
+            if wave.canary { " (canary)" } else { "" },
+            wave_names(plan, wave).join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn wave_names(plan: &Plan<'_>, wave: &Wave) -> Vec<String> {
+    wave.registries
+        .iter()
+        .map(|r| plan.edges.name(*r).to_string())
+        .collect()
+}
+
+#[derive(Serialize)]
+struct PlanWave {
+    registries: Vec<String>,
+    canary: bool,
+}
+
 #[derive(Serialize)]
 struct PlanEdge<'a> {
     source: String,
@@ -82,6 +118,18 @@ fn write_plan_json(plan: &Plan<'_>, path: &std::path::Path) -> std::io::Result<(
     let mut w = BufWriter::new(File::create(path)?);
     write!(w, "{{\"manifests\":{},\"counts\":", plan.manifests)?;
     serde_json::to_writer(&mut w, &plan.counts)?;
+    if !plan.waves.is_empty() {
+        let waves: Vec<PlanWave> = plan
+            .waves
+            .iter()
+            .map(|wave| PlanWave {
+                registries: wave_names(plan, wave),
+                canary: wave.canary,
+            })
+            .collect();
+        write!(w, ",\"waves\":")?;
+        serde_json::to_writer(&mut w, &waves)?;
+    }
     write!(w, ",\"edges\":[")?;
     let edges = plan.edges;
     for (i, (edge, decision)) in plan.decided().enumerate() {

@@ -28,6 +28,28 @@ pub struct Counters {
     pub bytes_uploaded: u64,
 }
 
+impl Counters {
+    /// Adds another run's counters (a rollout runs the engine once per wave).
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            manifests_pushed,
+            tags_pushed,
+            blobs_uploaded,
+            blobs_mounted,
+            blobs_present,
+            source_bytes_read,
+            bytes_uploaded,
+        } = other;
+        self.manifests_pushed += manifests_pushed;
+        self.tags_pushed += tags_pushed;
+        self.blobs_uploaded += blobs_uploaded;
+        self.blobs_mounted += blobs_mounted;
+        self.blobs_present += blobs_present;
+        self.source_bytes_read += source_bytes_read;
+        self.bytes_uploaded += bytes_uploaded;
+    }
+}
+
 /// A source image now complete in a destination repository: its manifest graph, every
 /// blob, and the tags asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

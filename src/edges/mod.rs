@@ -19,6 +19,7 @@ use intern::Interner;
 
 mod intern;
 pub mod report;
+pub mod shard;
 
 /// Index into [`EdgeSet`]'s name table.
 pub type NameId = u32;
@@ -288,6 +289,13 @@ impl EdgeSet {
 
     pub fn edges(&self) -> &[Edge] {
         &self.edges
+    }
+
+    /// Keeps the edges whose flag in `keep` (index-aligned with [`EdgeSet::edges`]) is
+    /// set, in order; names, overlaps and redundancies stay as found on the whole set.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut flags = keep.iter();
+        self.edges.retain(|_| flags.next().copied().unwrap_or(false));
     }
 
     pub fn len(&self) -> usize {

@@ -84,6 +84,14 @@ pub enum Error {
         "promoted but unsigned: {count} images could not be signed (rerun to sign; nothing will be copied again); first: {first}"
     )]
     Unsigned { count: usize, first: String },
+    /// The rollout waves cannot be formed (a `--canary` that names no destination);
+    /// nothing was written.
+    #[error("{0}; nothing was promoted")]
+    Waves(#[from] super::rollout::WaveError),
+    /// A wave's health gate closed: copies failed, the read-back found problems or too
+    /// many requests failed. The remaining waves were not started.
+    #[error("{0}")]
+    RolloutStopped(Box<super::rollout::Stopped>),
     /// Promoted and signed, but some images are not attested, or their staging referrers
     /// were not all carried.
     #[error(

@@ -14,6 +14,7 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::audit::AuditLog;
+use crate::edges::shard::Shard;
 use crate::manifest::{DiffFilter, ManifestSource};
 use crate::policy::Actor;
 use crate::registry::ClientOptions;
@@ -28,13 +29,17 @@ mod inventory;
 mod plan;
 mod promote;
 mod provenance;
+mod readback;
 mod record;
 mod report;
+mod rollback;
+pub mod rollout;
 mod setup;
 mod sign;
 mod state;
 mod trust_jobs;
 mod validate;
+mod waves;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +49,9 @@ mod trust_tests;
 pub use decide::Decision;
 pub use error::Error;
 pub use plan::{Counts, Plan, PlanSink, SinkError};
-pub use report::RunReport;
+pub use readback::Problem as ReadbackProblem;
+pub use report::{RollbackReport, RolloutReport, RunReport, WaveReport};
+pub use rollout::{RolloutOptions, Wave, WaveError};
 pub use state::{AttestReport, Attested, ProvenanceRecord, SignReport, Signed, Subject};
 
 use state::RunState;
@@ -64,6 +71,11 @@ pub struct Options {
     pub sign: bool,
     pub trust: TrustOptions,
     pub registry: ClientOptions,
+    /// Canary waves, read-back and rollback; the default writes every destination at once.
+    pub rollout: RolloutOptions,
+    /// Promote only this shard of the edges (`edges::shard`), after the whole plan was
+    /// checked.
+    pub shard: Option<Shard>,
     /// A policy file deciding who may promote what (`None`: whoever can push may).
     pub policy: Option<PathBuf>,
     /// Who this run acts for, as the policy and the audit log see it.

@@ -10,12 +10,14 @@ use serde::Serialize;
 use tracing::{debug, error, info};
 
 use crate::edges::report::overlap_problems;
+use crate::edges::shard::{Shard, partition};
 use crate::edges::{Edge, EdgeSet, NameId};
 use crate::manifest::load;
 
 use super::decide::Decision;
 use super::inventory::{affected_repos, decide_edges};
 use super::record;
+use super::rollout::{Wave, waves};
 use super::state::RunState;
 use super::{Error, Flow};
 
@@ -36,6 +38,8 @@ pub struct Plan<'a> {
     /// Index-aligned with `edges.edges()`.
     pub decisions: &'a [Decision],
     pub counts: Counts,
+    /// The rollout waves, in order (empty when the run is not staged).
+    pub waves: &'a [Wave],
 }
 
 impl<'a> Plan<'a> {
@@ -111,6 +115,8 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
         }
         return Err(Error::Overlaps(overlaps));
     }
+    // Before any registry is read: a --canary that names no destination is bad input.
+    state.waves = waves(&state.edges, &state.options.rollout)?;
     open_roots(state)?;
     record::install(state);
     info!(
@@ -154,22 +160,45 @@ fn open_roots(state: &mut RunState) -> Result<(), Error> {
 pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
     decide_edges(state).await?;
     log_findings(state);
+    // Refusals are decided on the whole plan, so every shard refuses the same input.
+    let whole = Counts::of(&state.decisions);
+    let refused = whole.tag_moves > 0 || (whole.lost > 0 && state.options.fail_on_lost);
+    if let Some(shard) = state.options.shard
+        && !refused
+    {
+        keep_shard(state, shard);
+    }
     record::decisions(state)?;
-    let counts = Counts::of(&state.decisions);
     let plan = Plan {
         manifests: state.manifests,
         edges: &state.edges,
         decisions: &state.decisions,
-        counts,
+        counts: Counts::of(&state.decisions),
+        waves: &state.waves,
     };
     state.sink.plan(&plan).map_err(Error::Report)?;
-    if counts.tag_moves > 0 {
-        return Err(Error::TagMoves(counts.tag_moves));
+    if whole.tag_moves > 0 {
+        return Err(Error::TagMoves(whole.tag_moves));
     }
-    if counts.lost > 0 && state.options.fail_on_lost {
-        return Err(Error::Lost(counts.lost));
+    if whole.lost > 0 && state.options.fail_on_lost {
+        return Err(Error::Lost(whole.lost));
     }
     Ok(())
+}
+
+/// Drops the edges (and their decisions) of the other shards: from here on the run
+/// plans, promotes, signs and reports only its own.
+fn keep_shard(state: &mut RunState, shard: Shard) {
+    let shards = partition(&state.edges, shard.count);
+    let keep: Vec<bool> = shards.iter().map(|s| *s == shard.index).collect();
+    let mut flags = keep.iter();
+    state.decisions.retain(|_| flags.next().copied().unwrap_or(false));
+    state.edges.retain(&keep);
+    info!(
+        "shard {shard}: {} of {} edges are this shard's",
+        state.edges.len(),
+        keep.len()
+    );
 }
 
 /// Logs what the plan found wrong, in Go's words where Go has them, so log scrapers

@@ -21,6 +21,9 @@ pub struct RunReport {
     /// `ok`, or the error that ended the run.
     pub outcome: String,
     pub dry_run: bool,
+    /// `INDEX/COUNT` when the run promoted one shard (`kpromo summary merge` adds them up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub manifests: usize,
     pub edges: usize,
     /// Edge decisions.
@@ -33,6 +36,9 @@ pub struct RunReport {
     pub provenance: ProvenanceSummary,
     /// What the Sign phase did, image by image.
     pub signatures: SignReport,
+    /// Canary waves, their read-back and any rollback; absent when the run is not staged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutReport>,
     /// What the Attest phase did, image by image.
     pub attestations: AttestSummary,
     /// Every image not promoted, with whether a rerun helps (`class`).
@@ -45,6 +51,56 @@ pub struct RunReport {
     /// Registry requests each phase sent, all registries together.
     pub phase_requests: Vec<PhaseRequests>,
     pub total_ms: u128,
+}
+
+/// What a staged run did, wave by wave.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RolloutReport {
+    /// The waves that ran, in order.
+    pub waves: Vec<WaveReport>,
+    /// Why the rollout stopped early (`None` when every wave passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Destination registries no wave wrote because the rollout stopped.
+    pub untouched: Vec<String>,
+    /// What `--rollback-on-failure` deleted and left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackReport>,
+}
+
+/// One wave: where it wrote, what the health gate saw, what the read-back found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WaveReport {
+    pub registries: Vec<String>,
+    pub canary: bool,
+    /// Requests the wave sent to its destination registries, and how many failed.
+    pub requests: u64,
+    pub failed_requests: u64,
+    /// Images delivered by the wave and read back.
+    pub images: usize,
+    pub manifests_verified: usize,
+    pub blobs_headed: usize,
+    /// Blobs read in full (`--verify-sample`).
+    pub blobs_read: usize,
+    /// Every read-back problem, `where: what`.
+    pub problems: Vec<String>,
+    /// Wall time of the wave's copy, and of its read-back.
+    pub copy_ms: u128,
+    pub readback_ms: u128,
+    /// `passed`, or why the gate closed.
+    pub verdict: String,
+}
+
+/// What a rollback did on the wave that failed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollbackReport {
+    /// `registry/image@digest` of every manifest this run created and then deleted.
+    pub deleted: Vec<String>,
+    /// `registry/image:tag` this run added to manifests that existed before: left in
+    /// place (see docs/rollout.md).
+    pub tags_left: Vec<String>,
+    /// Deletions that failed: `registry/image@digest: why`.
+    pub failed: Vec<String>,
 }
 
 /// The registry requests of one phase.
@@ -127,6 +183,7 @@ impl RunReport {
         Self {
             outcome: error.map_or_else(|| "ok".to_string(), |e| format!("{e}")),
             dry_run: !state.options.confirm,
+            shard: state.options.shard.map(|s| s.to_string()),
             manifests: state.manifests,
             edges: state.edges.len(),
             decisions: Counts::of(&state.decisions),
@@ -134,6 +191,7 @@ impl RunReport {
             promote: state.promote.counters.clone(),
             provenance: ProvenanceSummary::of(&state.provenance_report),
             signatures: state.signing.clone(),
+            rollout: state.rollout.clone(),
             attestations: AttestSummary::of(&state.attesting),
             failed_images,
             write_requests,

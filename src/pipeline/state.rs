@@ -18,6 +18,8 @@ use crate::trust::provenance::{Facts, Outcome};
 
 use super::decide::Decision;
 use super::plan::PlanSink;
+use super::report::RolloutReport;
+use super::rollout::Wave;
 use super::trust_jobs::TrustJob;
 use super::{Error, Options};
 
@@ -191,6 +193,8 @@ pub struct RunState {
     /// Destination repositories the plan found not to exist: no tags, and none of the
     /// digests the manifests send there (see `copy::Request::fresh`).
     pub fresh_destinations: BTreeSet<RepoKey>,
+    /// The rollout waves Plan formed (empty when the run is not staged).
+    pub waves: Vec<Wave>,
     /// `--policy`, loaded by Setup.
     pub policy: Option<Policy>,
     /// What is known about each source image the plan writes, the policy's evidence:
@@ -204,6 +208,8 @@ pub struct RunState {
     /// Records that come before `run_start` in time but after it in the log.
     pub audit_waiting: Vec<crate::audit::Event>,
     pub promote: PromoteReport,
+    /// What each rollout wave did (`None` when the run is not staged).
+    pub rollout: Option<RolloutReport>,
     /// The staging signatures Validate read, by source repository and digest, so that
     /// Sign carries them over without reading them again.
     pub staging_signatures: BTreeMap<(RepoKey, Digest), Signatures>,
@@ -243,12 +249,14 @@ impl RunState {
             roots: BTreeMap::new(),
             decisions: Vec::new(),
             fresh_destinations: BTreeSet::new(),
+            waves: Vec::new(),
             policy: None,
             evidence: HashMap::new(),
             policy_denied: 0,
             audit_started: false,
             audit_waiting: Vec::new(),
             promote: PromoteReport::default(),
+            rollout: None,
             staging_signatures: BTreeMap::new(),
             provenance_report: Vec::new(),
             staging_referrers: BTreeMap::new(),

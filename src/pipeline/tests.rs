@@ -30,6 +30,8 @@ pub(super) fn options(confirm: bool) -> Options {
         sign: false,
         trust: Default::default(),
         registry: ClientOptions::default(),
+        rollout: Default::default(),
+        shard: None,
         policy: None,
         actor: Actor {
             name: "alice".into(),
@@ -942,6 +944,147 @@ async fn a_confirmed_run_without_a_signer_fails_in_setup() {
     assert!(matches!(err, Error::NoSigner(_)), "{err}");
     assert!(err.to_string().contains("--sign=false"), "{err}");
     assert_eq!(world.writes(), 0);
+}
+
+/// A staged run: `canary` first, then the rest, each wave read back before the next.
+fn staged(state: &mut RunState, canary: &str) {
+    state.options.rollout.canaries = vec![canary.to_string()];
+    state.waves = super::rollout::waves(&state.edges, &state.options.rollout).expect("waves");
+}
+
+#[tokio::test]
+async fn a_healthy_canary_lets_every_wave_through_in_order() {
+    let world = World::new(&["stage", "m1", "m2", "m3"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    let mut state = world.state(&[foo_1_0(&["m1/prod", "m2/prod", "m3/prod"], img.digest())], true);
+    staged(&mut state, "m2");
+    plan_and_promote(&mut state).await;
+
+    for host in ["m1", "m2", "m3"] {
+        assert_eq!(world.host(host).repo("prod/foo").tags["1.0"], img.digest(), "{host}");
+    }
+    let report = state.rollout.as_ref().expect("rollout report");
+    let waves: Vec<(&Vec<String>, &str)> = report
+        .waves
+        .iter()
+        .map(|w| (&w.registries, w.verdict.as_str()))
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            (&vec!["m2/prod".to_string()], "passed"),
+            (&vec!["m1/prod".to_string(), "m3/prod".to_string()], "passed")
+        ]
+    );
+    // Read back: the index, its two children, every blob (HEAD, or GET when sampled).
+    assert_eq!(report.waves[0].manifests_verified, 3);
+    let wave = &report.waves[0];
+    assert_eq!(wave.blobs_headed + wave.blobs_read, img.all_blobs().len());
+    assert!(report.stopped.is_none() && report.untouched.is_empty());
+    // The canary was read back (GETs of its manifests) before m1 saw any write.
+    let canary_reads = world.host("m2").count("GET manifest");
+    assert!(canary_reads >= 3, "{:#?}", world.host("m2").log());
+}
+
+#[tokio::test]
+async fn a_canary_that_does_not_serve_what_it_took_stops_the_rollout() {
+    let world = World::new(&["stage", "m1", "m2", "m3"]);
+    let img = multi_arch();
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    let mut state = world.state(&[foo_1_0(&["m1/prod", "m2/prod", "m3/prod"], img.digest())], true);
+    staged(&mut state, "m2");
+    // The canary takes the child's PUT, then fails every GET of it.
+    world.host("m2").break_manifest(img.children[1].digest());
+    plan::plan_edges(&mut state).await.expect("plan");
+    let err = promote::run(&mut state).await.expect_err("the gate closes");
+
+    let text = err.to_string();
+    assert!(
+        matches!(&err, Error::RolloutStopped(s) if s.wave == 1 && s.waves == 2),
+        "{text}"
+    );
+    assert!(text.contains("rollout stopped after wave 1 of 2 (m2/prod)"), "{text}");
+    assert!(text.contains("not written: m1/prod, m3/prod"), "{text}");
+    assert!(
+        text.contains(&format!("m2/prod/foo@{}", img.children[1].digest())),
+        "{text}"
+    );
+    assert_eq!(world.host("m1").writes(), Vec::<String>::new());
+    assert_eq!(world.host("m3").writes(), Vec::<String>::new());
+    let report = state.rollout.as_ref().expect("rollout report");
+    assert_eq!(report.untouched, ["m1/prod", "m3/prod"]);
+    assert_eq!(report.waves.len(), 1);
+    assert_eq!(report.waves[0].problems.len(), 1, "{:?}", report.waves[0].problems);
+}
+
+#[tokio::test]
+async fn rollback_deletes_only_what_the_failed_wave_created() {
+    let world = World::new(&["stage", "m1", "m2"]);
+    let img = multi_arch();
+    let old = TestImage::single("amd64", &[b"old layer"]);
+    let kept = TestImage::single("amd64", &[b"kept layer"]);
+    world.host("stage").seed("staging/foo", &img, &["1.0"]);
+    world.host("stage").seed("staging/foo", &kept, &[]);
+    // Before the run the canary holds `old` (0.9) and `kept` untagged.
+    world.host("m2").seed("prod/foo", &old, &["0.9"]);
+    world.host("m2").seed("prod/foo", &kept, &[]);
+    let dmap = vec![(img.digest(), vec!["1.0"]), (kept.digest(), vec!["stable"])];
+    let m = manifest("stage/staging", &["m1/prod", "m2/prod"], &[("foo", dmap)]);
+    let mut state = world.state(&[m], true);
+    staged(&mut state, "m2");
+    state.options.rollout.rollback_on_failure = true;
+    let sink = Arc::new(MemorySink::default());
+    state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+    super::record::install(&mut state);
+    world.host("m2").break_manifest(img.children[0].digest());
+    plan::plan_edges(&mut state).await.expect("plan");
+    promote::run(&mut state)
+        .await
+        .expect_err("the canary fails its read-back");
+
+    let repo = world.host("m2").repo("prod/foo");
+    assert!(
+        !repo.manifests.contains_key(&img.digest()),
+        "created by the run: deleted"
+    );
+    assert!(!repo.tags.contains_key("1.0"), "its tag went with it");
+    assert_eq!(repo.tags["0.9"], old.digest(), "existed before: untouched");
+    assert_eq!(repo.tags["stable"], kept.digest(), "a retag is left in place");
+    assert!(repo.manifests.contains_key(&kept.digest()));
+    let rollback = state
+        .rollout
+        .as_ref()
+        .and_then(|r| r.rollback.as_ref())
+        .expect("rollback report");
+    assert_eq!(rollback.deleted, [format!("m2/prod/foo@{}", img.digest())]);
+    assert_eq!(rollback.tags_left, ["m2/prod/foo:stable"]);
+    assert!(rollback.failed.is_empty());
+    let deletes: Vec<String> = world
+        .host("m2")
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(deletes, [format!("DELETE manifest prod/foo@{}", img.digest())]);
+    let audited: Vec<(String, String)> = sink
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Write(w) if w.kind == WriteKind::ManifestDeletion => Some((w.repository, w.reference)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        audited,
+        [("prod/foo".to_string(), img.digest().to_string())],
+        "every deletion is audited"
+    );
+    assert_eq!(
+        world.host("m1").writes(),
+        Vec::<String>::new(),
+        "the second wave never started"
+    );
 }
 
 #[tokio::test]

@@ -184,7 +184,7 @@ impl MemoryRegistry {
     pub fn writes(&self) -> Vec<String> {
         self.log()
             .into_iter()
-            .filter(|l| l.starts_with("PUT") || l.starts_with("POST"))
+            .filter(|l| ["PUT", "POST", "DELETE"].iter().any(|m| l.starts_with(m)))
             .collect()
     }
 
@@ -374,6 +374,20 @@ impl Registry for MemoryRegistry {
             stored.manifests.insert(theirs.digest, theirs);
         }
         Ok(())
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let mut state = lock(&self.state);
+        let removed = state.repos.get_mut(repo).is_some_and(|stored| {
+            stored.tags.retain(|_, d| d != digest);
+            stored.manifests.remove(digest).is_some()
+        });
+        state.record(
+            "DELETE",
+            if removed { 202 } else { 404 },
+            format!("manifest {repo}@{digest}"),
+        );
+        Ok(removed)
     }
 
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {

@@ -216,6 +216,13 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// references must already exist in `repo`.
     async fn put_manifest(&self, repo: &str, reference: &ManifestRef, manifest: &RawManifest) -> Result<(), Error>;
 
+    /// Deletes the manifest `digest` from `repo`, which removes every tag pointing at it;
+    /// its blobs stay. `Ok(false)` when it was not there. Only a rollback calls this, and
+    /// only for manifests the run itself created. An OCI layout drops it from
+    /// `index.json` and keeps its bytes under `blobs/`, where a lookup by digest still
+    /// finds them, as it finds the unlisted children of an index.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error>;
+
     /// Whether `repo` has the blob (HEAD). Returns its size when present.
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error>;
 

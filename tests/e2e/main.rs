@@ -38,6 +38,12 @@ mod registry_harness;
 mod registry_operations;
 // Referrers: the fallback index on distribution and layouts, the API on go-containerregistry's.
 mod registry_referrers;
+// The rollout and sharding benchmark, ignored here: scripts/bench-rollout.sh runs it in release mode.
+mod rollout_bench;
+// Canary rollout: waves, the read-back between them, the health gate, rollback.
+mod rollout_e2e;
+// Sharding: three `--shards 3` processes (an Indexed Job's command line) on one world.
+mod shard_e2e;
 // The signing benchmark, ignored here: scripts/bench-sign.sh runs it in release mode.
 mod sign_bench;
 // Signing during promotion and staging signature checks; every signature checked by

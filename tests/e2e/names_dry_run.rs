@@ -76,6 +76,8 @@ fn what_validate_accepts_a_dry_run_never_refuses_for_syntax() {
             docker_config: Some(dir.path().join("no-docker-config")),
             ..ClientOptions::default()
         },
+        rollout: Default::default(),
+        shard: None,
         policy: None,
         // Nobody named: no policy asks, nothing is audited.
         actor: kpromo::policy::Actor::resolve(None, |_| None),

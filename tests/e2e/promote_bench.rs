@@ -24,7 +24,7 @@ use crate::support::{Pusher, RegistryOptions, TestRegistry, within};
 const ARCHS: [&str; 3] = ["amd64", "arm64/v8", "ppc64le"];
 
 /// One thing to push and promote: `project/image` with tags.
-enum Item {
+pub(crate) enum Item {
     Index(Index),
     Image(Image),
 }
@@ -45,7 +45,7 @@ impl Item {
     }
 }
 
-struct Entry {
+pub(crate) struct Entry {
     project: String,
     image: String,
     item: Item,
@@ -53,7 +53,7 @@ struct Entry {
 }
 
 /// The test bed's "small set" plus its big layers (see the module docs).
-fn world(big_mb: u64) -> Vec<Entry> {
+pub(crate) fn world(big_mb: u64) -> Vec<Entry> {
     let mut out = Vec::new();
     let bases: Vec<Blob> = (0..3).map(|a| Blob::random(1000 + a, 900 * 1024)).collect();
     let mut seed = 10_000;
@@ -128,7 +128,7 @@ fn world(big_mb: u64) -> Vec<Entry> {
     out
 }
 
-async fn push_world(pusher: &Pusher, prefix: &str, world: &[Entry]) {
+pub(crate) async fn push_world(pusher: &Pusher, prefix: &str, world: &[Entry]) {
     stream::iter(world)
         .for_each_concurrent(8, |e| async move {
             let repo = format!("{prefix}/{}/{}", e.project, e.image);
@@ -145,7 +145,7 @@ async fn push_world(pusher: &Pusher, prefix: &str, world: &[Entry]) {
         .await;
 }
 
-fn write_manifests(dir: &Path, world: &[Entry], src: &str, dsts: &[String]) {
+pub(crate) fn write_manifests(dir: &Path, world: &[Entry], src: &str, dsts: &[String]) {
     let _ = std::fs::remove_dir_all(dir);
     // project -> image -> dmap lines
     let mut projects: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
@@ -179,7 +179,7 @@ fn write_manifests(dir: &Path, world: &[Entry], src: &str, dsts: &[String]) {
 }
 
 /// Wall seconds and peak RSS (KiB) of a command, measured by GNU time.
-fn timed(what: &str, command: &mut Command, scratch: &Path) -> (f64, u64) {
+pub(crate) fn timed(what: &str, command: &mut Command, scratch: &Path) -> (f64, u64) {
     let out = scratch.join("time.txt");
     let program = command.get_program().to_owned();
     let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
@@ -221,7 +221,7 @@ fn registries_cpu(registries: &[&TestRegistry]) -> f64 {
         .sum()
 }
 
-fn kpromo(dir: &Path, summary: &Path) -> Command {
+pub(crate) fn kpromo(dir: &Path, summary: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kpromo"));
     // Loopback registries: lift the production per-host cap (50 req/s, Go's AR budget)
     // so the figures measure kpromo, not the limiter. `BENCH_RATE` overrides.
@@ -262,7 +262,7 @@ fn noop_rerun(what: &str, dir: &Path, summary_path: &Path, scratch: &Path) -> f6
     wall
 }
 
-fn summary(path: &Path) -> serde_json::Value {
+pub(crate) fn summary(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("summary")).expect("summary JSON")
 }
 
@@ -297,7 +297,7 @@ fn bash(script: String) -> Command {
     c
 }
 
-fn check_mirror(world: &[Entry], mirror: &TestRegistry) {
+pub(crate) fn check_mirror(world: &[Entry], mirror: &TestRegistry) {
     for e in world.iter().step_by(7) {
         let tag = &e.tags[0];
         let digest =

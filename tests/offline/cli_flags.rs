@@ -88,6 +88,13 @@ const KPROMO_FLAGS: &[(&str, Option<&str>)] = &[
     ("--registry-max-tags", Some("1000000")),
     ("--registry-max-catalog-pages", Some("1000")),
     ("--registry-max-referrers-bytes", Some("4194304")),
+    ("--canary", None),
+    ("--rollout-waves", None),
+    ("--verify-sample", Some("0.1")),
+    ("--max-error-rate", Some("5%")),
+    ("--rollback-on-failure", Some("false")),
+    ("--shard", None),
+    ("--shards", None),
 ];
 
 /// The help paragraph of one flag: from its line to the next flag line.
@@ -397,4 +404,44 @@ fn text_logs_carry_go_style_clock_timestamps() {
         });
     assert!(ok, "expected HH:MM:SS.mmm at the start of {first:?}");
     assert!(first.contains("Options to check the Signatures"), "{first}");
+}
+
+/// Bad sharding and rollout input: exit 2 with a message naming the problem, before any
+/// manifest is read (the manifest directory does not even exist).
+#[test]
+fn bad_shard_and_rollout_flags_exit_2_with_a_clear_message() {
+    let dir = format!("--thin-manifest-dir={MISSING_DIR}");
+    let cases: [(&[&str], Option<&str>, &str); 9] = [
+        (&["--shard=3/2"], None, "there is no shard 3 of 2"),
+        (&["--shard=0/0"], None, "cannot be split into 0 shards"),
+        (&["--shard=one/two"], None, "is not a shard"),
+        (&["--shards=three"], Some("1"), "invalid value"),
+        (&["--shards=3"], None, "JOB_COMPLETION_INDEX"),
+        (&["--shards=3"], Some("3"), "there is no shard 3 of 3"),
+        (
+            &["--shard=1/3"],
+            Some("2"),
+            "--shard 1/3 conflicts with JOB_COMPLETION_INDEX=2",
+        ),
+        (
+            &["--rollback-on-failure"],
+            None,
+            "--rollback-on-failure needs a staged rollout",
+        ),
+        (&["--canary=x", "--max-error-rate=120%"], None, "is not a rate"),
+    ];
+    for (args, job_index, message) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kpromo"));
+        command
+            .arg("cip")
+            .arg(&dir)
+            .args(args)
+            .env_remove("JOB_COMPLETION_INDEX");
+        if let Some(index) = job_index {
+            command.env("JOB_COMPLETION_INDEX", index);
+        }
+        let out = command.output().expect("run kpromo");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
 }

@@ -14,12 +14,15 @@
 )]
 mod support {
     pub mod images;
+    pub mod kube_job;
 }
 // Harness images through kpromo's `Registry` trait, and the files a layout leaves on disk.
 mod layout;
 
 // The `kpromo` command line: help, removed flags, usage errors and exit codes.
 mod cli_flags;
+// The Indexed Job of docs/kubernetes.md against the Kubernetes OpenAPI schema.
+mod kubernetes_job;
 // scripts/demo.sh promotes the bundled demo into three layout mirrors; a rerun writes nothing.
 mod demo;
 // Diff-scoped loading (`--use-prow-manifest-diff`, `--manifest-diff-since`) in a git repository.

@@ -267,3 +267,44 @@ fn whole_tree_reports_exactly_the_known_quirks_with_file_and_line() {
         (want.manifests, want.images, want.digests, want.tags, want.edges)
     );
 }
+
+/// Sharding the real tree (`--shard i/N`): every shard's load (image copies, the uniform
+/// size model of `edges::shard`) within 1.5× of the mean, no digest and no repository in
+/// two shards, and the same partition from the files read in the other order.
+#[test]
+fn the_real_tree_shards_evenly_and_the_same_every_time() {
+    use std::collections::{HashMap, HashSet as Set};
+
+    use kpromo::edges::EdgeSet;
+    use kpromo::edges::shard::partition;
+
+    let (tmp, _) = consistent_copy();
+    let mut manifests = load(&ManifestSource::ThinDir(tmp.path().into()), None).unwrap();
+    let edges = EdgeSet::from_manifests(&manifests);
+    manifests.reverse();
+    let reversed = EdgeSet::from_manifests(&manifests);
+    drop(manifests);
+    for count in [2u32, 3, 5, 8] {
+        let shards = partition(&edges, count);
+        assert_eq!(
+            shards,
+            partition(&reversed, count),
+            "{count} shards: stable across file orders"
+        );
+        let mut load = vec![0u64; count as usize];
+        let mut copies = Set::new();
+        let mut digest_shard = HashMap::new();
+        let mut image_shard = HashMap::new();
+        for (edge, shard) in edges.edges().iter().zip(&shards) {
+            if copies.insert((edge.dst_registry, edge.image, edge.digest)) {
+                load[*shard as usize] += 1;
+            }
+            assert_eq!(*digest_shard.entry(edge.digest).or_insert(*shard), *shard);
+            assert_eq!(*image_shard.entry(edge.image).or_insert(*shard), *shard);
+        }
+        let mean = load.iter().sum::<u64>() as f64 / f64::from(count);
+        let heaviest = *load.iter().max().unwrap() as f64;
+        eprintln!("{count} shards: image copies per shard {load:?}, mean {mean:.0}");
+        assert!(heaviest <= 1.5 * mean, "{count} shards: loads {load:?}, mean {mean}");
+    }
+}

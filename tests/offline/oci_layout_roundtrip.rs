@@ -378,3 +378,39 @@ async fn docker_media_types_are_stored_and_served_unchanged() {
         .unwrap();
     assert_eq!(got, Some(child));
 }
+
+#[tokio::test]
+async fn deleting_a_manifest_drops_it_and_its_tags_and_keeps_every_blob() {
+    let (_dir, reg) = layout();
+    let gone = Image::for_layout("amd64", vec![Blob::tar("a.txt", b"a\n")], "gone");
+    let kept = Image::for_layout("amd64", vec![Blob::tar("b.txt", b"b\n")], "kept");
+    push_image(&reg, "app", &gone, &["v1", "latest"]).await;
+    push_image(&reg, "app", &kept, &["v0"]).await;
+    let digest_of_gone = gone.raw().digest;
+    assert!(reg.delete_manifest("app", &digest_of_gone).await.unwrap());
+    assert!(
+        !reg.delete_manifest("app", &digest_of_gone).await.unwrap(),
+        "already gone"
+    );
+    assert!(
+        !reg.delete_manifest("absent", &digest_of_gone).await.unwrap(),
+        "no repository"
+    );
+    assert_eq!(reg.list_tags("app").await.unwrap().unwrap().tags, ["v0"]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reg.root().join("app/index.json")).unwrap()).unwrap();
+    let listed = index["manifests"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|e| e["digest"] != digest_of_gone.to_string().as_str()),
+        "{index}"
+    );
+    assert_eq!(reg.get_manifest("app", &tag("v0")).await.unwrap(), Some(kept.raw()));
+    // Blobs stay: the manifest's own bytes (a digest lookup still finds them, as it finds
+    // an index's unlisted children) and its layers.
+    let blob = |d: Digest| reg.root().join("app/blobs/sha256").join(d.hex());
+    assert!(blob(digest_of_gone).is_file());
+    assert!(blob(digest(&gone.layers[0])).is_file());
+    assert_eq!(reg.stats().requests.get("DELETE 202"), Some(&1));
+}

@@ -26,6 +26,7 @@ pub mod ggcr;
 pub mod hostile;
 pub mod http_server;
 pub mod images;
+pub mod kube_job;
 pub mod logs;
 pub mod nginx;
 pub mod pki;

@@ -249,6 +249,13 @@ impl Pusher {
         Some(response.bytes().await.expect("blob body"))
     }
 
+    /// DELETE a blob from `repo` (the registry must allow deletes; the harness's do):
+    /// "the mirror lost a blob". Returns the status.
+    pub async fn delete_blob(&self, repo: &str, digest: &str) -> u16 {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        self.send(repo, Method::DELETE, &url, &[], None).await.status().as_u16()
+    }
+
     /// HEAD a blob: whether `repo` has it.
     pub async fn has_blob(&self, repo: &str, digest: &str) -> bool {
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);

@@ -101,7 +101,20 @@ impl World {
                 .any(|f| a.starts_with(f))
         });
         let sign_flag: &[&str] = if signs { &[] } else { &["--sign=false"] };
-        Running::spawn(&self.kpromo, self.dir.path(), &[sign_flag, extra].concat())
+        Running::spawn(
+            &self.kpromo,
+            self.dir.path(),
+            self.dir.path(),
+            &[],
+            &[sign_flag, extra].concat(),
+        )
+    }
+
+    /// Like [`World::spawn`] (no `--sign=false` added), for one of several processes on
+    /// this world at once: output and `--summary-json` go to `out`, and `env` is set.
+    pub fn spawn_process(&self, out: &Path, env: &[(&str, &str)], extra: &[&str]) -> Running {
+        std::fs::create_dir_all(out).expect("create process output dir");
+        Running::spawn(&self.kpromo, self.dir.path(), out, env, extra)
     }
 
     /// Starts `kpromo cip --thin-manifest-dir DIR --confirm --summary-json …` plus `extra`.
@@ -129,12 +142,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Output goes to files in `dir` (no pipe can fill up and stall the child). The
+    /// Output goes to files in `out` (no pipe can fill up and stall the child). The
     /// docker config is an empty directory: no credentials of the machine leak in.
-    fn spawn(binary: &Path, dir: &Path, extra: &[&str]) -> Running {
+    fn spawn(binary: &Path, dir: &Path, out: &Path, env: &[(&str, &str)], extra: &[&str]) -> Running {
         let docker_config = dir.join("empty-docker-config");
         std::fs::create_dir_all(&docker_config).expect("create empty docker config dir");
-        let [stdout, stderr, summary] = ["kpromo.stdout", "kpromo.stderr", "summary.json"].map(|f| dir.join(f));
+        let [stdout, stderr, summary] = ["kpromo.stdout", "kpromo.stderr", "summary.json"].map(|f| out.join(f));
         let _ = std::fs::remove_file(&summary);
         let open = |p: &Path| std::fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
         let child = Command::new(binary)
@@ -152,6 +165,8 @@ impl Running {
             .env("CLOUDSDK_CONFIG", &docker_config)
             .env("GCE_METADATA_HOST", "127.0.0.1:9")
             .env_remove("RUST_LOG")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(open(&stdout))
             .stderr(open(&stderr))

@@ -121,6 +121,13 @@ impl Index {
         true
     }
 
+    /// Removes every entry for `digest`, tagged or not. Returns whether the index changed.
+    pub fn remove(&mut self, digest: &Digest) -> bool {
+        let before = self.manifests.len();
+        self.manifests.retain(|e| !e.is(digest));
+        self.manifests.len() != before
+    }
+
     /// Points `tag` at `descriptor`. Returns whether the index changed.
     ///
     /// A tag that pointed elsewhere moves (its old manifest stays listed untagged, so it
@@ -201,6 +208,19 @@ mod tests {
         index.set_tag("keep", &desc(1));
         index.set_tag("keep", &desc(2));
         assert_eq!(index.manifests.iter().filter(|e| e.is(&desc(1).digest)).count(), 1);
+    }
+
+    #[test]
+    fn removing_a_digest_drops_every_entry_and_tag_on_it_and_nothing_else() {
+        let mut index = Index::default();
+        index.set_tag("a", &desc(1));
+        index.set_tag("b", &desc(1));
+        index.add_untagged(&desc(2));
+        index.set_tag("c", &desc(3));
+        assert!(index.remove(&desc(1).digest));
+        assert!(!index.remove(&desc(1).digest), "already gone");
+        assert_eq!(index.tags(), ["c"]);
+        assert!(index.by_digest(&desc(2).digest).is_some());
     }
 
     #[test]

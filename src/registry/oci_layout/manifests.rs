@@ -60,6 +60,26 @@ impl OciLayout {
         Ok(())
     }
 
+    /// Drops `digest` from `index.json` (and so every tag on it). Its bytes stay under
+    /// `blobs/`, like every other blob: another manifest of the layout may share them,
+    /// and a layout is never garbage-collected by kpromo.
+    pub(super) async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let op = self.op(format!("delete manifest {repo}@{digest}"));
+        let dir = self.repo_dir(&op, repo)?;
+        if self.read_index(&op, &dir).await?.is_none() {
+            self.count("DELETE 404", 0, 0);
+            return Ok(false);
+        }
+        let mut removed = false;
+        self.update_index(&op, &dir, |index| {
+            removed = index.remove(digest);
+            removed
+        })
+        .await?;
+        self.count(if removed { "DELETE 202" } else { "DELETE 404" }, 0, 0);
+        Ok(removed)
+    }
+
     /// Finds and reads a manifest, verifying its digest; `method` (`GET` or `HEAD`) names
     /// the counter.
     async fn load_manifest(

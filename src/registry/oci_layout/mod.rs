@@ -198,6 +198,10 @@ impl Registry for OciLayout {
         OciLayout::put_manifest(self, repo, reference, manifest).await
     }
 
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        OciLayout::delete_manifest(self, repo, digest).await
+    }
+
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
         OciLayout::blob_size(self, repo, digest).await
     }

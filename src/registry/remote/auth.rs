@@ -399,6 +399,11 @@ pub(crate) fn repo_scope(repo: &str, push: bool) -> String {
     format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" })
 }
 
+/// The token scope a manifest DELETE needs (distribution asks for the `delete` action).
+pub(crate) fn repo_delete_scope(repo: &str) -> String {
+    format!("repository:{repo}:delete")
+}
+
 pub(crate) const CATALOG_SCOPE: &str = "registry:catalog:*";
 
 #[cfg(test)]

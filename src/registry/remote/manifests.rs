@@ -173,6 +173,27 @@ impl RemoteRegistry {
     }
 }
 
+impl RemoteRegistry {
+    /// DELETE /v2/<name>/manifests/<digest>: 202 deleted, 404 not there. Distribution
+    /// answers 405 UNSUPPORTED unless deletes are enabled in its storage settings.
+    pub(super) async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        let reference = ManifestRef::Digest(*digest);
+        let op = format!("DELETE manifest {repo}{reference}");
+        let call = Call::new(
+            op.clone(),
+            Method::DELETE,
+            self.manifest_url(&op, repo, &reference).await?,
+            vec![auth::repo_delete_scope(repo)],
+        );
+        let reply = self.send(call).await?;
+        match reply.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            _ => Err(self.failure(&op, reply).await),
+        }
+    }
+}
+
 /// `application/json; charset=utf-8` -> `application/json`.
 fn clean_media_type(value: &str) -> MediaType {
     value.split(';').next().unwrap_or(value).trim().into()

@@ -198,6 +198,10 @@ impl Registry for RemoteRegistry {
             .map(|_acknowledged| ())
     }
 
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, Error> {
+        RemoteRegistry::delete_manifest(self, repo, digest).await
+    }
+
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, Error> {
         RemoteRegistry::blob_size(self, repo, digest).await
     }

@@ -1,0 +1,220 @@
+//! Promote, staged (`--canary`, `--rollout-waves`): the copy engine runs once per wave
+//! (`rollout::waves`, formed in Plan), and before the next wave starts, what the wave
+//! wrote is read back through fresh backends (`readback.rs`) and the health gate
+//! (`rollout::gate`) weighs the wave's failed requests and read-back problems. A closed
+//! gate stops the rollout: later waves are never started, so their destinations see no
+//! write at all, and with `--rollback-on-failure` the manifests this run created in the
+//! failed wave are deleted (`rollback.rs`).
+//!
+//! Signing stays one phase after the last wave (the order Go users know): a signature is
+//! written once, at the canonical destination, only for images every wave delivered.
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::copy::{self, Repo};
+use crate::edges::NameId;
+use crate::registry::{Registries, Registry, RegistryStats, RepoRoot};
+use crate::sync::Cancel;
+
+use super::readback::{self, Target};
+use super::report::{RolloutReport, WaveReport};
+use super::rollout::{GateRefusal, RequestTally, Stopped, Wave, gate};
+use super::state::{RunState, Subject};
+use super::{Error, Flow, promote, rollback};
+
+pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
+    let waves = state.waves.clone();
+    let total = waves.len();
+    let mut report = RolloutReport::default();
+    for (i, wave) in waves.iter().enumerate() {
+        let number = i + 1;
+        let mut wave_report = WaveReport {
+            registries: names(state, &wave.registries),
+            canary: wave.canary,
+            ..WaveReport::default()
+        };
+        info!(
+            "rollout: wave {number}/{total}{}: {}",
+            if wave.canary { " (canary)" } else { "" },
+            wave_report.registries.join(", ")
+        );
+        let (request, keys) = promote::copy_request(state, |e| wave.registries.contains(&e.dst_registry))?;
+        let backends = backends(state, wave)?;
+        let before: Vec<RegistryStats> = backends.iter().map(|b| b.stats()).collect();
+        let delivered_from = state.promote.subjects.len();
+        let failures_before = state.promote.failures.len();
+        let copy_started = Instant::now();
+        if !request.is_empty() {
+            let copied = copy::run(&request, &state.cancel).await;
+            promote::record(&mut state.promote, copied, &keys);
+        }
+        wave_report.copy_ms = copy_started.elapsed().as_millis();
+        let refusal = match state.promote.failures.len() - failures_before {
+            0 if !state.cancel.is_cancelled() => {
+                pause_before_verify(
+                    state.options.rollout.pause_before_verify.as_deref(),
+                    number,
+                    &state.cancel,
+                )
+                .await;
+                let readback_started = Instant::now();
+                let targets = readback_targets(state, &state.promote.subjects[delivered_from..])?;
+                wave_report.images = targets.len();
+                let outcome = readback::verify(targets, state.options.rollout.verify_sample, &state.cancel).await;
+                wave_report.readback_ms = readback_started.elapsed().as_millis();
+                let mut tally = RequestTally::default();
+                for (backend, before) in backends.iter().zip(&before) {
+                    tally.add(RequestTally::between(before, &backend.stats()));
+                }
+                wave_report.requests = tally.requests;
+                wave_report.failed_requests = tally.failed;
+                wave_report.manifests_verified = outcome.manifests;
+                wave_report.blobs_headed = outcome.blobs_headed;
+                wave_report.blobs_read = outcome.blobs_read;
+                wave_report.problems = outcome.problems.iter().map(ToString::to_string).collect();
+                gate(tally, outcome.problems.len(), state.options.rollout.max_error_rate)
+                    .err()
+                    .map(|why| (why, outcome.problems.into_iter().next()))
+            }
+            0 => None,
+            failed => Some((GateRefusal::Copies(failed), None)),
+        };
+        if state.cancel.is_cancelled() {
+            report.waves.push(wave_report);
+            state.rollout = Some(report);
+            return Err(Error::Interrupted);
+        }
+        let Some((why, first)) = refusal else {
+            info!(
+                "rollout: wave {number}/{total} passed: {} images read back ({} manifests, {} blobs, {} read in full); {} of {} requests failed",
+                wave_report.images,
+                wave_report.manifests_verified,
+                wave_report.blobs_headed,
+                wave_report.blobs_read,
+                wave_report.failed_requests,
+                wave_report.requests
+            );
+            wave_report.verdict = "passed".into();
+            report.waves.push(wave_report);
+            continue;
+        };
+        let untouched: Vec<String> = waves[number..]
+            .iter()
+            .flat_map(|w| names(state, &w.registries))
+            .collect();
+        error!(
+            "rollout stopped after wave {number}/{total}: {why}; destinations not written: {}",
+            if untouched.is_empty() {
+                "none".to_string()
+            } else {
+                untouched.join(", ")
+            }
+        );
+        wave_report.verdict = why.to_string();
+        let registries = wave_report.registries.clone();
+        report.waves.push(wave_report);
+        report.stopped = Some(format!("wave {number}: {why}"));
+        report.untouched = untouched.clone();
+        if state.options.rollout.rollback_on_failure {
+            report.rollback = Some(rollback::run(state, wave).await);
+        }
+        state.rollout = Some(report);
+        if let (GateRefusal::Copies(_), Some(failed)) = (&why, promote::failed(&state.promote)) {
+            return Err(failed);
+        }
+        return Err(Error::RolloutStopped(Box::new(Stopped {
+            wave: number,
+            waves: total,
+            registries,
+            why,
+            untouched,
+            first,
+        })));
+    }
+    state.rollout = Some(report);
+    Ok(Flow::Continue)
+}
+
+fn names(state: &RunState, registries: &[NameId]) -> Vec<String> {
+    registries.iter().map(|r| state.edges.name(*r).to_string()).collect()
+}
+
+/// The run's backends for the wave's registries, each once (two destination registries
+/// on one host share a backend), whose request counters feed the health gate.
+fn backends(state: &RunState, wave: &Wave) -> Result<Vec<Arc<dyn Registry>>, Error> {
+    let mut by_name: BTreeMap<String, Arc<dyn Registry>> = BTreeMap::new();
+    for registry in &wave.registries {
+        let root = state
+            .roots
+            .get(registry)
+            .ok_or_else(|| Error::Unopened(state.edges.name(*registry).to_string()))?;
+        by_name.insert(root.registry.name().to_string(), root.registry.clone());
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// The images a wave delivered, each in a repository of a backend opened for the check:
+/// nothing the run's own backends hold (tokens, connections) is reused. Tests that
+/// inject in-memory registries have no client set to open from and read those.
+fn readback_targets(state: &RunState, delivered: &[Subject]) -> Result<Vec<Target>, Error> {
+    let fresh = match &state.registries {
+        Some(_) => Some(Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?),
+        None => None,
+    };
+    let mut roots: BTreeMap<NameId, RepoRoot> = BTreeMap::new();
+    let mut targets = Vec::with_capacity(delivered.len());
+    for subject in delivered {
+        let key = subject.destination;
+        let repo = match &fresh {
+            None => state.repo(key)?,
+            Some(registries) => {
+                let root = match roots.entry(key.registry) {
+                    Entry::Occupied(root) => root.into_mut(),
+                    Entry::Vacant(slot) => {
+                        let name = state.edges.name(key.registry);
+                        slot.insert(registries.open(name).map_err(|source| Error::RegistryName {
+                            name: name.to_string(),
+                            source: Box::new(source),
+                        })?)
+                    }
+                };
+                Repo {
+                    registry: root.registry.clone(),
+                    path: root.repo(state.edges.name(key.image)),
+                    display: state.repo_display(key),
+                }
+            }
+        };
+        targets.push(Target {
+            repo,
+            digest: subject.digest,
+            tags: subject.tags.clone(),
+        });
+    }
+    Ok(targets)
+}
+
+/// The `--pause-before-verify FILE` testing hook: create FILE (naming the wave), then
+/// wait until someone removes it. A file rather than a signal or a socket because any
+/// test harness can wait for and delete a file, and without the flag nothing happens.
+async fn pause_before_verify(file: Option<&Path>, wave: usize, cancel: &Cancel) {
+    let Some(file) = file else {
+        return;
+    };
+    if let Err(e) = std::fs::write(file, format!("wave {wave}\n")) {
+        warn!("--pause-before-verify {}: {e}; not pausing", file.display());
+        return;
+    }
+    info!(
+        "wave {wave} written; waiting for {} to be removed before reading it back",
+        file.display()
+    );
+    while file.exists() && !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
