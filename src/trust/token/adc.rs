@@ -135,6 +135,13 @@ async fn from_file(
     // The type first, so that an unsupported one is named as such rather than as a
     // missing field of some other type.
     let kind = serde_json::from_str::<Kind>(json).map_err(unreadable)?.kind;
+    // Which credentials a run used is the first question when minting fails; the file's
+    // path and type are no secret.
+    tracing::debug!(
+        credentials = origin,
+        kind = kind.as_deref().unwrap_or("(none)"),
+        "Google credentials found"
+    );
     match kind.as_deref() {
         Some("service_account") => {
             let key: ServiceAccountKey = serde_json::from_str(json).map_err(unreadable)?;
