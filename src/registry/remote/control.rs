@@ -41,6 +41,8 @@ pub(crate) const START_LIMIT: usize = 8;
 /// The lowest the controller goes: a registry that throttles everything still sees a probe
 /// now and then, and nothing more.
 pub(crate) const MIN_RATE: f64 = 1.0;
+/// The lowest rate failures alone (5xx, timeouts, resets, no "too many") take a host to.
+pub(crate) const MIN_FAILING_RATE: f64 = 10.0;
 /// Answers per window, at least (fewer say too little about a fraction).
 const MIN_WINDOW: u32 = 8;
 /// A window also closes after this long with at least one answer, so that a slow host
@@ -591,7 +593,16 @@ impl Controller {
         } else {
             (accepted * ACCEPTED_SHARE).clamp(sent * KEEP_MIN, sent * keep)
         };
-        self.rate = self.bounds.clamp_rate(target);
+        // Failures without "too many" are met by the limit (below); the rate stops at a
+        // floor of its own, or a dead mirror (every answer a quick 502) would see its
+        // remaining requests and their retries at one per second: minutes before the run
+        // can report it, while the limit alone already keeps the load at one request.
+        let floor = if throttled {
+            MIN_RATE
+        } else {
+            MIN_FAILING_RATE.min(sent)
+        };
+        self.rate = self.bounds.clamp_rate(target.max(floor));
         // "Too many requests" is about the rate, which was just cut: the limit is halved
         // too (the requests in flight were part of the excess) but not below the latency
         // floor, or a registry farther away than a few milliseconds would be held to a
