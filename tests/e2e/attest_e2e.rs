@@ -425,19 +425,9 @@ async fn keyless_attestations_verify_with_sigstore_js_and_sigstore_python_agains
         &world.dsts(),
         &[("foo", vec![(index.digest.as_str(), vec!["1.0", "1.1"])])],
     );
-    let (url, trusted_root) = (fake.url(), fake.trusted_root());
-    let args = [
-        "--identity-token",
-        token.to_str().expect("utf-8"),
-        "--fulcio-url",
-        &url,
-        "--rekor-url",
-        &url,
-        "--trusted-root",
-        trusted_root.to_str().expect("utf-8"),
-        "--signing-identity-rewrite",
-        "prod=registry.example",
-    ];
+    let args = fake.keyless_args(&token);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trusted_root = fake.trusted_root();
     world.spawn_confirm(&args).wait(180).expect_code(0);
     let digests = [&index.digest, &index.children[0].digest, &index.children[1].digest];
     assert_eq!(

@@ -478,19 +478,9 @@ async fn keyless_signatures_from_the_fake_fulcio_and_rekor_verify_with_skopeo_an
         &world.dsts(),
         &[("foo", vec![(index.digest.as_str(), vec!["1.0"])])],
     );
-    let (url, trusted_root) = (fake.url(), fake.trusted_root());
-    let args = [
-        "--identity-token",
-        token.to_str().expect("utf-8"),
-        "--fulcio-url",
-        &url,
-        "--rekor-url",
-        &url,
-        "--trusted-root",
-        trusted_root.to_str().expect("utf-8"),
-        "--signing-identity-rewrite",
-        "prod=registry.example",
-    ];
+    let args = fake.keyless_args(&token);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let trusted_root = fake.trusted_root();
     world.spawn_confirm(&args).wait(120).expect_code(0);
     let digests = [&index.digest, &index.children[0].digest, &index.children[1].digest];
     assert_eq!(

@@ -62,6 +62,26 @@ impl SigstoreFake {
         self.dir.path().join("trusted_root.json")
     }
 
+    /// The flags of a keyless kpromo run against this fake with the identity token in
+    /// `token`, signing under `registry.example` (the tests' one public name for all mirrors).
+    pub fn keyless_args(&self, token: &std::path::Path) -> Vec<String> {
+        let (url, root) = (self.url(), self.trusted_root());
+        [
+            "--identity-token",
+            token.to_str().expect("utf-8"),
+            "--fulcio-url",
+            &url,
+            "--rekor-url",
+            &url,
+            "--trusted-root",
+            root.to_str().expect("utf-8"),
+            "--signing-identity-rewrite",
+            "prod=registry.example",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+
     /// The Fulcio root certificate, PEM (the whole chain: the fake has no intermediate).
     pub fn fulcio_root_pem(&self) -> PathBuf {
         self.dir.path().join("fulcio_root.pem")
