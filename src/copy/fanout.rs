@@ -1,6 +1,10 @@
 //! Read a blob from its source once and upload it to several destinations at the same
 //! time.
 //!
+//! The uploads run as tasks of their own and may outlive the source read: a destination
+//! still committing (or retrying its upload's start) when the read ends is the caller's
+//! to wait for or to leave behind, so a slow mirror need not hold the others' next blob.
+//!
 //! Each destination gets its own small bounded channel, so memory stays at a few chunks
 //! per destination whatever the layer size, and the slowest destination sets the pace
 //! (backpressure) instead of the source racing ahead. The source stream verifies the
@@ -18,6 +22,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::digest::Digest;
 use crate::registry::{BlobStream, Error};
@@ -35,8 +40,8 @@ const LAG: Duration = Duration::from_secs(10);
 pub(super) struct FanOut {
     /// Bytes read from the source, or why reading failed.
     pub read: Result<u64, Error>,
-    /// One result per target, in target order.
-    pub uploads: Vec<Result<(), Error>>,
+    /// One upload per target, in target order; they go on after the read ended.
+    pub uploads: Vec<JoinHandle<Result<(), Error>>>,
 }
 
 /// Streams `source` (already opened on `source_name`) into every target concurrently.
@@ -84,7 +89,10 @@ pub(super) async fn fan_out(
                 }
             },
         ));
-        uploads.push(target.registry.put_blob(&target.path, &digest, size, body));
+        let target = target.clone();
+        uploads.push(tokio::spawn(async move {
+            target.registry.put_blob(&target.path, &digest, size, body).await
+        }));
     }
 
     let driver = async move {
@@ -133,8 +141,10 @@ pub(super) async fn fan_out(
         Ok(read)
     };
 
-    let (read, uploads) = tokio::join!(driver, join_all(uploads));
-    FanOut { read, uploads }
+    FanOut {
+        read: driver.await,
+        uploads,
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +181,7 @@ mod tests {
         let fan = fan_out(source, "src", digest, 11, &targets, |_| {}).await;
         assert_eq!(fan.read.expect("read"), 11);
         for (target, upload) in targets.iter().zip(fan.uploads) {
-            upload.expect("upload");
+            upload.await.expect("task").expect("upload");
             assert_eq!(target.registry.blob_size("app", &digest).await.expect("head"), Some(11));
         }
     }
@@ -193,7 +203,7 @@ mod tests {
         let fan = fan_out(source, "src", digest, 11, &targets, |_| {}).await;
         assert!(fan.read.is_err());
         for (target, upload) in targets.iter().zip(fan.uploads) {
-            assert!(upload.is_err());
+            assert!(upload.await.expect("task").is_err());
             assert_eq!(target.registry.blob_size("app", &digest).await.expect("head"), None);
         }
     }

@@ -20,10 +20,16 @@
 //! 4. [`push`]: per destination repository, push manifests by digest from the leaves up
 //!    ([`order::levels`]), then the tags: a tag only after everything it points to exists.
 //!
+//! Steps 3 and 4 run together: a repository pushes a manifest as soon as the blobs it
+//! references are in that repository ([`arrivals`]), and a destination registry that falls
+//! behind is left to catch up on its own ([`blobs`]' lanes). One slow or throttled mirror
+//! delays only itself.
+//!
 //! Each (registry, repository, blob) is handled by exactly one task, because
 //! distribution races on concurrent uploads of the same blob to one repository; that is
 //! why [`Request`] names each repository once. Manifest bytes pass through untouched, so
 //! destination digests equal source digests.
+mod arrivals;
 mod blobs;
 mod discover;
 mod fanout;
@@ -41,6 +47,8 @@ use tracing::{error, info};
 use crate::digest::Digest;
 use crate::registry::Registry;
 use crate::sync::{Cancel, lock};
+
+use arrivals::Arrivals;
 
 pub use report::{Cause, Class, Counters, Delivered, Failure, Missing, Report, Undelivered, Write};
 
@@ -181,12 +189,20 @@ pub async fn run(request: &Request, cancel: &Cancel) -> Report {
     let plan = discover::plan(&ctx, &graphs, &by_dst).await;
     let total_images = by_dst.values().map(|images| images.len() as u64).sum();
     let (progress, ticker) = progress::Progress::start(plan.bytes, total_images);
-    let failed_blobs = blobs::copy(&ctx, plan.blobs, &progress).await;
+    let arrivals = Arrivals::expecting(
+        plan.blobs
+            .iter()
+            .flat_map(|job| job.targets.iter().map(|dst| (*dst, job.digest))),
+    );
     let sources = push::Sources {
         graphs: &graphs,
         unread: &unread,
     };
-    push::all(&ctx, sources, &by_dst, &plan.manifests, &failed_blobs, &progress).await;
+    // Each destination repository pushes its manifests as soon as its own blobs are in.
+    tokio::join!(
+        blobs::copy(&ctx, plan.blobs, &progress, &arrivals),
+        push::all(&ctx, sources, &by_dst, &plan.manifests, &arrivals, &progress)
+    );
     progress.finish(ticker);
     std::mem::take(&mut *lock(&ctx.report))
 }

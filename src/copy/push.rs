@@ -9,13 +9,11 @@ use futures_util::{StreamExt, stream};
 use crate::digest::Digest;
 use crate::registry::ManifestRef;
 
-use super::blobs::FailedBlobs;
+use super::arrivals::Arrivals;
 use super::graph::{Graphs, Unread};
 use super::order::levels;
 use super::progress::Progress;
-use super::{
-    Cause, Class, Ctx, Delivered, Failure, Missing, PENDING_REQUESTS, Repo, RepoId, Source, Undelivered, Want, Write,
-};
+use super::{Cause, Class, Ctx, Delivered, Failure, Missing, Repo, RepoId, Source, Undelivered, Want, Write};
 
 /// Manifest pushes in flight within one destination repository.
 const PUSHES_PER_REPO: usize = 8;
@@ -35,20 +33,21 @@ impl Sources<'_> {
     }
 }
 
-/// Pushes every destination repository, concurrently.
+/// Pushes every destination repository, all at once: each waits for its own blobs, so
+/// none may queue behind another (the registries' gates bound the requests).
 pub(super) async fn all(
     ctx: &Ctx<'_>,
     sources: Sources<'_>,
     by_dst: &BTreeMap<RepoId, Vec<(Source, &Want)>>,
     manifests: &BTreeMap<RepoId, BTreeSet<Source>>,
-    failed_blobs: &FailedBlobs,
+    arrivals: &Arrivals,
     progress: &Progress,
 ) {
     let none = BTreeSet::new();
     stream::iter(by_dst)
-        .for_each_concurrent(PENDING_REQUESTS, |(dst, images)| {
+        .for_each_concurrent(None, |(dst, images)| {
             let needed = manifests.get(dst).unwrap_or(&none);
-            repo(ctx, sources, *dst, images, needed, failed_blobs, progress)
+            repo(ctx, sources, *dst, images, needed, arrivals, progress)
         })
         .await;
 }
@@ -60,7 +59,7 @@ async fn repo(
     dst: RepoId,
     images: &[(Source, &Want)],
     needed: &BTreeSet<Source>,
-    failed_blobs: &FailedBlobs,
+    arrivals: &Arrivals,
     progress: &Progress,
 ) {
     let referrers: BTreeSet<Source> = images
@@ -75,7 +74,7 @@ async fn repo(
         to: ctx.repo(dst),
         needed,
         referrers: &referrers,
-        failed_blobs,
+        arrivals,
     };
     let children = |(repo, digest): Source| {
         sources
@@ -140,7 +139,7 @@ struct RepoPush<'a> {
     needed: &'a BTreeSet<Source>,
     /// Those of them that are referrers, pushed as such.
     referrers: &'a BTreeSet<Source>,
-    failed_blobs: &'a FailedBlobs,
+    arrivals: &'a Arrivals,
 }
 
 impl RepoPush<'_> {
@@ -158,9 +157,6 @@ impl RepoPush<'_> {
                 },
             )
         };
-        if self.ctx.cancel.is_cancelled() {
-            return Err(Failure::new(at, Cause::Interrupted));
-        }
         let graphs = self.sources.graphs;
         let node = graphs
             .get(&m)
@@ -178,13 +174,13 @@ impl RepoPush<'_> {
         if let Some((child, class)) = node.refs.children.iter().find_map(|c| unavailable(c).map(|k| (c, k))) {
             return Err(blocked(Missing::Child(*child), class));
         }
-        if let Some((blob, class)) = node
-            .refs
-            .blobs
-            .iter()
-            .find_map(|b| self.failed_blobs.get(&(self.dst, b.digest)).map(|k| (b, *k)))
-        {
-            return Err(blocked(Missing::Blob(blob.digest), class));
+        for blob in &node.refs.blobs {
+            if let Err(class) = self.arrivals.wait((self.dst, blob.digest)).await {
+                return Err(blocked(Missing::Blob(blob.digest), class));
+            }
+        }
+        if self.ctx.cancel.is_cancelled() {
+            return Err(Failure::new(at, Cause::Interrupted));
         }
         let registry = &self.to.registry;
         let pushed = if self.referrers.contains(&m) {

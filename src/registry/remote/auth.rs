@@ -310,7 +310,7 @@ impl Auth {
                     }
                 }
             };
-            let response = match transport::execute(request, &transport::Progress::sent(), first_byte, idle).await {
+            let response = match transport::execute(request, &transport::Progress::sent(), || first_byte, idle).await {
                 Ok(r) => r,
                 Err(e) => {
                     last_error = e.to_string();

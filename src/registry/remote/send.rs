@@ -158,7 +158,7 @@ impl RemoteRegistry {
                 }
                 let probe = self.http.get(https.join("/v2/").unwrap_or_else(|_| https.clone()));
                 let limit = self.response_timeout.min(PROBE_TIMEOUT);
-                match transport::execute(probe, &transport::Progress::sent(), limit, limit).await {
+                match transport::execute(probe, &transport::Progress::sent(), || limit, limit).await {
                     Ok(_) => Ok(https),
                     Err(e) => match transport::classify_probe_failure(&e) {
                         transport::ProbeFailure::Certificate => Err(Error::Transport {
@@ -245,7 +245,7 @@ impl RemoteRegistry {
             };
             // A registry commits an upload after its last byte: time that grows with the
             // size, on top of the host's usual latency.
-            let deadline = self.gate.response_deadline() + self.transfer_time(length);
+            let deadline = || self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
             let outcome = transport::execute(request, &progress, deadline, self.idle).await;
             // Only a bodyless request's wait for its answer measures the registry's queue:

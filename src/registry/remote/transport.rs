@@ -212,21 +212,26 @@ fn seconds(d: Duration) -> String {
 }
 
 /// Sends a request, enforcing the first-byte and upload-idle timeouts.
+///
+/// `first_byte` is asked again at every tick: a host's deadline shrinks once its latency
+/// is known, and a request sent before that (under the generous deadline for an unknown
+/// host) must not wait out the old one while its peers already know it hung.
 pub(crate) async fn execute(
     request: reqwest::RequestBuilder,
     progress: &Progress,
-    first_byte: Duration,
+    first_byte: impl Fn() -> Duration,
     idle: Duration,
 ) -> Result<reqwest::Response, SendError> {
     let send = request.send();
     tokio::pin!(send);
-    let tick = (first_byte.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let tick = (first_byte().min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     progress.touch();
     loop {
         tokio::select! {
             result = &mut send => return result.map_err(SendError::Http),
             _ = tokio::time::sleep(tick) => {
                 let quiet = progress.since_last();
+                let first_byte = first_byte();
                 if progress.body_done.load(Ordering::Relaxed) {
                     if quiet >= first_byte {
                         return Err(SendError::NoResponse(first_byte));
