@@ -427,8 +427,8 @@ fn bad_shard_and_rollout_flags_exit_2_with_a_clear_message() {
         ),
         (
             &["--shard=1/3", "--shards=3"],
-            Some("2"),
-            "--shard 1/3 conflicts with JOB_COMPLETION_INDEX=2",
+            Some("1"),
+            "'--shard <INDEX/COUNT>' cannot be used with '--shards <N>'",
         ),
         (&["--shards=3"], None, "JOB_COMPLETION_INDEX"),
         (&["--shards=3"], Some("3"), "there is no shard 3 of 3"),
