@@ -100,7 +100,8 @@ pub struct CipArgs {
     pub canary: Vec<String>,
 
     /// Promote in N waves: the canaries (if any) first, the other destinations split
-    /// evenly over the remaining waves; each wave is read back before the next starts.
+    /// evenly over the remaining waves; each wave but the last is read back before the
+    /// next starts.
     /// Default with --canary: 2. [kpromo addition]
     #[arg(
         long,
@@ -133,8 +134,9 @@ pub struct CipArgs {
     #[arg(long, help_heading = "Rollout", value_name = "BOOL")]
     pub rollback_on_failure: bool,
 
-    /// Testing hook: after writing each wave, create FILE and wait until it is removed
-    /// before reading the wave back. [kpromo addition]
+    /// Testing hook: after writing each wave but the last (the last is not read back),
+    /// create FILE and wait until it is removed before reading the wave back. [kpromo
+    /// addition]
     #[arg(long, value_name = "FILE", hide = true, help_heading = "Rollout")]
     pub pause_before_verify: Option<PathBuf>,
 

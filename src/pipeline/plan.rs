@@ -3,7 +3,9 @@
 //! `GetPromotionCandidates`). The decided plan goes to the [`PlanSink`] the CLI passed
 //! in, then tag moves and `_LOST_` edges with `--fail-on-lost` may refuse the whole plan,
 //! before anything is written. The policy is asked later, in Validate, once Provenance
-//! and the signature checks have gathered the evidence its conditions read.
+//! and the signature checks have gathered the evidence its conditions read; a sharded
+//! run also asks it here about the whole plan, before the partition, so that a denial
+//! the evidence cannot change refuses every shard ([`super::authorize`]).
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -19,7 +21,7 @@ use super::inventory::{affected_repos, decide_edges};
 use super::record;
 use super::rollout::{Wave, waves};
 use super::state::RunState;
-use super::{Error, Flow};
+use super::{Error, Flow, authorize};
 
 /// What a [`PlanSink`] may fail with; the pipeline reports it as [`Error::Report`].
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -160,9 +162,15 @@ fn open_roots(state: &mut RunState) -> Result<(), Error> {
 pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
     decide_edges(state).await?;
     log_findings(state);
-    // Refusals are decided on the whole plan, so every shard refuses the same input.
+    // Refusals are decided on the whole plan, so every shard refuses the same input:
+    // the policy's too, as far as it can answer before the shard's evidence is gathered.
+    // Unsharded, Validate asks it once, with all the evidence; `--parse-only` never.
     let whole = Counts::of(&state.decisions);
-    let refused = whole.tag_moves > 0 || (whole.lost > 0 && state.options.fail_on_lost);
+    let denials = match state.options.shard {
+        Some(_) if !state.options.parse_only => authorize::whole_plan_denials(state),
+        _ => Vec::new(),
+    };
+    let refused = whole.tag_moves > 0 || (whole.lost > 0 && state.options.fail_on_lost) || !denials.is_empty();
     if let Some(shard) = state.options.shard
         && !refused
     {
@@ -183,7 +191,7 @@ pub(super) async fn plan_edges(state: &mut RunState) -> Result<(), Error> {
     if whole.lost > 0 && state.options.fail_on_lost {
         return Err(Error::Lost(whole.lost));
     }
-    Ok(())
+    authorize::refuse(state, &denials)
 }
 
 /// Drops the edges (and their decisions) of the other shards: from here on the run

@@ -76,7 +76,7 @@ pub struct WaveReport {
     /// Requests the wave sent to its destination registries, and how many failed.
     pub requests: u64,
     pub failed_requests: u64,
-    /// Images delivered by the wave and read back.
+    /// Images delivered by the wave and read back (none for the last wave: not read back).
     pub images: usize,
     pub manifests_verified: usize,
     pub blobs_headed: usize,
@@ -87,7 +87,9 @@ pub struct WaveReport {
     /// Wall time of the wave's copy, and of its read-back.
     pub copy_ms: u128,
     pub readback_ms: u128,
-    /// `passed`, or why the gate closed.
+    /// `passed`, or why the gate closed; for the last wave, which is not read back since
+    /// no later wave waits on it, `not read back: last wave, nothing left to gate` (or
+    /// why it failed, when its copies did).
     pub verdict: String,
 }
 

@@ -1,7 +1,7 @@
 //! Canary rollout: which destination registries are written in which wave, and whether a
 //! written wave may let the next one start. Pure: Plan computes the waves (so a dry run
 //! prints them), Promote runs the copy engine once per wave and asks [`gate`] between
-//! waves, after the read-back check (`readback.rs`).
+//! waves, after the read-back check (`readback.rs`); the last wave is not read back.
 //!
 //! Waves split destination *registries*, never a registry's repositories: a mirror is
 //! either untouched or written by exactly one wave.
@@ -24,9 +24,10 @@ pub struct RolloutOptions {
     pub max_error_rate: f64,
     /// On a stopped rollout, delete the manifests this run created in the failed wave.
     pub rollback_on_failure: bool,
-    /// Testing hook (`--pause-before-verify`): after a wave is written, create this
-    /// file and wait until it is removed before reading the wave back, so a test can
-    /// break a mirror between the write and the check.
+    /// Testing hook (`--pause-before-verify`): after a wave is written (any but the
+    /// last, which is not read back), create this file and wait until it is removed
+    /// before reading the wave back, so a test can break a mirror between the write and
+    /// the check.
     pub pause_before_verify: Option<PathBuf>,
 }
 

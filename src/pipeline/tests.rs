@@ -753,6 +753,72 @@ async fn a_denied_edge_refuses_the_plan_before_anything_is_written() {
 }
 
 #[tokio::test]
+async fn every_shard_refuses_an_edge_the_policy_denies_whatever_the_evidence() {
+    use crate::edges::shard::{Shard, partition};
+    let world = World::new(&["stage", "m1"]);
+    let (foo, bar) = (multi_arch(), TestImage::single("bar", &[b"bar layer"]));
+    world.host("stage").seed("staging/foo", &foo, &[]);
+    world.host("stage").seed("staging/bar", &bar, &[]);
+    let m = manifest(
+        "stage/staging",
+        &["m1/prod"],
+        &[
+            ("foo", vec![(foo.digest(), vec!["1.0"])]),
+            ("bar", vec![(bar.digest(), vec!["2.0"])]),
+        ],
+    );
+    let edges = EdgeSet::from_manifests(std::slice::from_ref(&m));
+    let shards = partition(&edges, 2);
+    assert_ne!(shards[0], shards[1], "foo and bar are in different shards");
+    let bar_shard = edges
+        .edges()
+        .iter()
+        .zip(&shards)
+        .find_map(|(e, s)| (edges.name(e.image) == "bar").then_some(*s))
+        .expect("bar's edge");
+    for index in 0..2 {
+        let sink = Arc::new(MemorySink::default());
+        let mut state = world.state(std::slice::from_ref(&m), true);
+        state.options.shard = Some(Shard { index, count: 2 });
+        state.options.audit = Some(Arc::new(AuditLog::new(sink.clone(), &[])));
+        state.policy = Some(no_1_0_policy());
+        let err = plan::plan_edges(&mut state).await.expect_err("denied in every shard");
+        let Error::PolicyDenied { count, first } = &err else {
+            panic!("shard {index}: {err}");
+        };
+        assert_eq!(*count, 1, "shard {index}");
+        assert_eq!(first, "m1/prod/foo:1.0: denied by rule 'no-1.0' (policy.yaml:7)");
+        assert_eq!(state.edges.len(), 2, "shard {index}: refused before the partition");
+        let verdicts: Vec<(String, String)> = sink
+            .records()
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Policy(p) => Some((p.edge.tag.clone(), p.effect.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(verdicts, [("1.0".to_string(), "deny".to_string())], "shard {index}");
+    }
+    assert_eq!(world.writes(), 0);
+
+    // A denial that hinges on evidence (unknown before Provenance) is left to the shard
+    // that owns the edge: the other shard plans its own edges and goes on.
+    let evidence_deny = crate::policy::parse(
+        std::path::Path::new("policy.yaml"),
+        "rules:\n- name: all\n  effect: allow\n- name: unproven-1.0\n  effect: deny\n  tags: [\"1.0\"]\n  condition: '!provenance.verified'\n",
+    )
+    .expect("policy");
+    let mut state = world.state(std::slice::from_ref(&m), true);
+    state.options.shard = Some(Shard {
+        index: bar_shard,
+        count: 2,
+    });
+    state.policy = Some(evidence_deny);
+    plan::plan_edges(&mut state).await.expect("no definite denial");
+    assert_eq!(state.edges.len(), 1, "only bar, this shard's");
+}
+
+#[tokio::test]
 async fn an_audited_run_records_every_write_and_every_verdict() {
     let world = World::new(&["stage", "m1"]);
     let img = multi_arch();
@@ -974,9 +1040,13 @@ async fn a_healthy_canary_lets_every_wave_through_in_order() {
         waves,
         [
             (&vec!["m2/prod".to_string()], "passed"),
-            (&vec!["m1/prod".to_string(), "m3/prod".to_string()], "passed")
+            (
+                &vec!["m1/prod".to_string(), "m3/prod".to_string()],
+                "not read back: last wave, nothing left to gate"
+            )
         ]
     );
+    assert_eq!(report.waves[1].images, 0, "nothing left to gate after the last wave");
     // Read back: the index, its two children, every blob (HEAD, or GET when sampled).
     assert_eq!(report.waves[0].manifests_verified, 3);
     let wave = &report.waves[0];
@@ -985,6 +1055,9 @@ async fn a_healthy_canary_lets_every_wave_through_in_order() {
     // The canary was read back (GETs of its manifests) before m1 saw any write.
     let canary_reads = world.host("m2").count("GET manifest");
     assert!(canary_reads >= 3, "{:#?}", world.host("m2").log());
+    for host in ["m1", "m3"] {
+        assert_eq!(world.host(host).count("GET manifest"), 0, "{host}: not read back");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Promote, staged (`--canary`, `--rollout-waves`): the copy engine runs once per wave
 //! (`rollout::waves`, formed in Plan), and before the next wave starts, what the wave
 //! wrote is read back through fresh backends (`readback.rs`) and the health gate
-//! (`rollout::gate`) weighs the wave's failed requests and read-back problems. A closed
+//! (`rollout::gate`) weighs the wave's failed requests and read-back problems. The last
+//! wave is not read back: the check exists to gate the next wave, and there is none
+//! (its failed copies still fail the run, and roll back with `--rollback-on-failure`). A closed
 //! gate stops the rollout: later waves are never started, so their destinations see no
 //! write at all, and with `--rollback-on-failure` the manifests this run created in the
 //! failed wave are deleted (`rollback.rs`).
@@ -54,8 +56,17 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
             promote::record(&mut state.promote, copied, &keys);
         }
         wave_report.copy_ms = copy_started.elapsed().as_millis();
+        let mut tally = RequestTally::default();
+        for (backend, before) in backends.iter().zip(&before) {
+            tally.add(RequestTally::between(before, &backend.stats()));
+        }
+        wave_report.requests = tally.requests;
+        wave_report.failed_requests = tally.failed;
+        let last = number == total;
         let refusal = match state.promote.failures.len() - failures_before {
-            0 if !state.cancel.is_cancelled() => {
+            // The read-back and the health gate guard the next wave; after the last
+            // there is none to guard (a failed copy still fails the run, below).
+            0 if !state.cancel.is_cancelled() && !last => {
                 pause_before_verify(
                     state.options.rollout.pause_before_verify.as_deref(),
                     number,
@@ -67,12 +78,6 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
                 wave_report.images = targets.len();
                 let outcome = readback::verify(targets, state.options.rollout.verify_sample, &state.cancel).await;
                 wave_report.readback_ms = readback_started.elapsed().as_millis();
-                let mut tally = RequestTally::default();
-                for (backend, before) in backends.iter().zip(&before) {
-                    tally.add(RequestTally::between(before, &backend.stats()));
-                }
-                wave_report.requests = tally.requests;
-                wave_report.failed_requests = tally.failed;
                 wave_report.manifests_verified = outcome.manifests;
                 wave_report.blobs_headed = outcome.blobs_headed;
                 wave_report.blobs_read = outcome.blobs_read;
@@ -90,16 +95,24 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
             return Err(Error::Interrupted);
         }
         let Some((why, first)) = refusal else {
-            info!(
-                "rollout: wave {number}/{total} passed: {} images read back ({} manifests, {} blobs, {} read in full); {} of {} requests failed",
-                wave_report.images,
-                wave_report.manifests_verified,
-                wave_report.blobs_headed,
-                wave_report.blobs_read,
-                wave_report.failed_requests,
-                wave_report.requests
-            );
-            wave_report.verdict = "passed".into();
+            wave_report.verdict = if last {
+                info!(
+                    "rollout: wave {number}/{total} written ({} of {} requests failed); {LAST_WAVE}",
+                    wave_report.failed_requests, wave_report.requests
+                );
+                LAST_WAVE.into()
+            } else {
+                info!(
+                    "rollout: wave {number}/{total} passed: {} images read back ({} manifests, {} blobs, {} read in full); {} of {} requests failed",
+                    wave_report.images,
+                    wave_report.manifests_verified,
+                    wave_report.blobs_headed,
+                    wave_report.blobs_read,
+                    wave_report.failed_requests,
+                    wave_report.requests
+                );
+                "passed".into()
+            };
             report.waves.push(wave_report);
             continue;
         };
@@ -139,6 +152,9 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     state.rollout = Some(report);
     Ok(Flow::Continue)
 }
+
+/// The last wave's verdict: it is not read back, since no later wave waits on it.
+const LAST_WAVE: &str = "not read back: last wave, nothing left to gate";
 
 fn names(state: &RunState, registries: &[NameId]) -> Vec<String> {
     registries.iter().map(|r| state.edges.name(*r).to_string()).collect()

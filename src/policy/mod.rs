@@ -6,7 +6,9 @@
 //! `(actor, edge, decision, evidence) -> verdict`, table-tested; [`Evaluator`] gives
 //! the same verdicts over a whole [`crate::edges::EdgeSet`] fast (rule scopes as bit
 //! masks per name, each condition evaluated once per distinct context it reads).
-//! The pipeline enforces it in Plan; `kpromo policy check` asks it offline, where the
+//! The pipeline enforces it in Validate, once the evidence is gathered (a sharded run
+//! also asks it in Plan about the whole plan, without evidence, so that every shard
+//! refuses a definite denial); `kpromo policy check` asks it offline, where the
 //! decision and the evidence are unknown and a verdict may "depend on registry state".
 //!
 //! Semantics: every rule whose scope matches is checked; a matching `deny` (or a

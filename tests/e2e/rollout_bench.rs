@@ -3,8 +3,9 @@
 //! of big layers here: `BENCH_BIG_MB`), from one staging registry to three fresh mirrors
 //! each time:
 //! - all three at once (one process, no waves): the baseline;
-//! - a canary rollout: one canary, then the other two, each wave read back (default
-//!   `--verify-sample`), as the target (≤ 1.3× the baseline) reads it;
+//! - a canary rollout: one canary, read back (default `--verify-sample`), then the other
+//!   two (the last wave, not read back), as the target (≤ 1.3× the baseline)
+//!   reads it;
 //! - three `--shard i/3` processes at once, against the baseline's one process: on one
 //!   machine the shards share its cores and network, the gain is across machines.
 //!

@@ -119,17 +119,42 @@ async fn a_healthy_canary_is_read_back_then_every_mirror_completes() {
         .as_array()
         .expect("rollout waves in the summary");
     assert_eq!(waves.len(), 2, "{}", run.summary);
-    for wave in waves {
-        assert_eq!(wave["verdict"], "passed", "{wave}");
-        // --verify-sample=1: every blob read in full, so none needs a HEAD.
-        assert_eq!(wave["blobs_headed"], 0, "{wave}");
-        assert!(wave["blobs_read"].as_u64().is_some_and(|n| n > 0), "{wave}");
-    }
-    assert_eq!(waves[0]["registries"], serde_json::json!([canary]));
-    // The read-back went to every mirror: manifests by digest, blobs by HEAD and GET.
-    for proxy in &world.proxies {
-        assert!(proxy.count("GET", r"/manifests/sha256:") >= 4, "{:?}", proxy.seen());
-        assert!(proxy.count("GET", r"/blobs/sha256:") >= 1, "{:?}", proxy.seen());
+    let canary_wave = &waves[0];
+    assert_eq!(canary_wave["registries"], serde_json::json!([canary]));
+    assert_eq!(canary_wave["verdict"], "passed", "{canary_wave}");
+    // --verify-sample=1: every blob read in full, so none needs a HEAD.
+    assert_eq!(canary_wave["blobs_headed"], 0, "{canary_wave}");
+    assert!(
+        canary_wave["blobs_read"].as_u64().is_some_and(|n| n > 0),
+        "{canary_wave}"
+    );
+    // The read-back went to the canary: manifests by digest, blobs by GET.
+    let canary_proxy = &world.proxies[0];
+    assert!(
+        canary_proxy.count("GET", r"/manifests/sha256:") >= 4,
+        "{:?}",
+        canary_proxy.seen()
+    );
+    assert!(
+        canary_proxy.count("GET", r"/blobs/sha256:") >= 1,
+        "{:?}",
+        canary_proxy.seen()
+    );
+    // The last wave is not read back: nothing is left to gate.
+    let last = &waves[1];
+    assert_eq!(
+        last["verdict"], "not read back: last wave, nothing left to gate",
+        "{last}"
+    );
+    assert_eq!(last["images"], 0, "{last}");
+    assert!(
+        run.stderr.contains("wave 2/2 written") && run.stderr.contains("nothing left to gate"),
+        "{}",
+        run.stderr
+    );
+    for proxy in &world.proxies[1..] {
+        assert_eq!(proxy.count("GET", r"/manifests/sha256:"), 0, "{:?}", proxy.seen());
+        assert_eq!(proxy.count("GET", r"/blobs/sha256:"), 0, "{:?}", proxy.seen());
     }
 
     // A rerun writes nothing and has nothing to read back.

@@ -5,7 +5,8 @@
 //! no blob or manifest is uploaded twice into one repository, every digest is signed and
 //! attested once,
 //! each shard's plan holds whole repositories and digests, `kpromo summary merge` adds the
-//! summaries up, and a rerun of a shard writes nothing.
+//! summaries up, a rerun of a shard writes nothing, and a single unsharded run afterwards
+//! has nothing left to do. A policy denying one shard's image refuses every shard.
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -75,10 +76,18 @@ async fn three_shard_processes_promote_everything_exactly_once() {
     assert!(job_args.contains(&format!("--shards={SHARDS}")), "{job_args:?}");
     let out = |i: usize| world.dir.path().join(format!("shard-{i}"));
     let key_path = key.private.to_str().expect("utf-8 key path").to_string();
-    let shard = |i: usize| {
-        let plan = format!("--plan-out={}", out(i).join("plan.json").display());
-        let index = i.to_string();
-        let mut args: Vec<&str> = job_args.iter().map(String::as_str).collect();
+    // The Job's command line for shard `i`, or without `--shards` for `None`: one
+    // unsharded process doing the whole promotion.
+    let process = |i: Option<usize>| {
+        let dir = out(i.unwrap_or(SHARDS));
+        let plan = format!("--plan-out={}", dir.join("plan.json").display());
+        let index = i.map(|i| i.to_string());
+        let env: Vec<(&str, &str)> = index.iter().map(|i| ("JOB_COMPLETION_INDEX", i.as_str())).collect();
+        let mut args: Vec<&str> = job_args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| i.is_some() || !a.starts_with("--shards"))
+            .collect();
         args.extend([
             plan.as_str(),
             "--signing-key",
@@ -86,8 +95,9 @@ async fn three_shard_processes_promote_everything_exactly_once() {
             "--signing-identity-rewrite",
             "prod=registry.example",
         ]);
-        world.spawn_process(&out(i), &[("JOB_COMPLETION_INDEX", index.as_str())], &args)
+        world.spawn_process(&dir, &env, &args)
     };
+    let shard = |i: usize| process(Some(i));
     // A dry run of one shard prints that shard's plan only, and writes nothing.
     let dry = world
         .spawn_process(&out(9), &[], &["--shard=0/3", "--sign=false"])
@@ -98,12 +108,51 @@ async fn three_shard_processes_promote_everything_exactly_once() {
     assert!(dry_edges > 0 && dry_edges < 3 * (3 + singles.len()), "{}", dry.stdout);
     assert_eq!(world.mirror_writes(), 0);
 
+    // Every shard refuses the same bad input, a policy denial included: a rule denying
+    // img3 (all of whose edges are one shard's) refuses all three shards alike, exit 3
+    // with the same error, before anything is read for provenance or written.
+    let policy = world.dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n- name: everyone\n  effect: allow\n- name: not-img3\n  effect: deny\n  images: [img3]\n",
+    )
+    .expect("write policy");
+    let policy = format!("--policy={}", policy.display());
+    world.clear_seen();
+    let denied: Vec<_> = (0..SHARDS)
+        .map(|i| {
+            let shard = format!("--shard={i}/3");
+            world.spawn_process(&out(10 + i), &[], &["--confirm", "--sign=false", &shard, &policy])
+        })
+        .collect();
+    let errors: BTreeSet<String> = denied
+        .into_iter()
+        .map(|running| {
+            let run = running.wait(RUN_SECONDS);
+            run.expect_code(3);
+            let error = run.stderr.lines().find(|l| l.contains("edges denied by policy"));
+            error.expect("the denial").to_string()
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "one error for all shards: {errors:?}");
+    let error = errors.first().expect("an error");
+    assert!(
+        error.contains("3 edges denied by policy") && error.contains("/img3:1.0: denied by rule 'not-img3'"),
+        "{error}"
+    );
+    assert_eq!(world.mirror_writes(), 0, "no shard wrote");
+    assert_eq!(world.staging_proxy.count("GET", "/referrers/"), 0, "no provenance read");
+
     let running: Vec<_> = (0..SHARDS).map(shard).collect();
     let runs: Vec<_> = running.into_iter().map(|r| r.wait(RUN_SECONDS)).collect();
     for (i, run) in runs.iter().enumerate() {
         run.expect_code(0);
         assert_eq!(run.summary["shard"], format!("{i}/3"), "{}", run.summary);
     }
+    assert!(
+        world.staging_proxy.count("GET", "/referrers/") > 0,
+        "provenance was read"
+    );
 
     // The union is the whole promotion, byte for byte.
     for mirror in &world.mirrors {
@@ -218,4 +267,17 @@ async fn three_shard_processes_promote_everything_exactly_once() {
     let rerun = shard(1).wait(RUN_SECONDS);
     rerun.expect_code(0);
     assert_eq!(world.mirror_writes(), 0, "{}", rerun.stderr);
+
+    // The union is exactly a full run's content: one unsharded process on the same
+    // manifests plans nothing to copy or retag, and writes nothing (no image, signature
+    // or attestation).
+    let full = process(None).wait(RUN_SECONDS);
+    full.expect_code(0);
+    assert!(full.summary["shard"].is_null(), "{}", full.summary);
+    assert_eq!(full.summary["edges"], all_edges.len(), "{}", full.summary);
+    assert_eq!(full.summary["decisions"]["copy"], 0, "{}", full.summary);
+    assert_eq!(full.summary["decisions"]["retag"], 0, "{}", full.summary);
+    assert_eq!(full.summary["decisions"]["skip"], all_edges.len(), "{}", full.summary);
+    assert_eq!(full.summary["write_requests"], 0, "{}", full.summary);
+    assert_eq!(world.mirror_writes(), 0, "{}", full.stderr);
 }

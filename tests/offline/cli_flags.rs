@@ -411,11 +411,25 @@ fn text_logs_carry_go_style_clock_timestamps() {
 #[test]
 fn bad_shard_and_rollout_flags_exit_2_with_a_clear_message() {
     let dir = format!("--thin-manifest-dir={MISSING_DIR}");
-    let cases: [(&[&str], Option<&str>, &str); 9] = [
+    let cases: [(&[&str], Option<&str>, &str); 15] = [
         (&["--shard=3/2"], None, "there is no shard 3 of 2"),
         (&["--shard=0/0"], None, "cannot be split into 0 shards"),
         (&["--shard=one/two"], None, "is not a shard"),
+        (&["--shard=1"], None, "\"1\" is not a shard: write INDEX/COUNT"),
+        (&["--shard=-1/3"], None, "is not a shard"),
+        (&["--shard=1/3x"], None, "is not a shard"),
         (&["--shards=three"], Some("1"), "invalid value"),
+        (&["--shards=0"], Some("0"), "invalid value '0'"),
+        (
+            &["--shards=3"],
+            Some("one"),
+            "JOB_COMPLETION_INDEX=\"one\" is not a shard index",
+        ),
+        (
+            &["--shard=1/3", "--shards=3"],
+            Some("1"),
+            "'--shard <INDEX/COUNT>' cannot be used with '--shards <N>'",
+        ),
         (&["--shards=3"], None, "JOB_COMPLETION_INDEX"),
         (&["--shards=3"], Some("3"), "there is no shard 3 of 3"),
         (
@@ -444,4 +458,37 @@ fn bad_shard_and_rollout_flags_exit_2_with_a_clear_message() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// A `--canary` that names none of the destinations: exit 2 naming it and the
+/// destinations, before any registry is opened (the demo's `oci:` mirrors are not created).
+#[test]
+fn a_canary_that_is_not_a_destination_exits_2_before_any_registry_is_opened() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    for (sub, file) in [("manifests", "promoter-manifest.yaml"), ("images", "images.yaml")] {
+        let dir = work.path().join(sub).join("demo");
+        std::fs::create_dir_all(&dir).expect("create manifest dir");
+        std::fs::copy(demo.join(sub).join("demo").join(file), dir.join(file)).expect("copy the demo's manifests");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kpromo"))
+        .current_dir(work.path())
+        .args(["cip", "--thin-manifest-dir=.", "--confirm", "--sign=false"])
+        .args(["--canary=oci:./mirrors/mars", "--rollback-on-failure"])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .expect("run kpromo");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--canary oci:./mirrors/mars: no destination registry is named so")
+            && stderr(&out).contains("oci:./mirrors/eu"),
+        "{}",
+        stderr(&out)
+    );
+    let mut created: Vec<String> = std::fs::read_dir(work.path())
+        .expect("read the work dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    created.sort();
+    assert_eq!(created, ["images", "manifests"], "no registry was opened or written");
 }
