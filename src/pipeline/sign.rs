@@ -96,28 +96,28 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
 }
 
 /// `--replicate-signatures`: the `.sig` manifest of every signed image, copied from its
-/// canonical destination to the others with the copy engine (one read, fanned out).
+/// canonical destination to the others with the copy engine (one read, fanned out). A
+/// mirror whose signature tag already names the same manifest is left alone, so a rerun
+/// writes nothing; one HEAD per mirror costs less than the manifest and tag PUTs it saves.
 async fn replicate_signatures(state: &RunState, jobs: &[TrustJob], report: &mut SignReport) -> Result<(), Error> {
+    let found: Vec<Result<Option<Replica>, Error>> = stream::iter(jobs)
+        .map(|job| replica(state, job))
+        .buffer_unordered(copy::PENDING_REQUESTS)
+        .collect()
+        .await;
     let mut request = copy::Request::default();
-    for job in jobs {
-        let at = state.repo(job.at)?;
-        let tag = signature_tag(&job.image);
-        let Some(sig) = at
-            .registry
-            .head_manifest(&at.path, &ManifestRef::Tag(tag.clone()))
-            .await
-            .map_err(|source| Error::Read {
-                during: "reading signatures to replicate",
-                source: Box::new(source),
-            })?
-        else {
+    for replica in found {
+        let Some(replica) = replica? else {
             continue;
         };
-        let source = request.repo(at);
-        for mirror in &job.mirrors {
-            let mirror = request.repo(state.repo(*mirror)?);
-            request.want((source, sig.digest), mirror, true, Some(tag.clone()));
+        let source = request.repo(replica.from);
+        for mirror in replica.lacking {
+            let mirror = request.repo(mirror);
+            request.want((source, replica.digest), mirror, true, Some(replica.tag.clone()));
         }
+    }
+    if request.is_empty() {
+        return Ok(());
     }
     let copied = copy::run(&request, &state.cancel).await;
     report.replicated = copied.delivered.len();
@@ -125,4 +125,47 @@ async fn replicate_signatures(state: &RunState, jobs: &[TrustJob], report: &mut 
         report.failed.push((failure.at.clone(), failure.cause.to_string()));
     }
     Ok(())
+}
+
+/// One image's signature to replicate: where it is, and the mirrors that lack it.
+struct Replica {
+    from: copy::Repo,
+    digest: crate::digest::Digest,
+    tag: String,
+    lacking: Vec<copy::Repo>,
+}
+
+/// Finds the image's `.sig` manifest at its canonical destination (none: nothing to
+/// replicate) and the mirrors whose signature tag does not name it. A mirror that cannot
+/// say counts as lacking it: the copy is idempotent.
+async fn replica(state: &RunState, job: &TrustJob) -> Result<Option<Replica>, Error> {
+    let read_error = |source| Error::Read {
+        during: "reading signatures to replicate",
+        source: Box::new(source),
+    };
+    let from = state.repo(job.at)?;
+    let tag = signature_tag(&job.image);
+    let reference = ManifestRef::Tag(tag.clone());
+    let Some(sig) = from
+        .registry
+        .head_manifest(&from.path, &reference)
+        .await
+        .map_err(read_error)?
+    else {
+        return Ok(None);
+    };
+    let mut lacking = Vec::new();
+    for mirror in &job.mirrors {
+        let mirror = state.repo(*mirror)?;
+        let there = mirror.registry.head_manifest(&mirror.path, &reference).await;
+        if !matches!(there, Ok(Some(found)) if found.digest == sig.digest) {
+            lacking.push(mirror);
+        }
+    }
+    Ok(Some(Replica {
+        from,
+        digest: sig.digest,
+        tag,
+        lacking,
+    }))
 }
