@@ -213,14 +213,9 @@ async fn copy_blob(task: BlobTask, env: Env) {
     }
     if !sharing.is_empty() {
         let targets: Vec<Repo> = sharing.iter().map(|(d, _)| d.first.1.clone()).collect();
-        let shared = stream_to(source, &targets, digest, size, &env.progress).await;
-        for ((delivery, slot), upload) in sharing.into_iter().zip(shared.uploads) {
-            let start = Start::Shared {
-                upload,
-                read: shared.read.clone(),
-                body_broke: shared.body_broke,
-            };
-            finishing.push(tokio::spawn(delivery.run(start, env.clone(), slot)));
+        let fed = stream_to(source, &targets, digest, size, &env.progress).await;
+        for ((delivery, slot), fed) in sharing.into_iter().zip(fed) {
+            finishing.push(tokio::spawn(delivery.run(Start::Shared(fed), env.clone(), slot)));
         }
     }
     // Wait for every destination, but once one is done the others get only a grace.
@@ -272,13 +267,8 @@ struct Delivery {
 enum Start {
     /// A cross-repository mount from a source repository on the same registry.
     Mount(Repo),
-    /// Its upload from the shared source read (none if the source would not open), and
-    /// how that read ended.
-    Shared {
-        upload: Option<Upload>,
-        read: Result<(), Failure>,
-        body_broke: bool,
-    },
+    /// What the shared source read did for it.
+    Shared(Fed),
     /// A source read of its own.
     Own,
 }
@@ -344,11 +334,7 @@ impl Delivery {
                 Ok(MountOutcome::NotMounted) => self.read(&self.source, to, env).await,
                 Err(e) => return Err(registry_failure(to, self.digest, e)),
             },
-            Start::Shared {
-                upload,
-                read,
-                body_broke,
-            } => self.settle(to, upload, read, body_broke).await,
+            Start::Shared(fed) => self.settle(to, fed).await,
             Start::Own => self.read(&self.source, to, env).await,
         };
         self.retry(attempt, &self.source, to, env)
@@ -387,25 +373,36 @@ impl Delivery {
 
     /// One source read of `from` streamed to `to` alone.
     async fn read(&self, from: &Repo, to: &Repo, env: &Env) -> Attempt {
-        let streamed = stream_to(from, std::slice::from_ref(to), self.digest, self.size, &env.progress).await;
-        let upload = streamed.uploads.into_iter().next().flatten();
-        self.settle(to, upload, streamed.read, streamed.body_broke).await
+        let fed = stream_to(from, std::slice::from_ref(to), self.digest, self.size, &env.progress).await;
+        match fed.into_iter().next() {
+            Some(fed) => self.settle(to, fed).await,
+            // `stream_to` answers once per target, and there was one.
+            None => unreachable!("one target, one answer"),
+        }
     }
 
-    /// The outcome of an upload fed by a source read that ended with `read`. The upload is
-    /// awaited even when the read failed: another upload of the same blob into the same
-    /// repository must not start while this one may still commit.
-    async fn settle(&self, to: &Repo, upload: Option<Upload>, read: Result<(), Failure>, body_broke: bool) -> Attempt {
-        let uploaded = match upload {
-            Some(upload) => Some(upload.await),
-            None => None,
+    /// The outcome of what a source read fed into `to`. The upload is awaited even when
+    /// the read failed: another upload of the same blob into the same repository must not
+    /// start while this one may still commit.
+    async fn settle(&self, to: &Repo, fed: Fed) -> Attempt {
+        let (upload, read, body_broke) = match fed {
+            Fed::Unopened(failure) => {
+                return Attempt {
+                    result: Err(failure),
+                    body_broke: false,
+                };
+            }
+            Fed::Streamed {
+                upload,
+                read,
+                body_broke,
+            } => (upload, read, body_broke),
         };
-        let result = match (read, uploaded) {
+        let result = match (read, upload.await) {
             (Err(failure), _) => Err(failure),
-            (Ok(()), Some(Ok(Ok(())))) => Ok(()),
-            (Ok(()), Some(Ok(Err(e)))) => Err(registry_failure(to, self.digest, e)),
-            (Ok(()), Some(Err(e))) => Err(blob_failure(&to.display, self.digest, Cause::Task(e.to_string()))),
-            (Ok(()), None) => Err(blob_failure(&to.display, self.digest, Cause::Task("no upload".into()))),
+            (Ok(()), Ok(Ok(()))) => Ok(()),
+            (Ok(()), Ok(Err(e))) => Err(registry_failure(to, self.digest, e)),
+            (Ok(()), Err(e)) => Err(blob_failure(&to.display, self.digest, Cause::Task(e.to_string()))),
         };
         Attempt { result, body_broke }
     }
@@ -422,28 +419,27 @@ fn registry_failure(repo: &Repo, digest: Digest, e: crate::registry::Error) -> F
 /// An upload into one repository, going on as a task of its own.
 type Upload = JoinHandle<Result<(), crate::registry::Error>>;
 
-/// A source read streamed to some targets.
-struct Streamed {
-    /// How the read ended; a failure fails every target alike.
-    read: Result<(), Failure>,
-    /// The source's body failed part-way, transiently (cut off, reset, stalled), as
-    /// opposed to not opening at all.
-    body_broke: bool,
-    /// One per target, in order: its upload, which may still be going on; none when the
-    /// source would not open.
-    uploads: Vec<Option<Upload>>,
+/// What one source read did for one target.
+enum Fed {
+    /// The source would not open: nothing was sent.
+    Unopened(Failure),
+    /// The target's upload (which may still be going on) and how the read ended; a
+    /// failed read fails every target alike.
+    Streamed {
+        upload: Upload,
+        read: Result<(), Failure>,
+        /// The source's body failed part-way, transiently (cut off, reset, stalled).
+        body_broke: bool,
+    },
 }
 
-/// Opens `from` once and streams it to `targets`.
-async fn stream_to(from: &Repo, targets: &[Repo], digest: Digest, size: u64, progress: &Progress) -> Streamed {
+/// Opens `from` once and streams it to `targets`; one answer per target, in order.
+async fn stream_to(from: &Repo, targets: &[Repo], digest: Digest, size: u64, progress: &Progress) -> Vec<Fed> {
     let body = match from.registry.get_blob(&from.path, &digest).await {
         Ok(body) => body,
         Err(e) => {
-            return Streamed {
-                read: Err(registry_failure(from, digest, e)),
-                body_broke: false,
-                uploads: targets.iter().map(|_| None).collect(),
-            };
+            let failure = registry_failure(from, digest, e);
+            return targets.iter().map(|_| Fed::Unopened(failure.clone())).collect();
         }
     };
     let fan = targets.len() as u64;
@@ -452,9 +448,14 @@ async fn stream_to(from: &Repo, targets: &[Repo], digest: Digest, size: u64, pro
     })
     .await;
     let read = fanned.read.map(|_| ()).map_err(|e| registry_failure(from, digest, e));
-    Streamed {
-        body_broke: matches!(&read, Err(failure) if failure.is_transient()),
-        read,
-        uploads: fanned.uploads.into_iter().map(Some).collect(),
-    }
+    let body_broke = matches!(&read, Err(failure) if failure.is_transient());
+    fanned
+        .uploads
+        .into_iter()
+        .map(|upload| Fed::Streamed {
+            upload,
+            read: read.clone(),
+            body_broke,
+        })
+        .collect()
 }
