@@ -2,11 +2,13 @@
 //! delivered, typed, for Sign and Attest. A staged run (`--canary`, `--rollout-waves`)
 //! hands the copy engine one wave at a time (`waves.rs`).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tracing::info;
 
 use crate::copy::{self, Class, RepoId};
 use crate::edges::Edge;
+use crate::registry::Spool;
 
 use super::decide::Decision;
 use super::state::{FailedImage, PromoteReport, RepoKey, RunState, Subject};
@@ -16,7 +18,7 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     if !state.waves.is_empty() {
         return waves::run(state).await;
     }
-    let (request, keys) = copy_request(state, |_| true)?;
+    let (request, keys) = copy_request(state, |_| true, None)?;
     if request.is_empty() {
         info!("nothing to promote");
         return Ok(Flow::Continue);
@@ -80,19 +82,24 @@ pub(super) fn failed(promote: &PromoteReport) -> Option<Error> {
 
 /// The copy request for every edge the plan decided to write that `include` keeps (a
 /// rollout wave keeps its destination registries), and the repository each request id
-/// stands for.
+/// stands for. Sources are read through `spool` when given (a rollout's waves).
 pub(super) fn copy_request(
     state: &RunState,
     include: impl Fn(&Edge) -> bool,
+    spool: Option<&Arc<Spool>>,
 ) -> Result<(copy::Request, BTreeMap<RepoId, RepoKey>), Error> {
     let mut request = copy::Request::default();
     request.transient_retries(state.options.registry.max_retries);
     let mut ids: BTreeMap<RepoKey, RepoId> = BTreeMap::new();
-    let mut id_of = |request: &mut copy::Request, key: RepoKey| -> Result<RepoId, Error> {
+    let mut id_of = |request: &mut copy::Request, key: RepoKey, source: bool| -> Result<RepoId, Error> {
         if let Some(id) = ids.get(&key) {
             return Ok(*id);
         }
-        let id = request.repo(state.repo(key)?);
+        let mut repo = state.repo(key)?;
+        if let (true, Some(spool)) = (source, spool) {
+            repo.registry = spool.reading_through(repo.registry);
+        }
+        let id = request.repo(repo);
         ids.insert(key, id);
         Ok(id)
     };
@@ -100,9 +107,9 @@ pub(super) fn copy_request(
         if !decision.writes() || !include(edge) {
             continue;
         }
-        let source = id_of(&mut request, RepoKey::source_of(edge))?;
+        let source = id_of(&mut request, RepoKey::source_of(edge), true)?;
         let destination_key = RepoKey::destination_of(edge);
-        let destination = id_of(&mut request, destination_key)?;
+        let destination = id_of(&mut request, destination_key, false)?;
         if state.fresh_destinations.contains(&destination_key) {
             request.fresh(destination);
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::copy::{Class, Counters};
-use crate::registry::{RegistryStats, ThrottleStats};
+use crate::registry::{RegistryStats, SpoolFigures, ThrottleStats};
 
 use super::Error;
 use super::plan::Counts;
@@ -87,6 +87,10 @@ pub struct WaveReport {
     /// Wall time of the wave's copy, and of its read-back.
     pub copy_ms: u128,
     pub readback_ms: u128,
+    /// What the wave's copy kept in the rollout's spool for later waves, and read from
+    /// it instead of the sources (absent when the run had no spool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolFigures>,
     /// `passed`, or why the gate closed; for the last wave, which is not read back since
     /// no later wave waits on it, `not read back: last wave, nothing left to gate` (or
     /// why it failed, when its copies did).

@@ -16,11 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::copy::{self, Repo};
 use crate::edges::NameId;
-use crate::registry::{Registries, Registry, RegistryStats, RepoRoot};
+use crate::registry::{Registry, RegistryStats, RepoRoot, Spool};
 use crate::sync::Cancel;
 
 use super::readback::{self, Target};
@@ -33,8 +33,14 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
     let waves = state.waves.clone();
     let total = waves.len();
     let mut report = RolloutReport::default();
+    // Sources are read once for all waves: what a wave reads is kept for the next ones.
+    let spool = if total > 1 { open_spool() } else { None };
     for (i, wave) in waves.iter().enumerate() {
         let number = i + 1;
+        let last = number == total;
+        if let (true, Some(spool)) = (last, &spool) {
+            spool.stop_keeping();
+        }
         let mut wave_report = WaveReport {
             registries: names(state, &wave.registries),
             canary: wave.canary,
@@ -45,7 +51,9 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
             if wave.canary { " (canary)" } else { "" },
             wave_report.registries.join(", ")
         );
-        let (request, keys) = promote::copy_request(state, |e| wave.registries.contains(&e.dst_registry))?;
+        let (request, keys) =
+            promote::copy_request(state, |e| wave.registries.contains(&e.dst_registry), spool.as_ref())?;
+        let spooled_before = spool.as_ref().map(|s| s.figures());
         let backends = backends(state, wave)?;
         let before: Vec<RegistryStats> = backends.iter().map(|b| b.stats()).collect();
         let delivered_from = state.promote.subjects.len();
@@ -56,13 +64,24 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
             promote::record(&mut state.promote, copied, &keys);
         }
         wave_report.copy_ms = copy_started.elapsed().as_millis();
+        wave_report.spool = spool
+            .as_ref()
+            .zip(spooled_before)
+            .map(|(s, before)| s.figures().since(before));
+        if let Some(spooled) = wave_report.spool.filter(|s| s.blobs_served + s.manifests_served > 0) {
+            info!(
+                "rollout: wave {number}/{total} read {} blobs ({} MB) and {} manifests from the spool instead of the sources",
+                spooled.blobs_served,
+                spooled.bytes_served >> 20,
+                spooled.manifests_served
+            );
+        }
         let mut tally = RequestTally::default();
         for (backend, before) in backends.iter().zip(&before) {
             tally.add(RequestTally::between(before, &backend.stats()));
         }
         wave_report.requests = tally.requests;
         wave_report.failed_requests = tally.failed;
-        let last = number == total;
         let refusal = match state.promote.failures.len() - failures_before {
             // The read-back and the health gate guard the next wave; after the last
             // there is none to guard (a failed copy still fails the run, below).
@@ -156,6 +175,24 @@ pub(super) async fn run(state: &mut RunState) -> Result<Flow, Error> {
 /// The last wave's verdict: it is not read back, since no later wave waits on it.
 const LAST_WAVE: &str = "not read back: last wave, nothing left to gate";
 
+/// The spool for a rollout's source reads (`registry::Spool`). Without one (no writable
+/// temp directory) every wave reads its sources, as an unstaged run would twice.
+fn open_spool() -> Option<Arc<Spool>> {
+    match Spool::open(None) {
+        Ok(spool) => {
+            debug!(
+                "rollout: source reads kept in {} for later waves",
+                spool.path().display()
+            );
+            Some(spool)
+        }
+        Err(e) => {
+            warn!("rollout: no spool for source reads ({e}); each wave reads its sources again");
+            None
+        }
+    }
+}
+
 fn names(state: &RunState, registries: &[NameId]) -> Vec<String> {
     registries.iter().map(|r| state.edges.name(*r).to_string()).collect()
 }
@@ -175,11 +212,13 @@ fn backends(state: &RunState, wave: &Wave) -> Result<Vec<Arc<dyn Registry>>, Err
 }
 
 /// The images a wave delivered, each in a repository of a backend opened for the check:
-/// nothing the run's own backends hold (tokens, connections) is reused. Tests that
-/// inject in-memory registries have no client set to open from and read those.
+/// nothing the run's own backends hold (tokens, connections, what they saw) is reused,
+/// except each host's budget, which is the registry's and not the client's
+/// ([`crate::registry::Registries::fresh_connections`]). Tests that inject in-memory registries have no
+/// client set to open from and read those.
 fn readback_targets(state: &RunState, delivered: &[Subject]) -> Result<Vec<Target>, Error> {
     let fresh = match &state.registries {
-        Some(_) => Some(Registries::new(state.options.registry.clone()).map_err(|e| Error::Setup(Box::new(e)))?),
+        Some(registries) => Some(registries.fresh_connections().map_err(|e| Error::Setup(Box::new(e)))?),
         None => None,
     };
     let mut roots: BTreeMap<NameId, RepoRoot> = BTreeMap::new();

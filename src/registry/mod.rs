@@ -34,6 +34,7 @@ mod open;
 pub mod reference;
 pub mod referrers;
 pub mod remote;
+mod spool;
 #[cfg(test)]
 pub mod test_image;
 
@@ -42,6 +43,7 @@ pub use media::MediaType;
 pub use open::{Registries, RepoRoot};
 pub use referrers::Referrer;
 pub use remote::{ClientOptions, ReadLimits};
+pub use spool::{Spool, SpoolFigures};
 
 /// Which manifest to address: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

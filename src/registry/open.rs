@@ -37,6 +37,9 @@ pub struct Registries {
     remotes: Mutex<HashMap<String, Arc<remote::RemoteRegistry>>>,
     layouts: Mutex<HashMap<PathBuf, Arc<dyn Registry>>>,
     quotas: Mutex<HashMap<String, Arc<remote::SharedQuota>>>,
+    /// Each host's budget (rate, requests in flight, learned latency), by host. Kept apart
+    /// from the backends so that [`Registries::fresh_connections`] can hand them on.
+    gates: Mutex<HashMap<String, Arc<remote::Gate>>>,
 }
 
 impl fmt::Debug for Registries {
@@ -57,7 +60,21 @@ impl Registries {
             remotes: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
             quotas: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A client set for reading back what this one wrote: new connections, new tokens,
+    /// new backends (nothing this set learned about a repository vouches for what the
+    /// registry serves now), but each host's budget handed on. The budget is about the
+    /// registry's capacity, which a second client does not change: a new one would start
+    /// over at 50 requests/s and 8 in flight and slow-start against a registry whose
+    /// capacity is already known, and two budgets for one host would add up past it.
+    pub fn fresh_connections(&self) -> Result<Self, Error> {
+        let fresh = Self::new(self.options.clone())?;
+        *lock(&fresh.quotas) = lock(&self.quotas).clone();
+        *lock(&fresh.gates) = lock(&self.gates).clone();
+        Ok(fresh)
     }
 
     /// Resolves a manifest registry name such as
@@ -109,13 +126,18 @@ impl Registries {
         } else {
             self.http.clone()
         };
-        let quota = settings.quota.as_ref().map(|q| {
-            lock(&self.quotas)
-                .entry(q.name.clone())
-                .or_insert_with(|| Arc::new(remote::SharedQuota::new(q)))
-                .clone()
-        });
-        let gate = Arc::new(remote::Gate::new(&settings, quota, self.options.response_timeout));
+        let gate = lock(&self.gates)
+            .entry(host.to_string())
+            .or_insert_with(|| {
+                let quota = settings.quota.as_ref().map(|q| {
+                    lock(&self.quotas)
+                        .entry(q.name.clone())
+                        .or_insert_with(|| Arc::new(remote::SharedQuota::new(q)))
+                        .clone()
+                });
+                Arc::new(remote::Gate::new(&settings, quota, self.options.response_timeout))
+            })
+            .clone();
         let backend = Arc::new(remote::RemoteRegistry::new(host, http, gate, &settings, &self.options)?);
         remotes.insert(host.to_string(), backend.clone());
         Ok(backend)

@@ -74,15 +74,22 @@ async fn bench_rollout() {
                 .flatten()
                 .filter_map(|r| r.as_str()?.split('/').next())
                 .collect();
+            let spool = &wave["spool"];
             println!(
-                "  wave to {} mirror(s): copy {} ms, read-back {} ms ({} images, {} blobs HEADed, {} read in full); {} requests",
+                "  wave to {} mirror(s): copy {} ms, read-back {} ms ({} images, {} blobs HEADed, {} read in full); {} requests; \
+                 spool: kept {} blobs ({} MB), served {} blobs ({} MB) and {} manifests",
                 hosts.len(),
                 wave["copy_ms"],
                 wave["readback_ms"],
                 wave["images"],
                 wave["blobs_headed"],
                 wave["blobs_read"],
-                wave["requests"]
+                wave["requests"],
+                spool["blobs_kept"],
+                spool["bytes_kept"].as_u64().unwrap_or(0) >> 20,
+                spool["blobs_served"],
+                spool["bytes_served"].as_u64().unwrap_or(0) >> 20,
+                spool["manifests_served"],
             );
         }
         wall

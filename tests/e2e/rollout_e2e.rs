@@ -156,6 +156,24 @@ async fn a_healthy_canary_is_read_back_then_every_mirror_completes() {
         assert_eq!(proxy.count("GET", r"/manifests/sha256:"), 0, "{:?}", proxy.seen());
         assert_eq!(proxy.count("GET", r"/blobs/sha256:"), 0, "{:?}", proxy.seen());
     }
+    // Staging is read once for both waves: the second copies what the first read from
+    // the spool, so no blob of staging is downloaded twice.
+    let blob_reads: Vec<String> = world
+        .staging_proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/blobs/sha256:"))
+        .map(|s| s.path)
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = blob_reads.iter().collect();
+    assert!(!blob_reads.is_empty());
+    assert_eq!(distinct.len(), blob_reads.len(), "{blob_reads:?}");
+    assert!(last["spool"]["blobs_served"].as_u64().is_some_and(|n| n > 0), "{last}");
+    assert!(
+        run.stderr.contains("from the spool instead of the sources"),
+        "{}",
+        run.stderr
+    );
 
     // A rerun writes nothing and has nothing to read back.
     world.clear_seen();

@@ -22,7 +22,7 @@
 mod blobs;
 mod index;
 mod manifests;
-mod store;
+pub(super) mod store;
 mod tags;
 
 use crate::sync::KeyedLocks;
