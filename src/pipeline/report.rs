@@ -344,7 +344,7 @@ fn throttling_text(t: &ThrottleStats) -> String {
     format!(
         "rate {:.0}/{:.0}/{:.0} req/s min/median/max ({rate_ceiling}); \
          concurrency {:.0}/{:.0}/{:.0} (ceiling {}, at it {}); \
-         {} throttled, {} failed ({} stalls), {} decreases ({} undone as noise); \
+         {} throttled, {} failed ({} stalls), {} slow reads sent twice, {} decreases ({} undone as noise); \
          waited: slot {}, rate {}, quota {}, retry {}{quota}",
         t.rate_per_s.min,
         t.rate_per_s.median,
@@ -357,6 +357,7 @@ fn throttling_text(t: &ThrottleStats) -> String {
         t.throttled,
         t.failed,
         t.stalls,
+        t.hedged,
         t.decreases,
         t.undone,
         seconds(t.waited_ms.slot),
@@ -393,6 +394,7 @@ mod tests {
             throttled: 7,
             failed: 2,
             stalls: 1,
+            hedged: 4,
             decreases: 3,
             undone: 1,
             noise: 0.0,
@@ -408,7 +410,7 @@ mod tests {
             throttling_text(&t),
             "rate 18/20/50 req/s min/median/max (ceiling 100, at it 0.0 s); \
              concurrency 4/8/12 (ceiling 32, at it 1.5 s); \
-             7 throttled, 2 failed (1 stalls), 3 decreases (1 undone as noise); \
+             7 throttled, 2 failed (1 stalls), 4 slow reads sent twice, 3 decreases (1 undone as noise); \
              waited: slot 0.1 s, rate 2.5 s, quota 0.0 s, retry 7.0 s; shares quota *-docker.pkg.dev"
         );
     }

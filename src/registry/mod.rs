@@ -318,6 +318,9 @@ pub struct ThrottleStats {
     /// answer or no body progress within the deadline).
     pub failed: u64,
     pub stalls: u64,
+    /// Small reads (HEADs, manifests, tag lists) sent a second time because the first had
+    /// no answer long after this host usually answers; the first answer was used.
+    pub hedged: u64,
     /// Times the budget was lowered, and lowerings undone because the failures went on
     /// at the lower budget (noise, not load).
     pub decreases: u64,

@@ -655,7 +655,16 @@ async fn staging_provenance_passes_warns_or_refuses_once_per_source_digest() {
             format!(r"^/v2/staging/foo/manifests/sha256-{hex}\.att$"),
             format!(r"^/v2/staging/foo/referrers/sha256:{hex}$"),
         ] {
-            assert_eq!(world.staging_proxy.count("GET", &path), 1, "{what}: {path} read once");
+            // Read once by kpromo; a read slower than staging usually answers may be sent
+            // a second time on the wire (hedged), which the summary counts.
+            let hedged = run.summary["registries"][world.staging_proxy.host()]["throttling"]["hedged"]
+                .as_u64()
+                .unwrap_or(0) as usize;
+            let reads = world.staging_proxy.count("GET", &path);
+            assert!(
+                reads >= 1 && reads <= 1 + hedged,
+                "{what}: {path} read once ({reads} GETs, {hedged} hedged)"
+            );
         }
     }
 }

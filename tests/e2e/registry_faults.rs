@@ -303,6 +303,45 @@ async fn stalled_answers_time_out_instead_of_hanging() {
     assert!(outcome.is_err(), "a stalled body must end in an error");
 }
 
+/// A small read whose connection goes silent is sent again once it is late by this
+/// host's standards, and the first answer is used: it is not waited out to the response
+/// deadline and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_hangs_is_sent_again_instead_of_waited_out() {
+    let bed = bed().await;
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    let by_tag = ManifestRef::Tag("v1".into());
+    // Healthy answers first: the host's latency becomes known.
+    for _ in 0..24 {
+        within(30, "HEAD", reg.head_manifest("app", &by_tag))
+            .await
+            .expect("HEAD");
+    }
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("HEAD"),
+        "/manifests/sha256:",
+        Action::Hang,
+        Times::FirstPerRequest(1),
+    )]);
+    let digest = digest(&bed.image.digest);
+    let head = within(
+        30,
+        "HEAD whose first connection hangs",
+        reg.head_manifest("app", &ManifestRef::Digest(digest)),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(head.map(|d| d.digest), Some(digest));
+    let throttling = reg.stats().throttling.expect("a remote registry's throttling");
+    assert_eq!(throttling.hedged, 1, "{throttling:?}");
+    assert_eq!(
+        throttling.stalls, 0,
+        "answered by the second copy, not abandoned: {throttling:?}"
+    );
+    assert_eq!(bed.proxy.count("HEAD", "/manifests/sha256:"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_server_errors_lowers_the_limit_once_and_requests_still_succeed() {
     let registry = TestRegistry::start(RegistryOptions::plain());

@@ -100,6 +100,9 @@ const WARMUP: u32 = 16;
 /// The response deadline never adapts below this: a loaded machine must not turn every
 /// slow answer into a retry.
 pub(crate) const MIN_RESPONSE_DEADLINE: Duration = Duration::from_secs(1);
+/// A small read is sent again after this long at least, however fast the host usually
+/// answers: on a busy machine a few tens of milliseconds is an ordinary pause.
+pub(crate) const MIN_HEDGE_DELAY: Duration = Duration::from_millis(100);
 /// The response deadline before a host's latency is known: seconds, as for any small
 /// request, not the cap (a registry that is merely slow to start answers within it).
 pub(crate) const UNKNOWN_LATENCY_DEADLINE: Duration = Duration::from_secs(10);
@@ -403,11 +406,24 @@ impl Controller {
     /// and `cap`. Until the latency is known, [`UNKNOWN_LATENCY_DEADLINE`] (or `cap`, if
     /// lower): a registry that hangs early must not cost a minute per hung request.
     pub(crate) fn response_deadline(&self, cap: Duration) -> Duration {
-        if self.latency.samples < WARMUP {
-            return UNKNOWN_LATENCY_DEADLINE.min(cap);
+        match self.slowest_usual() {
+            None => UNKNOWN_LATENCY_DEADLINE.min(cap),
+            Some(rto) => rto.max(MIN_RESPONSE_DEADLINE).min(cap),
         }
-        let rto = Duration::from_secs_f64((self.latency.smoothed + 4.0 * self.latency.variance).max(0.0));
-        rto.max(MIN_RESPONSE_DEADLINE).min(cap)
+    }
+
+    /// How long a small read may wait for its answer before a second copy of it is sent
+    /// (`Gate::hedge_delay`): longer than nearly every answer of this host, and at least
+    /// [`MIN_HEDGE_DELAY`]. `None` until the latency is known.
+    pub(crate) fn hedge_delay(&self) -> Option<Duration> {
+        self.slowest_usual().map(|rto| rto.max(MIN_HEDGE_DELAY))
+    }
+
+    /// The smoothed latency plus four variances (TCP's retransmission timeout), once the
+    /// latency is known: few healthy answers take longer.
+    fn slowest_usual(&self) -> Option<Duration> {
+        (self.latency.samples >= WARMUP)
+            .then(|| Duration::from_secs_f64((self.latency.smoothed + 4.0 * self.latency.variance).max(0.0)))
     }
 
     /// Records an answer (or a failure to get one) to a request sent as `sent`. `latency`

@@ -62,6 +62,9 @@ struct State {
     throttled: u64,
     failed: u64,
     stalls: u64,
+    /// Requests that went out, and second copies of slow reads among them.
+    sent: u64,
+    hedged: u64,
     decreases: u64,
     undone: u64,
     waits: [Duration; 4],
@@ -69,6 +72,10 @@ struct State {
     paused: Duration,
     paused_until: Option<Instant>,
 }
+
+/// Second copies of slow reads: at most this share of a host's requests, plus a few.
+const HEDGE_SHARE: f64 = 0.1;
+const HEDGE_ALLOWANCE: f64 = 4.0;
 
 /// Indexes into `State::waits`.
 const SLOT: usize = 0;
@@ -99,6 +106,8 @@ impl Gate {
                 throttled: 0,
                 failed: 0,
                 stalls: 0,
+                sent: 0,
+                hedged: 0,
                 decreases: 0,
                 undone: 0,
                 waits: [Duration::ZERO; 4],
@@ -130,6 +139,7 @@ impl Gate {
         let now = Instant::now();
         let slots_bound = slot.start();
         let mut state = self.lock();
+        state.sent += 1;
         state.waits[SLOT] += admitted - asked;
         state.waits[RATE] += paced - admitted;
         state.waits[QUOTA] += now - paced;
@@ -152,6 +162,25 @@ impl Gate {
     /// latency (see `Controller::response_deadline`).
     pub(crate) fn response_deadline(&self) -> Duration {
         self.lock().controller.response_deadline(self.response_cap)
+    }
+
+    /// How long a small read may go unanswered before a second copy of it is sent
+    /// (`send.rs`); `None` until the host's latency is known.
+    pub(crate) fn hedge_delay(&self) -> Option<Duration> {
+        self.lock().controller.hedge_delay()
+    }
+
+    /// Takes a second copy of a slow read from the host's allowance: at most
+    /// [`HEDGE_SHARE`] of its requests, after the first [`HEDGE_ALLOWANCE`]. A registry
+    /// slow because it is overloaded must not be sent much more; one that lets a few
+    /// connections hang gets each hung read again at once instead of at its deadline.
+    /// The copy takes no slot of its own: it stands in for a request whose slot is held.
+    pub(crate) fn take_hedge(&self) -> bool {
+        let mut state = self.lock();
+        let allowed = HEDGE_ALLOWANCE + HEDGE_SHARE * state.sent as f64;
+        let take = (state.hedged as f64) < allowed;
+        state.hedged += u64::from(take);
+        take
     }
 
     /// Waits `delay` before a retry; `retry_after` when the registry asked for it.
@@ -242,6 +271,7 @@ impl Gate {
             throttled: state.throttled,
             failed: state.failed,
             stalls: state.stalls,
+            hedged: state.hedged,
             decreases: state.decreases,
             undone: state.undone,
             noise: state.controller.noise(),

@@ -189,6 +189,26 @@ impl RemoteRegistry {
         }
     }
 
+    /// When to send a second copy of `request` if it has no answer yet, and the copy:
+    /// only for small reads (HEADs, and GETs of manifests, tag and referrer lists; not
+    /// blob bodies, which are big and have their own progress watch), once the host's
+    /// latency is known.
+    fn hedge(
+        &self,
+        call: &Call,
+        length: u64,
+        replayable: bool,
+        request: &reqwest::RequestBuilder,
+    ) -> Option<(Duration, reqwest::RequestBuilder)> {
+        let small_read =
+            call.method == Method::HEAD || (call.method == Method::GET && !call.url.path().contains("/blobs/"));
+        if length != 0 || !replayable || !small_read {
+            return None;
+        }
+        let delay = self.gate.hedge_delay()?;
+        Some((delay, request.try_clone()?))
+    }
+
     /// Sends `call`, with auth, the gate and retries. Returns whatever response the
     /// registry finally gave (including 4xx/5xx); only transport failures are errors.
     ///
@@ -247,7 +267,13 @@ impl RemoteRegistry {
             // size, on top of the host's usual latency.
             let deadline = || self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
-            let outcome = transport::execute(request, &progress, deadline, self.idle).await;
+            let outcome = match self.hedge(&call, length, replayable, &request) {
+                Some((delay, twin)) => {
+                    let allowed = || self.gate.take_hedge();
+                    transport::execute_hedged(request, twin, delay, allowed, &progress, deadline, self.idle).await
+                }
+                None => transport::execute(request, &progress, deadline, self.idle).await,
+            };
             // Only a bodyless request's wait for its answer measures the registry's queue:
             // GET and HEAD, and also the POSTs that start uploads and mounts, which are
             // most of what a new mirror is sent (without them its deadline would never

@@ -244,6 +244,46 @@ pub(crate) async fn execute(
     }
 }
 
+/// Sends a small read, and if it has no answer after `hedge`, the same read again
+/// (`twin`) when `allowed()` agrees; the first answer wins and the other request is
+/// dropped with its connection. A connection that took a request and went silent then
+/// costs the hedge delay, not the response deadline and a retry: hung connections of one
+/// registry no longer hold a promotion's plan for seconds each. ("The Tail at Scale",
+/// Dean and Barroso: hedged requests.)
+pub(crate) async fn execute_hedged(
+    request: reqwest::RequestBuilder,
+    twin: reqwest::RequestBuilder,
+    hedge: Duration,
+    allowed: impl FnOnce() -> bool,
+    progress: &Progress,
+    first_byte: impl Fn() -> Duration,
+    idle: Duration,
+) -> Result<reqwest::Response, SendError> {
+    let first = execute(request, progress, &first_byte, idle);
+    tokio::pin!(first);
+    tokio::select! {
+        result = &mut first => return result,
+        () = tokio::time::sleep(hedge) => {}
+    }
+    if !allowed() {
+        return first.await;
+    }
+    let twin_progress = Progress::sent();
+    let second = execute(twin, &twin_progress, &first_byte, idle);
+    tokio::pin!(second);
+    // One that fails leaves the other to answer.
+    tokio::select! {
+        result = &mut first => match result {
+            Ok(response) => Ok(response),
+            Err(_) => second.await,
+        },
+        result = &mut second => match result {
+            Ok(response) => Ok(response),
+            Err(_) => first.await,
+        },
+    }
+}
+
 /// Wraps an upload body: records progress for the watchdog and counts bytes.
 pub(crate) struct ProgressStream<S> {
     inner: S,
