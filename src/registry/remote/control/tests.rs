@@ -380,7 +380,7 @@ fn simulate(server: &mut Server, bounds: Bounds, seconds: f64) -> (Tally, Contro
 }
 
 /// Runs a client offered `load` against `server`, in virtual time: the gate's logic (slots,
-/// then a paced slot, a burst of 16 until the host throttles) around the controller.
+/// then a paced slot, with a burst of 16) around the controller.
 fn simulate_load(server: &mut Server, bounds: Bounds, load: &Load) -> (Tally, Controller) {
     let seconds: f64 = load.iter().map(|(s, _)| s).sum();
     let t0 = Instant::now();
@@ -397,8 +397,8 @@ fn simulate_load(server: &mut Server, bounds: Bounds, load: &Load) -> (Tally, Co
         // The slot the next request would get once offered (reserving is only done when it
         // goes).
         let ready = arrival(load, tally.sent).max(now);
-        let next_send = (due.len() < c.limit() && ready.is_finite())
-            .then(|| (pacer.clone().reserve(at(ready)) - t0).as_secs_f64());
+        let next_send =
+            (due.len() < c.limit() && ready.is_finite()).then(|| (pacer.clone().reserve(at(ready)) - t0).as_secs_f64());
         match (next_send, next_answer) {
             (Some(start), answer) if answer.is_none_or(|a| start <= a) => {
                 let rate_bound = start > ready + 1e-9;
@@ -448,10 +448,8 @@ fn simulate_load(server: &mut Server, bounds: Bounds, load: &Load) -> (Tally, Co
                 let latency = Duration::from_micros(when.saturating_sub(sent_at));
                 if let Some(change) = c.observe(s, outcome, Some(latency), at(now)) {
                     pacer.set_rate(c.rate(), at(now));
-                    match change {
-                        Change::Decreased { throttled: true } => pacer.set_burst(1, at(now)),
-                        Change::Decreased { throttled: false } => pacer.drain(at(now)),
-                        _ => {}
+                    if matches!(change, Change::Decreased { .. }) {
+                        pacer.drain(at(now));
                     }
                 }
             }
@@ -484,7 +482,11 @@ fn behind_a_token_bucket_the_useful_rate_nears_the_bucket_with_few_rejections() 
             c.rate(),
             rejected
         );
-        assert!(tally.late_rate() >= 0.9 * rate, "useful {:.1} of {rate}", tally.late_rate());
+        assert!(
+            tally.late_rate() >= 0.9 * rate,
+            "useful {:.1} of {rate}",
+            tally.late_rate()
+        );
         assert!(rejected <= 0.03, "rejected {rejected:.3}");
     }
 }
@@ -545,7 +547,11 @@ fn a_per_window_quota_is_used_and_not_hammered() {
     };
     let (tally, c) = simulate(&mut server, UNBOUNDED, 120.0);
     println!("quota: {tally:?}, rate {:.1}", c.rate());
-    assert!(tally.late_rate() >= 0.85 * 20.0, "useful {:.1}/s of 20", tally.late_rate());
+    assert!(
+        tally.late_rate() >= 0.85 * 20.0,
+        "useful {:.1}/s of 20",
+        tally.late_rate()
+    );
     // Hammering would be thousands of rejections per window.
     let windows = 120.0 / 5.0;
     assert!(
@@ -574,29 +580,32 @@ fn random_429s_at_a_trickle_do_not_hold_the_rate_down_when_demand_returns() {
     // A mirror that throttles 15 % of requests at random, whatever the load (a fault proxy),
     // first asked for a trickle (the plan's tag lists and HEADs), then for all it can take
     // (the copy). What it accepted during the trickle was the demand, not its capacity.
-    let (trickle, busy) = (4.0, 500.0);
-    for seed in [1, 7, 42, 1234, 99991] {
+    // Over a hundred runs (random draws): the symptom was one run in five.
+    let (p, trickle, busy) = (0.15, 4.0, 500.0);
+    let (mut collapsed, mut slow) = (Vec::new(), Vec::new());
+    for seed in 1..=100 {
         let mut server = Server::Random {
-            p: 0.15,
+            p,
             bad: Outcome::Throttled,
             bad_after: 0.002,
             rng: Lcg(seed),
             inner: workers(),
         };
-        let (tally, c) = simulate_load(&mut server, UNBOUNDED, &[(30.0, trickle), (10.0, busy)]);
-        println!(
-            "seed {seed}: {tally:?}, rate {:.1}, limit {}, noise {:.3}",
-            c.rate(),
-            c.limit(),
-            c.noise()
-        );
+        let (tally, _) = simulate_load(&mut server, UNBOUNDED, &[(30.0, trickle), (10.0, busy)]);
         let [during, after] = tally.late_rates[..] else {
-            unreachable!()
+            unreachable!("two phases")
         };
         // The trickle is served as it comes (a rate cut to one request per second took the
-        // plan of 240 requests from a minute to minutes)...
-        assert!(during >= 0.9 * 0.85 * trickle, "seed {seed}: {during:.1}/s of {trickle}");
+        // plan's 240 requests from a minute to minutes)...
+        if during < 0.75 * (1.0 - p) * trickle {
+            collapsed.push((seed, during));
+        }
         // ...and 5 s after the demand rose, most of it is served.
-        assert!(after >= 0.8 * 0.85 * busy, "seed {seed}: {after:.1}/s of {busy}");
+        if after < 0.8 * (1.0 - p) * busy {
+            slow.push((seed, after));
+        }
     }
+    println!("trickle held down: {collapsed:?}; slow after the rise: {slow:?}");
+    assert!(collapsed.is_empty(), "{collapsed:?}");
+    assert!(slow.len() <= 3, "{slow:?}");
 }
