@@ -146,6 +146,35 @@ fn noise_is_learned_and_the_decrease_undone() {
 }
 
 #[test]
+fn a_random_429_in_a_trickle_is_not_a_storm_and_its_cut_does_not_stay() {
+    // 2 requests/s that the budget never held back, one of them throttled: the windows
+    // close by time, with one answer each.
+    let mut t = Instant::now();
+    let mut c = Controller::new(UNBOUNDED, t);
+    let mut trickle = |c: &mut Controller, n: u32, outcome: Outcome| {
+        let mut changes = Vec::new();
+        for _ in 0..n {
+            t += Duration::from_millis(500);
+            let s = sent(c, t, false, false);
+            changes.extend(c.observe(s, outcome, Some(Duration::from_millis(2)), t));
+        }
+        changes
+    };
+    trickle(&mut c, 6, Outcome::Healthy);
+    assert_eq!(
+        trickle(&mut c, 1, Outcome::Throttled),
+        [Change::Decreased { throttled: true }]
+    );
+    assert!(c.rate() > 1.0, "a window of one 429 is no storm: {}", c.rate());
+    // Three seconds of the trickle tell too little either way: the cut is undone, and
+    // nothing is learned (neither noise nor a capacity).
+    let changes = trickle(&mut c, 7, Outcome::Healthy);
+    assert!(changes.contains(&Change::Undone { noise: 0.0 }), "{changes:?}");
+    assert_eq!(c.rate(), START_RATE);
+    assert_eq!(c.ceiling, None);
+}
+
+#[test]
 fn the_response_deadline_follows_latency_within_bounds() {
     let mut t = Instant::now();
     let mut c = Controller::new(UNBOUNDED, t);
