@@ -18,7 +18,8 @@
 //!   throttling (not below 4: the rate is what a 429 is about) and ×0.75 on failures. At
 //!   most once per window, and only from answers to requests sent after the previous
 //!   decrease: one storm, one decrease, whatever was in flight. (The gate also stops
-//!   granting bursts to a host that throttled.)
+//!   granting bursts to a host that throttled.) A storm (most answers refused) takes at
+//!   least [`MIN_WINDOW`] answers to tell: one random 429 in a window of one is not one.
 //! - **Latency first.** A smoothed latency over twice its baseline stops growth; over three
 //!   times, the limit shrinks by one per window (TCP Vegas' idea): the registry is
 //!   queueing, and errors come next.
@@ -27,10 +28,19 @@
 //!   [`CHECK_ANSWERS`] answers: if the failure fraction did not clearly drop, the decrease is
 //!   undone and that fraction is learned as background noise, which later windows must
 //!   exceed (by more than chance) to count as congestion. Without this, random failures
-//!   would ratchet the budget down to its floor.
+//!   would ratchet the budget down to its floor. A check cut short by [`CHECK_TIME`] with
+//!   fewer answers than that (a trickle) cannot tell: the decrease is undone and nothing
+//!   learned, since a cut kept is what the next random 429 cuts from.
+//! - **Demand is not capacity.** What the registry accepted measures it only while the
+//!   budget (rate or slots) held requests back over the whole span measured (2 s). A
+//!   decrease provoked otherwise (kpromo had no more to send: the plan's trickle of tag
+//!   lists and HEADs, or that trickle still filling the span just after the copy began)
+//!   neither ends slow start nor, once confirmed, sets the capacity. (Random 429s at a
+//!   few requests/s set it at a few, and the copy then crawled up from there at 1 % per
+//!   window: a host at 1 request/s, a run at 13.8× its fault-free time.)
 //! - **Quotas come back.** A budget cut deep by an exhausted quota window (every answer a
-//!   429) returns to 90 % of the rate the registry last accepted on the first healthy
-//!   window, instead of crawling back up from the floor.
+//!   429: overload, in a window or a check) returns to 90 % of the rate the registry last
+//!   accepted on the first healthy window, instead of crawling back up from the floor.
 //!
 //! Hard ceilings (`--registry-rate-limit`, `--registry-max-concurrency`) cap both.
 use std::time::{Duration, Instant};
@@ -184,6 +194,8 @@ struct Window {
     failed: u32,
     rate_bound: u32,
     slots_bound: u32,
+    /// Requests the budget held back (rate or slots): kpromo had more to send.
+    held: u32,
 }
 
 impl Window {
@@ -196,6 +208,7 @@ impl Window {
             failed: 0,
             rate_bound: 0,
             slots_bound: 0,
+            held: 0,
         }
     }
 
@@ -214,8 +227,11 @@ struct Check {
     started: Instant,
     /// The recent failure fraction when it was decided.
     fraction: f64,
-    /// Healthy answers per second the registry gave just before it.
-    accepted: f64,
+    /// Healthy answers per second the registry gave just before it, if that measured the
+    /// registry: the budget held requests back over the span measured. Otherwise kpromo
+    /// had no more to send for part of it, and what the registry accepted was the demand
+    /// (a trickle of plan requests), not its capacity.
+    accepted: Option<f64>,
     /// Signals and answers since.
     after: (u32, u32),
 }
@@ -226,6 +242,9 @@ struct Check {
 struct Before {
     rate: f64,
     limit: usize,
+    /// Most answers were refused at some point of the run (an exhausted quota refuses
+    /// every request); only then is a healthy window the end of a quota window.
+    overloaded: bool,
 }
 
 /// How a check of a decrease came out.
@@ -235,6 +254,9 @@ enum Verdict {
     Helped,
     /// Failures went on as before: not the load.
     Noise,
+    /// Failures dropped, over too few answers to tell (a trickle cut short by
+    /// [`CHECK_TIME`]): undo the decrease, learn nothing from it.
+    Unclear,
     /// Cannot tell yet.
     Pending,
 }
@@ -280,8 +302,12 @@ impl Delivery {
     /// Healthy answers per second over the span covered (all of it once two seconds old).
     fn rate(&mut self, now: Instant) -> f64 {
         self.advance(now);
-        let covered = (self.newest + 1).min(DELIVERY_BUCKETS as u64) as f64 * DELIVERY_BUCKET.as_secs_f64();
-        f64::from(self.buckets.iter().sum::<u32>()) / covered
+        f64::from(self.buckets.iter().sum::<u32>()) / self.span().as_secs_f64()
+    }
+
+    /// The span [`Self::rate`] covers, as of the last bucket advanced to.
+    fn span(&self) -> Duration {
+        DELIVERY_BUCKET * (self.newest + 1).min(DELIVERY_BUCKETS as u64) as u32
     }
 }
 
@@ -353,6 +379,9 @@ pub(crate) struct Controller {
     delivery: Delivery,
     /// The highest rate the registry accepted by the end of a healthy window (decaying).
     best_delivered: f64,
+    /// Since when the budget has held requests back, window after window (`None`: the last
+    /// window was not held back, kpromo had no more to send).
+    held_since: Option<Instant>,
 }
 
 impl Controller {
@@ -375,6 +404,7 @@ impl Controller {
             before: None,
             delivery: Delivery::new(now),
             best_delivered: 0.0,
+            held_since: None,
         }
     }
 
@@ -467,6 +497,7 @@ impl Controller {
         }
         w.rate_bound += u32::from(sent.rate_bound);
         w.slots_bound += u32::from(sent.slots_bound);
+        w.held += u32::from(sent.rate_bound || sent.slots_bound);
         let full = w.answers >= MIN_WINDOW.max(u32::try_from(self.limit).unwrap_or(u32::MAX));
         let long = now.saturating_duration_since(w.start) >= MAX_WINDOW_TIME;
         if full || long { self.close(now) } else { None }
@@ -474,6 +505,7 @@ impl Controller {
 
     fn close(&mut self, now: Instant) -> Option<Change> {
         let w = std::mem::replace(&mut self.window, Window::new(now));
+        self.held_since = (w.held * 2 >= w.answers).then(|| self.held_since.unwrap_or(w.start));
         let accepted = self.delivery.rate(now);
         let fraction = f64::from(w.signals()) / f64::from(w.answers.max(1));
         if w.signals() == 0
@@ -485,22 +517,38 @@ impl Controller {
             check.after.0 += w.signals();
             check.after.1 += w.answers;
             let (signals, answers) = check.after;
-            if f64::from(signals) / f64::from(answers) > MAX_NOISE {
+            if overloaded(signals, answers) {
                 // Still overloaded at the lower budget: no noise does that. Lower it again.
                 self.ceiling = Some(check.rate);
-                return Some(self.decrease(&w, accepted, now));
+                let change = self.decrease(&w, accepted, now);
+                if let Some(before) = &mut self.before {
+                    before.overloaded = true;
+                }
+                return Some(change);
             }
             match judge(&check, now, self.failure_delay) {
                 Verdict::Pending => self.check = Some(check),
-                Verdict::Noise => return Some(self.undo(check)),
+                Verdict::Noise => return Some(self.undo(check, true)),
                 // The decrease worked: the registry's capacity is about what it accepted
                 // then (the rate sent overshot it, or it would not have objected), or what
                 // it accepted at its best lately, if more (a quota window that ran out
-                // accepted nothing for a while).
+                // accepted nothing for a while). Unless what it accepted then was only the
+                // demand: a ceiling learned from a trickle held the rate near the trickle
+                // when the copy came (a fault proxy's random 429s during the plan took a
+                // host to 1 request/s, and the run to 13.8× its fault-free time).
                 Verdict::Helped => {
-                    let capacity = check.accepted.max(self.best_delivered * NEAR_CEILING);
-                    self.ceiling = Some(capacity.max(MIN_RATE));
+                    if let Some(accepted) = check.accepted {
+                        let capacity = accepted.max(self.best_delivered * NEAR_CEILING);
+                        self.ceiling = Some(capacity.max(MIN_RATE));
+                    }
                 }
+                // Too few answers to tell (a trickle): the cut is undone, as noise would be,
+                // but nothing is learned. Kept, it would be what the next random 429 cuts
+                // from, at a rate that now holds the trickle back: a ratchet down to the
+                // floor. Undone, a registry that really cannot take the trickle says so
+                // again at the cost of a request or two, and overload (most answers
+                // refused) is acted on whatever the check says.
+                Verdict::Unclear => return Some(self.undo(check, false)),
             }
             return None;
         }
@@ -517,11 +565,14 @@ impl Controller {
         self.grow(&w)
     }
 
-    /// After a run of decreases that cut deep, a window without failures means an
-    /// exhausted quota window has ended: straight back near what the registry accepted
-    /// before, instead of crawling up from the floor.
+    /// After a run of decreases that cut deep, through overload, a window without failures
+    /// means an exhausted quota window has ended: straight back near what the registry
+    /// accepted before, instead of crawling up from the floor. (A cut from far above a
+    /// trickle is deep too, but a healthy window there is a random 429 not repeating: that
+    /// is for the check to judge, and recovering to what the trickle delivered, below
+    /// what it asks, would end the check and keep the cut.)
     fn recover(&mut self) -> Option<Change> {
-        let before = self.before?;
+        let before = self.before.filter(|b| b.overloaded)?;
         let target = (self.best_delivered * NEAR_CEILING).min(before.rate);
         if self.rate >= before.rate / 2.0 || target <= self.rate {
             return None;
@@ -582,11 +633,22 @@ impl Controller {
             self.before = Some(Before {
                 rate: self.rate,
                 limit: self.limit,
+                overloaded: false,
             });
         }
         // A window where most answers failed is overload, whatever noise the registry
         // has; a milder one may be noise, and is checked.
-        let storm = f64::from(w.signals()) / f64::from(w.answers.max(1)) > MAX_NOISE;
+        let storm = overloaded(w.signals(), w.answers);
+        // Whether what the registry accepted (over the delivery span) measured it: the
+        // budget held requests back all that time (within a bucket). Otherwise kpromo had
+        // no more to send for part of it, and what was accepted was partly the demand: a
+        // trickle, or the trickle still filling most of the span just after the demand rose.
+        let measured = self
+            .held_since
+            .is_some_and(|since| now.saturating_duration_since(since) + DELIVERY_BUCKET >= self.delivery.span());
+        if let Some(before) = &mut self.before {
+            before.overloaded |= storm;
+        }
         if storm {
             // Where this run of decreases began is where the registry objected.
             self.ceiling = self.before.map(|b| b.rate);
@@ -597,7 +659,7 @@ impl Controller {
                 phase: self.phase,
                 started: now,
                 fraction: self.recent,
-                accepted,
+                accepted: measured.then_some(accepted),
                 after: (0, 0),
             });
         }
@@ -639,7 +701,11 @@ impl Controller {
         } else {
             self.bounds.clamp_limit((self.limit as f64 * LIMIT_FAILED) as usize)
         };
-        self.phase = Phase::Avoidance;
+        // A storm, or an objection to what the budget let through, ends slow start; an
+        // objection to a trickle says nothing of how much more the registry would take.
+        if storm || measured {
+            self.phase = Phase::Avoidance;
+        }
         self.limit_phase = Phase::Avoidance;
         self.probes = 0;
         self.epoch += 1;
@@ -647,10 +713,12 @@ impl Controller {
     }
 
     /// The failures went on as before at the lower budget: they are not this client's
-    /// doing. Put the budget back and learn their fraction as noise.
-    fn undo(&mut self, check: Check) -> Change {
-        let fraction = f64::from(check.after.0) / f64::from(check.after.1.max(1));
-        self.noise = self.noise.max(fraction).min(MAX_NOISE);
+    /// doing. Put the budget back and, if `learn`, learn their fraction as noise.
+    fn undo(&mut self, check: Check, learn: bool) -> Change {
+        if learn {
+            let fraction = f64::from(check.after.0) / f64::from(check.after.1.max(1));
+            self.noise = self.noise.max(fraction).min(MAX_NOISE);
+        }
         self.rate = self.rate.max(check.rate);
         self.limit = self.limit.max(check.limit);
         self.phase = check.phase;
@@ -658,6 +726,13 @@ impl Controller {
         self.epoch += 1;
         Change::Undone { noise: self.noise }
     }
+}
+
+/// Whether most of `answers` failed: overload, whatever noise the registry has. Over at
+/// least [`MIN_WINDOW`] answers: a window closed by time at a trickle holds one or two, and
+/// one random 429 there is not a storm (it was one, and took the rate to its floor).
+fn overloaded(signals: u32, answers: u32) -> bool {
+    answers >= MIN_WINDOW && f64::from(signals) / f64::from(answers) > MAX_NOISE
 }
 
 /// Whether `signals` of `answers` exceed what `noise` explains by more than chance (two
@@ -675,7 +750,8 @@ fn congested(signals: u32, answers: u32, noise: f64) -> bool {
 /// Compares the failure fraction since a decrease with the one before it. Clearly lower
 /// (under half): the load was the cause. About the same: noise. In between: keep the
 /// decrease (the cautious reading). A check runs for [`CHECK_ANSWERS`] answers or
-/// [`CHECK_TIME`], and in any case twice as long as failures take to show.
+/// [`CHECK_TIME`], and in any case twice as long as failures take to show; cut short by
+/// time, a drop is too few answers to tell ([`Verdict::Unclear`]).
 fn judge(check: &Check, now: Instant, failure_delay: Duration) -> Verdict {
     let (signals, answers) = check.after;
     let elapsed = now.saturating_duration_since(check.started);
@@ -684,9 +760,19 @@ fn judge(check: &Check, now: Instant, failure_delay: Duration) -> Verdict {
         return Verdict::Pending;
     }
     let after = f64::from(signals) / f64::from(answers);
+    // Most refused since: overload, not noise, once [`overloaded`] has answers enough to
+    // say so; until then the decrease stands (an exhausted quota at a rate cut to one
+    // request per second refuses the three it gets in a check: not noise to learn).
+    if after > MAX_NOISE {
+        return Verdict::Pending;
+    }
     // One failure after a decrease may be a straggler; noise repeats.
     if after >= check.fraction * UNCHANGED && signals >= 2 {
         Verdict::Noise
+    } else if answers < CHECK_ANSWERS {
+        // Cut short by time: at 15 % random 429s, 9 answers show fewer than two 429s more
+        // often than not, so "fewer failures" here is no evidence the load was the cause.
+        Verdict::Unclear
     } else {
         Verdict::Helped
     }
