@@ -160,7 +160,7 @@ impl Spool {
 
     /// `body` as read from the source, its bytes also written to the spool as they pass.
     fn keep(self: &Arc<Self>, key: Key, body: BlobStream) -> BlobStream {
-        if !self.keeping.load(Ordering::Relaxed) {
+        if !self.keeping.load(Ordering::Relaxed) || self.left.load(Ordering::Relaxed) == 0 {
             return body;
         }
         let vouched = body.vouched_digest();
@@ -196,23 +196,24 @@ impl Spool {
         let mut reserved = 0u64;
         let dir = self.dir.path().to_path_buf();
         let target = self.file(&key.2);
+        let op = self.op(format!("keep blob {}/{}@{}", key.0, key.1, key.2));
         let kept = async {
-            let tmp = blocking(move || tempfile::NamedTempFile::new_in(dir)).await?;
-            let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+            let tmp = op.blocking(move || tempfile::NamedTempFile::new_in(dir)).await?;
+            let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| op.io(e))?);
             while let Some(chunk) = chunks.recv().await {
                 let Some(chunk) = chunk else {
-                    file.flush().await?;
+                    file.flush().await.map_err(|e| op.io(e))?;
                     drop(file);
-                    blocking(move || tmp.persist(target).map_err(|e| e.error)).await?;
+                    op.blocking(move || tmp.persist(target).map_err(|e| e.error)).await?;
                     return Ok(true);
                 };
                 if !self.reserve(chunk.len() as u64) {
                     return Ok(false);
                 }
                 reserved += chunk.len() as u64;
-                file.write_all(&chunk).await?;
+                file.write_all(&chunk).await.map_err(|e| op.io(e))?;
             }
-            Ok::<_, io::Error>(false)
+            Ok::<_, Error>(false)
         }
         .await;
         if matches!(kept, Ok(true)) {
@@ -263,14 +264,20 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Names the spool and the operation in errors, as the layout's file primitives want.
+    fn op(&self, operation: String) -> Op {
+        Op {
+            registry: format!("spool {}", self.path().display()),
+            operation,
+        }
+    }
+}
+
 /// Bytes an unprivileged process may still write on the filesystem holding `path`.
 fn free_space(path: &Path) -> io::Result<u64> {
     let stats = rustix::fs::statvfs(path)?;
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
 }
 
 /// A source backend read through a [`Spool`].
@@ -334,10 +341,9 @@ impl Registry for Spooled {
     async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream, Error> {
         let key = self.key(repo, digest);
         if self.spool.holds(&key) {
-            let op = Op {
-                registry: format!("spool {}", self.spool.path().display()),
-                operation: format!("read blob {}/{repo}@{digest}", self.inner.name()),
-            };
+            let op = self
+                .spool
+                .op(format!("read blob {}/{repo}@{digest}", self.inner.name()));
             match store::read_verified(op, self.spool.file(digest), *digest, self.spool.read_stats.clone()).await {
                 Ok(body) => return Ok(self.spool.served(key, body)),
                 Err(_) => self.spool.forget(&key),
@@ -406,9 +412,16 @@ mod tests {
         registry.stats().requests.get("GET 200").copied().unwrap_or(0)
     }
 
-    /// Waits for the background writer of a kept blob (or its refusal).
-    async fn settle() {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// Waits (bounded) until every background writer has finished: each holds the spool,
+    /// besides the test (1) and its `readers`.
+    async fn writers_done(spool: &Arc<Spool>, readers: usize) {
+        for _ in 0..1000 {
+            if Arc::strong_count(spool) == 1 + readers {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the spool's writers did not finish: {:?}", spool.figures());
     }
 
     #[tokio::test]
@@ -422,7 +435,7 @@ mod tests {
             read_all(read.get_blob("app", &digest).await.unwrap()).await.unwrap(),
             b"layer bytes"
         );
-        settle().await;
+        writers_done(&spool, 1).await;
         let before = gets(layout.as_ref());
         let again = read.get_blob("app", &digest).await.unwrap();
         assert_eq!(again.vouched_digest(), Some(digest));
@@ -446,7 +459,7 @@ mod tests {
         let read = spool.reading_through(layout);
         let digest = digests[0];
         read_all(read.get_blob("app", &digest).await.unwrap()).await.unwrap();
-        settle().await;
+        writers_done(&spool, 1).await;
         std::fs::write(spool.file(&digest), b"layer bytez").unwrap();
         let err = read_all(read.get_blob("app", &digest).await.unwrap())
             .await
@@ -469,12 +482,12 @@ mod tests {
         for digest in &digests[..2] {
             read_all(read.get_blob("app", digest).await.unwrap()).await.unwrap();
         }
-        settle().await;
+        writers_done(&spool, 1).await;
         spool.stop_keeping();
         read_all(read.get_blob("app", &digests[2]).await.unwrap())
             .await
             .unwrap();
-        settle().await;
+        writers_done(&spool, 1).await;
         let figures = spool.figures();
         assert_eq!((figures.blobs_kept, figures.bytes_kept), (1, 10), "{figures:?}");
         assert_eq!(
@@ -493,7 +506,7 @@ mod tests {
         let spool = Spool::open(Some(1 << 20)).unwrap();
         let read = spool.reading_through(memory);
         assert!(read_all(read.get_blob("app", &claimed).await.unwrap()).await.is_err());
-        settle().await;
+        writers_done(&spool, 1).await;
         assert_eq!(spool.figures().blobs_kept, 0);
         assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
     }
@@ -507,7 +520,7 @@ mod tests {
         let mut body = read.get_blob("app", &digests[0]).await.unwrap();
         body.next().await.unwrap().unwrap();
         drop(body);
-        settle().await;
+        writers_done(&spool, 1).await;
         assert_eq!(spool.figures().blobs_kept, 0);
         assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "no temp file left");
     }
