@@ -65,7 +65,8 @@ impl RemoteRegistry {
             Method::HEAD,
             self.blob_url(&op, repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
-        );
+        )
+        .small_read();
         let reply = self.send(call).await?;
         match reply.status() {
             StatusCode::NOT_FOUND => Ok(None),

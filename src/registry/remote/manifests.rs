@@ -29,7 +29,8 @@ impl RemoteRegistry {
             self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
-        .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
+        .header(header::ACCEPT, media::ACCEPT_MANIFESTS)
+        .small_read();
         let reply = self.send(call).await?;
         match reply.status() {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -81,7 +82,8 @@ impl RemoteRegistry {
             self.manifest_url(&op, repo, reference).await?,
             vec![auth::repo_scope(repo, false)],
         )
-        .header(header::ACCEPT, media::ACCEPT_MANIFESTS);
+        .header(header::ACCEPT, media::ACCEPT_MANIFESTS)
+        .small_read();
         let fetched = self.fetch(call, MANIFEST_CAP).await?;
         match fetched.status {
             StatusCode::NOT_FOUND => return Ok(None),

@@ -104,7 +104,8 @@ impl RemoteRegistry {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
         let call = Call::new(op.to_string(), Method::GET, url, vec![auth::repo_scope(repo, false)])
-            .header(header::ACCEPT, media::OCI_INDEX);
+            .header(header::ACCEPT, media::OCI_INDEX)
+            .small_read();
         let fetched = self.fetch(call, self.referrers_cap()).await?;
         match fetched.status {
             s if s.is_success() => Ok(Native::Listed(fetched.body)),

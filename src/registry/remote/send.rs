@@ -40,6 +40,9 @@ pub(crate) struct Call {
     pub(crate) scopes: Vec<String>,
     /// Whether transient failures are retried (not for best-effort clean-up).
     pub(crate) retry: bool,
+    /// A read with a small answer (a HEAD, a manifest, a list), sent a second time when it
+    /// is slow to answer ([`RemoteRegistry::hedge`]).
+    pub(crate) small_read: bool,
 }
 
 impl Call {
@@ -52,7 +55,14 @@ impl Call {
             body: Payload::Empty,
             scopes,
             retry: true,
+            small_read: false,
         }
+    }
+
+    /// Marks a bodyless read whose answer is small (see [`Call::small_read`]).
+    pub(crate) fn small_read(mut self) -> Self {
+        self.small_read = true;
+        self
     }
 
     pub(crate) fn header(mut self, name: header::HeaderName, value: &str) -> Self {
@@ -82,6 +92,7 @@ impl Call {
             body,
             scopes: self.scopes.clone(),
             retry: self.retry,
+            small_read: self.small_read,
         })
     }
 }
@@ -191,18 +202,10 @@ impl RemoteRegistry {
 
     /// When to send a second copy of `request` if it has no answer yet, and the copy:
     /// only for small reads (HEADs, and GETs of manifests, tag and referrer lists; not
-    /// blob bodies, which are big and have their own progress watch), once the host's
-    /// latency is known.
-    fn hedge(
-        &self,
-        call: &Call,
-        length: u64,
-        replayable: bool,
-        request: &reqwest::RequestBuilder,
-    ) -> Option<(Duration, reqwest::RequestBuilder)> {
-        let small_read =
-            call.method == Method::HEAD || (call.method == Method::GET && !call.url.path().contains("/blobs/"));
-        if length != 0 || !replayable || !small_read {
+    /// blob bodies, which are big and have their own progress watch, nor writes), once
+    /// the host's latency is known.
+    fn hedge(&self, call: &Call, request: &reqwest::RequestBuilder) -> Option<(Duration, reqwest::RequestBuilder)> {
+        if !call.small_read {
             return None;
         }
         let delay = self.gate.hedge_delay()?;
@@ -267,7 +270,7 @@ impl RemoteRegistry {
             // size, on top of the host's usual latency.
             let deadline = || self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
-            let outcome = match self.hedge(&call, length, replayable, &request) {
+            let outcome = match self.hedge(&call, &request) {
                 Some((delay, twin)) => {
                     let allowed = || self.gate.take_hedge();
                     transport::execute_hedged(request, twin, delay, allowed, &progress, deadline, self.idle).await

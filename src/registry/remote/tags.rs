@@ -188,7 +188,8 @@ impl RemoteRegistry {
                 return Err(limit(format!("{} pages", caps.what), caps.pages, caps.pages_flag));
             }
             let call = Call::new(op.to_string(), Method::GET, url.clone(), scopes.to_vec())
-                .header(header::ACCEPT, "application/json");
+                .header(header::ACCEPT, "application/json")
+                .small_read();
             // A log line at least every `listing_progress`, even while one page is slow.
             let fetch = self.fetch(call, PAGE_CAP);
             tokio::pin!(fetch);
