@@ -7,9 +7,10 @@
 //!    to report those staging lost since).
 //!
 //! Each round runs concurrently; the backends apply per-host rate limits and gates.
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
+use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tracing::error;
 
@@ -112,20 +113,34 @@ pub(super) fn affected_repos(edges: &[Edge]) -> BTreeSet<RepoKey> {
         .collect()
 }
 
-/// Runs `job` over `items` with bounded concurrency and fails with the first error
-/// (every error is logged).
-async fn each<I, T, F, Fut>(items: I, job: F) -> Result<Vec<T>, Error>
+/// Runs `job` over `items` and fails with the first error (every error is logged).
+///
+/// Each registry gets its own bound on pending requests, and every registry runs at once.
+/// The items come sorted by repository, registry first: with one shared bound, every
+/// registry but the first waited while that one's gate paced its requests (50 a second
+/// until its controller grows), and the plan paid each registry's slow start in turn.
+async fn each<K, T, F, Fut>(
+    items: impl IntoIterator<Item = K>,
+    registry_of: impl Fn(&K) -> NameId,
+    job: F,
+) -> Result<Vec<T>, Error>
 where
-    I: IntoIterator,
-    F: Fn(I::Item) -> Fut,
+    F: Fn(K) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let results: Vec<Result<T, Error>> = stream::iter(items)
-        .map(job)
-        .buffer_unordered(PENDING_REQUESTS)
-        .collect()
-        .await;
-    let mut out = Vec::with_capacity(results.len());
+    let mut by_registry: BTreeMap<NameId, Vec<K>> = BTreeMap::new();
+    for item in items {
+        by_registry.entry(registry_of(&item)).or_default().push(item);
+    }
+    let job = &job;
+    let lanes = by_registry.into_values().map(|items| {
+        stream::iter(items)
+            .map(job)
+            .buffer_unordered(PENDING_REQUESTS)
+            .collect::<Vec<Result<T, Error>>>()
+    });
+    let results = join_all(lanes).await.into_iter().flatten();
+    let mut out = Vec::new();
     let mut first = None;
     for r in results {
         match r {
@@ -166,11 +181,15 @@ pub(super) async fn decide_edges(state: &mut RunState) -> Result<(), Error> {
     let edges = st.edges.edges();
 
     const LISTING: &str = "reading registries";
-    let listed = each(affected_repos(edges), |key| async move {
-        let repo = st.repo(key)?;
-        let list = repo.registry.list_tags(&repo.path).await.map_err(during(LISTING))?;
-        Ok((key, Listing::from(list)))
-    })
+    let listed = each(
+        affected_repos(edges),
+        |key| key.registry,
+        |key| async move {
+            let repo = st.repo(key)?;
+            let list = repo.registry.list_tags(&repo.path).await.map_err(during(LISTING))?;
+            Ok((key, Listing::from(list)))
+        },
+    )
     .await?;
     inv.listings.extend(listed);
     check_cancel(st)?;
@@ -184,16 +203,20 @@ pub(super) async fn decide_edges(state: &mut RunState) -> Result<(), Error> {
         })
         .collect();
     const TAGS: &str = "reading destination tags";
-    let heads = each(tag_heads, |(key, tag)| async move {
-        let repo = st.repo(key)?;
-        let reference = ManifestRef::Tag(st.edges.name(tag).to_string());
-        let desc = repo
-            .registry
-            .head_manifest(&repo.path, &reference)
-            .await
-            .map_err(during(TAGS))?;
-        Ok(((key, tag), desc.map(|d| d.digest)))
-    })
+    let heads = each(
+        tag_heads,
+        |(key, _)| key.registry,
+        |(key, tag)| async move {
+            let repo = st.repo(key)?;
+            let reference = ManifestRef::Tag(st.edges.name(tag).to_string());
+            let desc = repo
+                .registry
+                .head_manifest(&repo.path, &reference)
+                .await
+                .map_err(during(TAGS))?;
+            Ok(((key, tag), desc.map(|d| d.digest)))
+        },
+    )
     .await?;
     for ((key, tag), digest) in heads {
         if let Some(d) = digest {
@@ -285,15 +308,19 @@ async fn head_digests(
         .into_iter()
         .filter(|(key, d)| inv.has_digest(*key, *d).is_none())
         .collect();
-    let heads = each(unknown, |(key, digest)| async move {
-        let repo = st.repo(key)?;
-        let desc = repo
-            .registry
-            .head_manifest(&repo.path, &ManifestRef::Digest(digest))
-            .await
-            .map_err(during(round))?;
-        Ok(((key, digest), desc))
-    })
+    let heads = each(
+        unknown,
+        |(key, _)| key.registry,
+        |(key, digest)| async move {
+            let repo = st.repo(key)?;
+            let desc = repo
+                .registry
+                .head_manifest(&repo.path, &ManifestRef::Digest(digest))
+                .await
+                .map_err(during(round))?;
+            Ok(((key, digest), desc))
+        },
+    )
     .await?;
     for (at, desc) in heads {
         inv.digest_heads.insert(at, desc.is_some());

@@ -6,7 +6,9 @@
 //! 1. default settings vs fixed ceilings (rate lifted, concurrency 8/16/32/64), and the
 //!    registry-side floor: the harness's pusher writing exactly what the promotion writes
 //!    (every image into fresh repositories of the three mirrors, 8 in flight per registry,
-//!    no source reads);
+//!    no source reads), straight into the registries, through the mirrors' proxies as
+//!    kpromo's requests go, and through them while staging is read at the same time; each
+//!    with the CPU time every process of the scene used (on loopback they share the cores);
 //! 2. one mirror behind nginx `limit_req` at 20 and 100 req/s: useful rate, share rejected;
 //! 3. one mirror behind a per-window quota (the fault proxy: N requests per 5 s window,
 //!    then 429 until it ends): useful rate against the quota;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use futures_util::{StreamExt, stream};
 
 use crate::support::throttle::{Destination, Promotion, Scene};
-use crate::support::{Action, FaultProxy, RateLimitFront, Rule, Times};
+use crate::support::{Action, FaultProxy, Pusher, RateLimitFront, Rule, Times};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -100,12 +102,15 @@ async fn throttle_figures() {
 
     // 1. Default vs fixed ceilings, and the floor. (The default run is also the
     // fault-free baseline of part 6.)
+    let cpu = Cpu::now(&scene);
     let (default, _) = scene.promote(&mirrors, &[], 1800);
     println!(
-        "figure: default settings: {:.1} s ({}), requests {:?}; {}",
+        "figure: default settings: {:.1} s ({}), requests {:?}, phases {:?}; {}; {}",
         default.elapsed.as_secs_f64(),
         outcome(&default),
         default.requests,
+        phases(&default),
+        Cpu::now(&scene).since(cpu, default.elapsed),
         load()
     );
     let mut best = f64::INFINITY;
@@ -117,27 +122,51 @@ async fn throttle_figures() {
             "--registry-max-concurrency",
             concurrency,
         ];
+        let cpu = Cpu::now(&scene);
         let (fixed, _) = scene.promote(&mirrors, &flags, 1800);
         best = best.min(fixed.elapsed.as_secs_f64());
         println!(
-            "figure: rate ceiling lifted, concurrency ceiling {concurrency}: {:.1} s ({}); {}",
+            "figure: rate ceiling lifted, concurrency ceiling {concurrency}: {:.1} s ({}); {}; {}",
             fixed.elapsed.as_secs_f64(),
             outcome(&fixed),
+            Cpu::now(&scene).since(cpu, fixed.elapsed),
             load()
         );
     }
-    let floor = if part(1) { floor(&scene).await } else { f64::NAN };
     let default_s = default.elapsed.as_secs_f64();
-    println!(
-        "figure: floor (harness pusher, 8 in flight per registry, 3 registries at once): {floor:.1} s; {}",
-        load()
-    );
-    println!(
-        "figure: default / best fixed = {:.2}; default / floor = {:.2}; best fixed / floor = {:.2}",
-        default_s / best,
-        default_s / floor,
-        best / floor
-    );
+    if part(1) {
+        let mut floors = Vec::new();
+        for (name, path) in [
+            ("into the registries directly", Floor::Direct),
+            ("through the mirrors' proxies, as kpromo", Floor::Proxied),
+            (
+                "through the proxies, reading staging at the same time",
+                Floor::ProxiedWithReads,
+            ),
+        ] {
+            let cpu = Cpu::now(&scene);
+            let elapsed = floor(&scene, path).await;
+            println!(
+                "figure: floor, harness pusher {name} (8 in flight per registry, 3 registries at once): \
+                 {:.1} s; {}; {}",
+                elapsed.as_secs_f64(),
+                Cpu::now(&scene).since(cpu, elapsed),
+                load()
+            );
+            floors.push(elapsed.as_secs_f64());
+        }
+        println!(
+            "figure: default / best fixed = {:.2}; default / floor = {:.2} (direct), {:.2} (proxied), \
+             {:.2} (proxied, staging read); best fixed / floor = {:.2}, {:.2}, {:.2}",
+            default_s / best,
+            default_s / floors[0],
+            default_s / floors[1],
+            default_s / floors[2],
+            best / floors[0],
+            best / floors[1],
+            best / floors[2],
+        );
+    }
 
     // 2. nginx limit_req in front of mirror 0 (chained to its proxy, which counts).
     let fronts: &[u32] = if part(2) { &[20, 100] } else { &[] };
@@ -289,14 +318,24 @@ async fn sick_mirror(scene: &mut Scene, default: &Promotion) {
 /// How long run `p`'s plan phase took, as its log says: the part of a run every mirror
 /// waits for, sick or not.
 fn plan_time(p: &Promotion) -> String {
+    phases(p)
+        .into_iter()
+        .find_map(|(name, took)| (name == "plan").then_some(took))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Each phase of run `p` and how long it took, from its log ("phase 3/7 plan … done in
+/// 1.2s").
+fn phases(p: &Promotion) -> Vec<(String, String)> {
     p.run
         .stderr
         .lines()
-        .find_map(|line| {
-            line.split_once(" plan … done in ")
-                .map(|(_, took)| took.trim().to_string())
+        .filter_map(|line| {
+            let (head, took) = line.split_once(" … done in ")?;
+            let name = head.rsplit(' ').next()?;
+            Some((name.to_string(), took.trim().to_string()))
         })
-        .unwrap_or_else(|| "unknown".into())
+        .collect()
 }
 
 /// 5. The fault matrix, on a smaller scene.
@@ -382,18 +421,113 @@ fn side_proxy<'a>(scene: &'a Scene, side: &str) -> &'a FaultProxy {
     }
 }
 
+/// Which path the floor's pusher takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Floor {
+    /// Straight into the mirrors' registries.
+    Direct,
+    /// Through the mirrors' fault proxies, the path kpromo's requests take (the proxies
+    /// share the machine's cores with everything else).
+    Proxied,
+    /// As `Proxied`, while a reader GETs every manifest and blob of the scene from staging
+    /// through its proxy (8 in flight): the source reads a promotion cannot skip, on the
+    /// same cores, but none of its checks.
+    ProxiedWithReads,
+}
+
 /// The registries' ingest of exactly what the promotion writes: every image pushed by the
-/// harness's pusher (from memory: no source reads) into fresh repositories of each mirror,
-/// directly rather than through the proxies, 8 images in flight per registry, the three
-/// registries at once.
-async fn floor(scene: &Scene) -> f64 {
+/// harness's pusher (from memory: no source reads unless `path` asks for them) into fresh
+/// repositories of each mirror, 8 images in flight per registry, the three registries at
+/// once.
+async fn floor(scene: &Scene, path: Floor) -> Duration {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let prefix = format!("floor{}", RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let started = Instant::now();
-    let pushes = scene.world.mirrors.iter().map(|mirror| async move {
-        let pusher = mirror.pusher();
-        stream::iter(&scene.images)
-            .for_each_concurrent(8, |image| image.push(&pusher, "floor"))
-            .await;
-    });
-    futures_util::future::join_all(pushes).await;
-    started.elapsed().as_secs_f64()
+    let pushes = scene
+        .world
+        .mirrors
+        .iter()
+        .zip(&scene.world.proxies)
+        .map(|(mirror, proxy)| {
+            let prefix = &prefix;
+            async move {
+                let pusher = match path {
+                    Floor::Direct => mirror.pusher(),
+                    Floor::Proxied | Floor::ProxiedWithReads => {
+                        Pusher::new(&format!("http://{}", proxy.host()), None, None)
+                    }
+                };
+                stream::iter(&scene.images)
+                    .for_each_concurrent(8, |image| image.push(&pusher, prefix))
+                    .await;
+            }
+        });
+    let reads = async {
+        if path == Floor::ProxiedWithReads {
+            let reader = Pusher::new(&format!("http://{}", scene.world.staging_proxy.host()), None, None);
+            stream::iter(&scene.images)
+                .for_each_concurrent(8, |image| image.read(&reader, "staging"))
+                .await;
+        }
+    };
+    futures_util::future::join(futures_util::future::join_all(pushes), reads).await;
+    started.elapsed()
+}
+
+/// CPU time (user + system, seconds) the scene's processes have used so far, from
+/// `/proc`: staging's and the mirrors' registries, this process (the fault proxies, and
+/// the floor's pusher and reader), and its finished children (every kpromo run). On a
+/// loopback scene every one of them shares the machine's cores, so a run whose CPU over
+/// its wall time is near the core count is bound by work, and is as fast as the work it
+/// does allows.
+#[derive(Clone, Copy)]
+struct Cpu {
+    staging: f64,
+    mirrors: f64,
+    harness: f64,
+    kpromo: f64,
+}
+
+impl Cpu {
+    fn now(scene: &Scene) -> Cpu {
+        let registry = |r: &crate::support::TestRegistry| r.pid().map_or(0.0, |pid| proc_cpu(&pid.to_string())[0]);
+        let [harness, children] = proc_cpu("self");
+        Cpu {
+            staging: registry(&scene.world.staging),
+            mirrors: scene.world.mirrors.iter().map(registry).sum(),
+            harness,
+            kpromo: children,
+        }
+    }
+
+    /// What was used since `before`, against `wall` and the machine's cores.
+    fn since(self, before: Cpu, wall: Duration) -> String {
+        let (staging, mirrors, harness, kpromo) = (
+            self.staging - before.staging,
+            self.mirrors - before.mirrors,
+            self.harness - before.harness,
+            self.kpromo - before.kpromo,
+        );
+        let total = staging + mirrors + harness + kpromo;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        format!(
+            "CPU s: staging {staging:.1}, mirrors {mirrors:.1}, harness {harness:.1}, kpromo {kpromo:.1}, \
+             total {total:.1} = {:.2} of {cores} cores busy",
+            total / wall.as_secs_f64()
+        )
+    }
+}
+
+/// `[own, waited-for children's]` CPU seconds of a process, from `/proc/<pid>/stat`
+/// (utime + stime, cutime + cstime; Linux counts them in 1/100 s).
+fn proc_cpu(pid: &str) -> [f64; 2] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    // Fields 14–17 of proc(5); the state (field 3) is the first after the name.
+    [tick(11) + tick(12), tick(13) + tick(14)]
 }

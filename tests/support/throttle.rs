@@ -38,6 +38,29 @@ impl SceneImage {
             Content::Image(image) => pusher.push_image(repo, image, &tags).await,
         };
     }
+
+    /// Reads it back from `prefix/<name>` with the harness's client, each manifest (the
+    /// index's children too) and blob once: what copying it must read from its source.
+    pub async fn read(&self, reader: &Pusher, prefix: &str) {
+        let repo = &format!("{prefix}/{}", self.name);
+        let images = match &self.content {
+            Content::Index(index) => {
+                reader.get_manifest(repo, &index.digest).await;
+                index.children.iter().collect()
+            }
+            Content::Image(image) => vec![image],
+        };
+        for image in images {
+            reader.get_manifest(repo, &image.digest).await;
+            for blob in image.blobs() {
+                assert!(
+                    reader.get_blob(repo, &blob.digest).await.is_some(),
+                    "{repo} lacks {}",
+                    blob.digest
+                );
+            }
+        }
+    }
 }
 
 /// A destination of a promotion: the host the manifests name (a mirror's fault proxy, or
