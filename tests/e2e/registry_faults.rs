@@ -311,13 +311,7 @@ async fn a_read_that_hangs_is_sent_again_instead_of_waited_out() {
     let bed = bed().await;
     let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
     let reg = root.registry.as_ref();
-    let by_tag = ManifestRef::Tag("v1".into());
-    // Healthy answers first: the host's latency becomes known.
-    for _ in 0..24 {
-        within(30, "HEAD", reg.head_manifest("app", &by_tag))
-            .await
-            .expect("HEAD");
-    }
+    learn_latency(reg).await;
     bed.proxy.set_rules(vec![Rule::new(
         Some("HEAD"),
         "/manifests/sha256:",
@@ -340,6 +334,126 @@ async fn a_read_that_hangs_is_sent_again_instead_of_waited_out() {
         "answered by the second copy, not abandoned: {throttling:?}"
     );
     assert_eq!(bed.proxy.count("HEAD", "/manifests/sha256:"), 2);
+}
+
+/// Healthy answers through the proxy, so that the host's latency becomes known (a request
+/// is sent a second time only once the host's usual latency is).
+async fn learn_latency(reg: &dyn kpromo::registry::Registry) {
+    for _ in 0..24 {
+        within(30, "HEAD", reg.head_manifest("app", &ManifestRef::Tag("v1".into())))
+            .await
+            .expect("HEAD");
+    }
+}
+
+/// A manifest PUT is safe to send twice (the same bytes to the same reference): one whose
+/// connection goes silent is sent again like a slow read, not waited out and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_put_that_hangs_is_sent_again_instead_of_waited_out() {
+    let bed = bed().await;
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    let manifest = within(30, "GET", reg.get_manifest("app", &ManifestRef::Tag("v1".into())))
+        .await
+        .expect("GET")
+        .expect("the image is there");
+    learn_latency(reg).await;
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("PUT"),
+        "/manifests/",
+        Action::Hang,
+        Times::FirstPerRequest(1),
+    )]);
+    let v2 = ManifestRef::Tag("v2".into());
+    within(
+        30,
+        "PUT whose first connection hangs",
+        reg.put_manifest("app", &v2, &manifest),
+    )
+    .await
+    .expect("answered");
+    let throttling = reg.stats().throttling.expect("a remote registry's throttling");
+    assert_eq!(throttling.hedged, 1, "{throttling:?}");
+    assert_eq!(
+        throttling.stalls, 0,
+        "answered by the second copy, not abandoned: {throttling:?}"
+    );
+    assert_eq!(bed.proxy.count("PUT", "/manifests/v2$"), 2);
+    assert_eq!(
+        bed.registry.skopeo_digest("app:v2").as_deref(),
+        Some(bed.image.digest.as_str()),
+        "the tag is there, as another client sees it"
+    );
+}
+
+/// The POST that starts an upload is sent twice when slow too. Each copy opens an upload
+/// session: the upload uses the first answered, and the other is cancelled rather than
+/// left in the registry's storage until it purges old sessions (distribution: after a week).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_start_is_sent_again_and_the_spare_session_cancelled() {
+    let bed = bed().await;
+    let (_registries, root) = open(&bed.proxy.host(), options_for(&bed.registry));
+    let reg = root.registry.as_ref();
+    learn_latency(reg).await;
+    // Both copies reach the registry: the first is held until the second arrives.
+    bed.proxy.set_rules(vec![Rule::new(
+        Some("POST"),
+        "/blobs/uploads/$",
+        Action::HoldForNext,
+        Times::FirstPerRequest(1),
+    )]);
+    let layer = &bed.image.layers[1];
+    let layer_digest = digest(&layer.digest);
+    within(
+        30,
+        "upload whose first POST is held",
+        copy_blob(reg, "app", reg, "fresh", &layer_digest, layer.size),
+    )
+    .await
+    .expect("uploaded");
+    let throttling = reg.stats().throttling.expect("a remote registry's throttling");
+    assert_eq!(throttling.hedged, 1, "{throttling:?}");
+    assert_eq!(throttling.stalls, 0, "{throttling:?}");
+    assert!(bed.registry.pusher().has_blob("fresh", &layer.digest).await);
+    // The spare session is cancelled in the background, once its POST is answered (the
+    // proxy records a request when its answer has gone back).
+    within(30, "the spare session cancelled", async {
+        while bed.proxy.count("DELETE", "/blobs/uploads/") == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(bed.proxy.count("POST", "/blobs/uploads/$"), 2);
+    let cancelled: Vec<_> = bed
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    let asked = crate::support::http_client()
+        .get(format!("{}{}", bed.registry.url(), cancelled[0]))
+        .send()
+        .await
+        .expect("GET the cancelled session");
+    assert_eq!(
+        asked.status(),
+        404,
+        "the registry no longer knows the cancelled session"
+    );
+    // Distribution 2.8 keeps a cancelled session's hash state on disk, but not its data.
+    let sessions = bed
+        .registry
+        .storage()
+        .join("docker/registry/v2/repositories/fresh/_uploads");
+    let with_data = std::fs::read_dir(&sessions)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|session| session.path().join("data").exists())
+        .count();
+    assert_eq!(with_data, 0, "upload sessions with data in {}", sessions.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

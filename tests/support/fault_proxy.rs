@@ -47,6 +47,10 @@ pub enum Action {
     /// Accept the request, then neither read it nor answer: the connection stays silent
     /// until the client gives up on it.
     Hang,
+    /// Hold the request until another of the same `METHOD path` arrives (a client's second
+    /// copy of a slow request), then forward it: both copies reach the registry, whichever
+    /// answer the client then takes.
+    HoldForNext,
     /// Answer this status, `Content-Type` and body without forwarding (a registry that
     /// answers garbage).
     Answer {
@@ -120,6 +124,8 @@ struct State {
     /// Matches per rule, and per (rule, "METHOD path") for `FirstPerRequest`.
     fired: HashMap<usize, u32>,
     per_request: HashMap<(usize, String), u32>,
+    /// Requests seen per "METHOD path", faulted or not (what `HoldForNext` waits on).
+    arrivals: HashMap<String, u32>,
     /// Per rule: the generator state of `Random`, the window of `Quota`.
     random: HashMap<usize, u64>,
     windows: HashMap<usize, (std::time::Instant, u32)>,
@@ -253,9 +259,11 @@ async fn handle(
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let (action, paginate) = {
+    let key = format!("{method} {path}");
+    let (action, paginate, arrived) = {
         let mut state = state.lock().expect("proxy state lock");
-        (choose(&mut state, &method, &path), state.paginate_tags)
+        let arrived = *state.arrivals.entry(key.clone()).and_modify(|n| *n += 1).or_insert(1);
+        (choose(&mut state, &method, &path), state.paginate_tags, arrived)
     };
     let record = |status: Option<u16>, fault: Option<&Action>, forwarded: bool| {
         state.lock().expect("proxy state lock").seen.push(Seen {
@@ -315,6 +323,14 @@ async fn handle(
             return Err("injected hang".into());
         }
         Some(Action::Delay(pause)) => tokio::time::sleep(*pause).await,
+        Some(Action::HoldForNext) => {
+            // Polled: a hold is rare and short, and the state is a plain mutex.
+            let next_arrived = || state.lock().expect("proxy state lock").arrivals.get(&key) > Some(&arrived);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !next_arrived() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         _ => {}
     }
     let tags_list = path.strip_suffix("/tags/list").and_then(|p| p.strip_prefix("/v2/"));

@@ -66,7 +66,7 @@ impl RemoteRegistry {
             self.blob_url(&op, repo, digest).await?,
             vec![auth::repo_scope(repo, false)],
         )
-        .small_read();
+        .hedgeable();
         let reply = self.send(call).await?;
         match reply.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -136,7 +136,9 @@ impl RemoteRegistry {
                 .append_pair("from", from);
             scopes.push(auth::repo_scope(from, false));
         }
-        let call = Call::new(op.clone(), Method::POST, url, scopes).header(header::CONTENT_LENGTH, "0");
+        let call = Call::new(op.clone(), Method::POST, url, scopes)
+            .header(header::CONTENT_LENGTH, "0")
+            .hedgeable_opening_session();
         let reply = self.send(call).await?;
         match reply.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),

@@ -110,7 +110,7 @@ const WARMUP: u32 = 16;
 /// The response deadline never adapts below this: a loaded machine must not turn every
 /// slow answer into a retry.
 pub(crate) const MIN_RESPONSE_DEADLINE: Duration = Duration::from_secs(1);
-/// A small read is sent again after this long at least, however fast the host usually
+/// A request safe to send twice is sent again after this long at least, however fast the host usually
 /// answers: on a busy machine a few tens of milliseconds is an ordinary pause.
 pub(crate) const MIN_HEDGE_DELAY: Duration = Duration::from_millis(100);
 /// The response deadline before a host's latency is known: seconds, as for any small
@@ -442,9 +442,9 @@ impl Controller {
         }
     }
 
-    /// How long a small read may wait for its answer before a second copy of it is sent
-    /// (`Gate::hedge_delay`): longer than nearly every answer of this host, and at least
-    /// [`MIN_HEDGE_DELAY`]. `None` until the latency is known.
+    /// How long a request safe to send twice may wait for its answer before a second copy
+    /// of it is sent (`Gate::hedge_delay`): longer than nearly every answer of this host,
+    /// and at least [`MIN_HEDGE_DELAY`]. `None` until the latency is known.
     pub(crate) fn hedge_delay(&self) -> Option<Duration> {
         self.slowest_usual().map(|rto| rto.max(MIN_HEDGE_DELAY))
     }

@@ -62,7 +62,7 @@ struct State {
     throttled: u64,
     failed: u64,
     stalls: u64,
-    /// Requests that went out, and second copies of slow reads among them.
+    /// Requests that went out, and second copies of slow ones among them.
     sent: u64,
     hedged: u64,
     decreases: u64,
@@ -73,7 +73,7 @@ struct State {
     paused_until: Option<Instant>,
 }
 
-/// Second copies of slow reads: at most this share of a host's requests, plus a few.
+/// Second copies of slow requests: at most this share of a host's requests, plus a few.
 const HEDGE_SHARE: f64 = 0.1;
 const HEDGE_ALLOWANCE: f64 = 4.0;
 
@@ -164,16 +164,16 @@ impl Gate {
         self.lock().controller.response_deadline(self.response_cap)
     }
 
-    /// How long a small read may go unanswered before a second copy of it is sent
-    /// (`send.rs`); `None` until the host's latency is known.
+    /// How long a request safe to send twice (`send.rs`: `Hedge`) may go unanswered
+    /// before a second copy of it is sent; `None` until the host's latency is known.
     pub(crate) fn hedge_delay(&self) -> Option<Duration> {
         self.lock().controller.hedge_delay()
     }
 
-    /// Takes a second copy of a slow read from the host's allowance: at most
+    /// Takes a second copy of a slow request from the host's allowance: at most
     /// [`HEDGE_SHARE`] of its requests, after the first [`HEDGE_ALLOWANCE`]. A registry
     /// slow because it is overloaded must not be sent much more; one that lets a few
-    /// connections hang gets each hung read again at once instead of at its deadline.
+    /// connections hang gets each hung request again at once instead of at its deadline.
     /// The copy takes no slot of its own: it stands in for a request whose slot is held.
     pub(crate) fn take_hedge(&self) -> bool {
         let mut state = self.lock();

@@ -30,7 +30,7 @@ impl RemoteRegistry {
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS)
-        .small_read();
+        .hedgeable();
         let reply = self.send(call).await?;
         match reply.status() {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -83,7 +83,7 @@ impl RemoteRegistry {
             vec![auth::repo_scope(repo, false)],
         )
         .header(header::ACCEPT, media::ACCEPT_MANIFESTS)
-        .small_read();
+        .hedgeable();
         let fetched = self.fetch(call, MANIFEST_CAP).await?;
         match fetched.status {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -148,7 +148,8 @@ impl RemoteRegistry {
         let reply = loop {
             let call = Call::new(op.clone(), Method::PUT, url.clone(), vec![auth::repo_scope(repo, true)])
                 .header(header::CONTENT_TYPE, manifest.media_type.as_str())
-                .body(Payload::Bytes(manifest.bytes.clone()));
+                .body(Payload::Bytes(manifest.bytes.clone()))
+                .hedgeable();
             let reply = self.send(call).await?;
             if reply.status().is_success() {
                 break reply;

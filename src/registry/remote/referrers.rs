@@ -105,7 +105,7 @@ impl RemoteRegistry {
         }
         let call = Call::new(op.to_string(), Method::GET, url, vec![auth::repo_scope(repo, false)])
             .header(header::ACCEPT, media::OCI_INDEX)
-            .small_read();
+            .hedgeable();
         let fetched = self.fetch(call, self.referrers_cap()).await?;
         match fetched.status {
             s if s.is_success() => Ok(Native::Listed(fetched.body)),

@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::control::{Change, Outcome};
-use super::{RemoteRegistry, endpoint, gate, retry, transport};
+use super::{RemoteRegistry, auth, endpoint, gate, retry, transport};
 use crate::digest::Digest;
 use crate::registry::{Error, OciCode, reference};
 
@@ -40,9 +40,27 @@ pub(crate) struct Call {
     pub(crate) scopes: Vec<String>,
     /// Whether transient failures are retried (not for best-effort clean-up).
     pub(crate) retry: bool,
-    /// A read with a small answer (a HEAD, a manifest, a list), sent a second time when it
-    /// is slow to answer ([`RemoteRegistry::hedge`]).
-    pub(crate) small_read: bool,
+    /// Whether a second copy goes out when the first is slow to answer.
+    pub(crate) hedge: Hedge,
+}
+
+/// Whether a call may be sent a second time while its first copy is late to answer
+/// ([`RemoteRegistry::hedge`]). A call may if its answer is small, its body (if any) small
+/// and in memory, and sending it twice has the effect of sending it once: a HEAD, a GET of
+/// a manifest or a list, a manifest PUT (the same bytes to the same reference). Not a blob
+/// download (a big answer, with its own progress watch), a blob upload (a one-shot
+/// stream), a PATCH of the next chunk or an upload's closing PUT (the second copy finds the
+/// session moved on or gone), nor a DELETE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hedge {
+    /// Not safe to send twice (the default).
+    Never,
+    /// Safe to send twice.
+    Resend,
+    /// Safe to send twice except that each copy may open an upload session (the POST that
+    /// starts an upload or a mount): the losing copy's session, if it answers in time, is
+    /// cancelled rather than left for the registry to purge days later.
+    ResendCancellingSession,
 }
 
 impl Call {
@@ -55,13 +73,20 @@ impl Call {
             body: Payload::Empty,
             scopes,
             retry: true,
-            small_read: false,
+            hedge: Hedge::Never,
         }
     }
 
-    /// Marks a bodyless read whose answer is small (see [`Call::small_read`]).
-    pub(crate) fn small_read(mut self) -> Self {
-        self.small_read = true;
+    /// Marks a call that is safe to send twice (see [`Hedge`]).
+    pub(crate) fn hedgeable(mut self) -> Self {
+        self.hedge = Hedge::Resend;
+        self
+    }
+
+    /// Marks a POST that opens an upload session as safe to send twice, the losing copy's
+    /// session cancelled (see [`Hedge::ResendCancellingSession`]).
+    pub(crate) fn hedgeable_opening_session(mut self) -> Self {
+        self.hedge = Hedge::ResendCancellingSession;
         self
     }
 
@@ -92,7 +117,7 @@ impl Call {
             body,
             scopes: self.scopes.clone(),
             retry: self.retry,
-            small_read: self.small_read,
+            hedge: self.hedge,
         })
     }
 }
@@ -200,16 +225,54 @@ impl RemoteRegistry {
         }
     }
 
-    /// When to send a second copy of `request` if it has no answer yet, and the copy:
-    /// only for small reads (HEADs, and GETs of manifests, tag and referrer lists; not
-    /// blob bodies, which are big and have their own progress watch, nor writes), once
-    /// the host's latency is known.
-    fn hedge(&self, call: &Call, request: &reqwest::RequestBuilder) -> Option<(Duration, reqwest::RequestBuilder)> {
-        if !call.small_read {
+    /// When to send a second copy of `request` if it has no answer yet, and the copy: only
+    /// for calls safe to send twice ([`Hedge`]), once the host's latency is known. A body
+    /// of `length` bytes adds its time at the slowest accepted rate, as it does to the
+    /// response deadline.
+    fn hedge(
+        &self,
+        call: &Call,
+        request: &reqwest::RequestBuilder,
+        length: u64,
+    ) -> Option<(Duration, reqwest::RequestBuilder)> {
+        if call.hedge == Hedge::Never {
             return None;
         }
-        let delay = self.gate.hedge_delay()?;
+        let delay = self.gate.hedge_delay()? + self.transfer_time(length);
         Some((delay, request.try_clone()?))
+    }
+
+    /// Cancels the upload session that the losing copy of a hedged POST opened, if it
+    /// answers within its deadline (a 201 to a mount opened none). In the background, so
+    /// that the winner's caller does not wait on a copy that may have hung; best effort
+    /// and outside the gate, like the copy itself (the hedge allowance bounds both). With
+    /// the losing copy's credentials: it opened the session with them.
+    fn cancel_losing_session(&self, loser: transport::Loser, authorization: Option<auth::Authorization>, op: &str) {
+        let http = self.http.clone();
+        let deadline = self.gate.response_deadline();
+        let registry = self.name.clone();
+        let op = op.to_string();
+        tokio::spawn(async move {
+            let Some(response) = loser.answer().await else { return };
+            if response.status() != StatusCode::ACCEPTED {
+                return;
+            }
+            let Some(session) =
+                header_str(response.headers(), header::LOCATION).and_then(|l| response.url().join(l).ok())
+            else {
+                return;
+            };
+            let mut request = http.delete(session);
+            if let Some(a) = &authorization {
+                request = a.apply(request);
+            }
+            let status = match tokio::time::timeout(deadline, request.send()).await {
+                Ok(Ok(reply)) => reply.status().as_u16().to_string(),
+                Ok(Err(e)) => transport::SendError::Http(e).to_string(),
+                Err(_) => format!("no answer within {} ms", deadline.as_millis()),
+            };
+            tracing::debug!(%registry, %op, %status, "cancelling the upload session of a hedged POST's losing copy");
+        });
     }
 
     /// Sends `call`, with auth, the gate and retries. Returns whatever response the
@@ -270,17 +333,32 @@ impl RemoteRegistry {
             // size, on top of the host's usual latency.
             let deadline = || self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
-            let outcome = match self.hedge(&call, &request) {
+            let outcome = match self.hedge(&call, &request, length) {
                 Some((delay, twin)) => {
-                    let allowed = || self.gate.take_hedge();
-                    transport::execute_hedged(request, twin, delay, allowed, &progress, deadline, self.idle).await
+                    let allowed = || {
+                        let taken = self.gate.take_hedge();
+                        if taken {
+                            self.counters.bytes_written.fetch_add(length, Ordering::Relaxed);
+                        }
+                        taken
+                    };
+                    let hedged =
+                        transport::execute_hedged(request, twin, delay, allowed, &progress, deadline, self.idle).await;
+                    if let Some(loser) = hedged.loser
+                        && call.hedge == Hedge::ResendCancellingSession
+                    {
+                        self.cancel_losing_session(loser, authorization.clone(), &call.op);
+                    }
+                    hedged.answer
                 }
                 None => transport::execute(request, &progress, deadline, self.idle).await,
             };
             // Only a bodyless request's wait for its answer measures the registry's queue:
             // GET and HEAD, and also the POSTs that start uploads and mounts, which are
             // most of what a new mirror is sent (without them its deadline would never
-            // adapt below the cap).
+            // adapt below the cap). A hedged request's wait counts from its first copy:
+            // the time the caller waited, never the second copy's shorter one. The copy
+            // that lost reports nothing, neither an answer nor a failure.
             let latency = (length == 0 && replayable).then(|| started.elapsed());
             let response = match outcome {
                 Ok(r) => r,

@@ -189,7 +189,7 @@ impl RemoteRegistry {
             }
             let call = Call::new(op.to_string(), Method::GET, url.clone(), scopes.to_vec())
                 .header(header::ACCEPT, "application/json")
-                .small_read();
+                .hedgeable();
             // A log line at least every `listing_progress`, even while one page is slow.
             let fetch = self.fetch(call, PAGE_CAP);
             tokio::pin!(fetch);

@@ -165,6 +165,12 @@ impl Progress {
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// When a request whose body is out and which has had no answer yet passes its
+    /// `first_byte` timeout.
+    fn deadline(&self, first_byte: Duration) -> Instant {
+        Instant::now() + first_byte.saturating_sub(self.since_last())
+    }
+
     fn since_last(&self) -> Duration {
         self.start
             .elapsed()
@@ -222,10 +228,21 @@ pub(crate) async fn execute(
     first_byte: impl Fn() -> Duration,
     idle: Duration,
 ) -> Result<reqwest::Response, SendError> {
-    let send = request.send();
-    tokio::pin!(send);
-    let tick = (first_byte().min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     progress.touch();
+    watch(std::pin::pin!(request.send()), progress, first_byte, idle).await
+}
+
+/// A request on its way: owned, so that a hedged request's losing copy can be handed on.
+type Sending = Pin<Box<dyn Future<Output = reqwest::Result<reqwest::Response>> + Send>>;
+
+/// Awaits a request sent (its `progress` touched) earlier, within its timeouts.
+async fn watch(
+    mut send: impl Future<Output = reqwest::Result<reqwest::Response>> + Unpin,
+    progress: &Progress,
+    first_byte: impl Fn() -> Duration,
+    idle: Duration,
+) -> Result<reqwest::Response, SendError> {
+    let tick = (first_byte().min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     loop {
         tokio::select! {
             result = &mut send => return result.map_err(SendError::Http),
@@ -244,12 +261,36 @@ pub(crate) async fn execute(
     }
 }
 
-/// Sends a small read, and if it has no answer after `hedge`, the same read again
-/// (`twin`) when `allowed()` agrees; the first answer wins and the other request is
-/// dropped with its connection. A connection that took a request and went silent then
-/// costs the hedge delay, not the response deadline and a retry: hung connections of one
-/// registry no longer hold a promotion's plan for seconds each. ("The Tail at Scale",
-/// Dean and Barroso: hedged requests.)
+/// What a hedged request came to: the answer used, and the copy that lost while it still
+/// had time to answer, for a caller that must see what that copy did at the registry.
+pub(crate) struct Hedged {
+    pub(crate) answer: Result<reqwest::Response, SendError>,
+    pub(crate) loser: Option<Loser>,
+}
+
+/// The copy of a hedged request whose twin answered first, still in flight.
+pub(crate) struct Loser {
+    send: Sending,
+    deadline: Instant,
+}
+
+impl Loser {
+    /// Its answer, if it comes within the response deadline it was sent under.
+    pub(crate) async fn answer(self) -> Option<reqwest::Response> {
+        tokio::time::timeout_at(self.deadline.into(), self.send)
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Sends a request that is safe to send twice (`send.rs`: `Call::hedge`), and if it has
+/// no answer after `hedge`, the same request again (`twin`) when `allowed()` agrees; the
+/// first answer wins. A connection that took a request and went silent then costs the
+/// hedge delay, not the response deadline and a retry: hung connections of one registry
+/// no longer hold a promotion for seconds each. ("The Tail at Scale", Dean and Barroso:
+/// hedged requests.) The losing copy is handed back rather than dropped: dropping it closes
+/// its connection, but not what it may already have done at the registry.
 pub(crate) async fn execute_hedged(
     request: reqwest::RequestBuilder,
     twin: reqwest::RequestBuilder,
@@ -258,30 +299,55 @@ pub(crate) async fn execute_hedged(
     progress: &Progress,
     first_byte: impl Fn() -> Duration,
     idle: Duration,
-) -> Result<reqwest::Response, SendError> {
-    let first = execute(request, progress, &first_byte, idle);
-    tokio::pin!(first);
-    tokio::select! {
-        result = &mut first => return result,
-        () = tokio::time::sleep(hedge) => {}
-    }
-    if !allowed() {
-        return first.await;
+) -> Hedged {
+    let alone = |answer| Hedged { answer, loser: None };
+    progress.touch();
+    let mut first: Sending = Box::pin(request.send());
+    {
+        let watched = watch(&mut first, progress, &first_byte, idle);
+        tokio::pin!(watched);
+        tokio::select! {
+            result = &mut watched => return alone(result),
+            () = tokio::time::sleep(hedge) => {}
+        }
+        if !allowed() {
+            return alone(watched.await);
+        }
     }
     let twin_progress = Progress::sent();
-    let second = execute(twin, &twin_progress, &first_byte, idle);
-    tokio::pin!(second);
-    // One that fails leaves the other to answer.
-    tokio::select! {
-        result = &mut first => match result {
-            Ok(response) => Ok(response),
-            Err(_) => second.await,
-        },
-        result = &mut second => match result {
-            Ok(response) => Ok(response),
-            Err(_) => first.await,
-        },
+    let mut second: Sending = Box::pin(twin.send());
+    // Which copy answered while the other still had time to.
+    enum Winner {
+        First,
+        Second,
     }
+    let (answer, winner) = {
+        let first_watched = watch(&mut first, progress, &first_byte, idle);
+        let second_watched = watch(&mut second, &twin_progress, &first_byte, idle);
+        tokio::pin!(first_watched, second_watched);
+        // One that fails leaves the other to answer.
+        tokio::select! {
+            result = &mut first_watched => match result {
+                Ok(response) => (Ok(response), Some(Winner::First)),
+                Err(_) => (second_watched.await, None),
+            },
+            result = &mut second_watched => match result {
+                Ok(response) => (Ok(response), Some(Winner::Second)),
+                Err(_) => (first_watched.await, None),
+            },
+        }
+    };
+    let loser = winner.map(|winner| match winner {
+        Winner::First => Loser {
+            send: second,
+            deadline: twin_progress.deadline(first_byte()),
+        },
+        Winner::Second => Loser {
+            send: first,
+            deadline: progress.deadline(first_byte()),
+        },
+    });
+    Hedged { answer, loser }
 }
 
 /// Wraps an upload body: records progress for the watchdog and counts bytes.
