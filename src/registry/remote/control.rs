@@ -22,7 +22,8 @@
 //!   least [`MIN_WINDOW`] answers to tell: one random 429 in a window of one is not one.
 //! - **Latency first.** A smoothed latency over twice its baseline stops growth; over three
 //!   times, the limit shrinks by one per window (TCP Vegas' idea): the registry is
-//!   queueing, and errors come next.
+//!   queueing, and errors come next. Only once it adds [`MIN_QUEUE_DELAY`] or more: a
+//!   fraction of a millisecond tripled is a loopback machine's scheduling, not a queue.
 //! - **Noise is not congestion.** A registry may fail a fraction of requests whatever the
 //!   load (a bad backend, a flaky proxy). Each decrease is checked over the next
 //!   [`CHECK_ANSWERS`] answers: if the failure fraction did not clearly drop, the decrease is
@@ -105,6 +106,12 @@ const LATENCY_GROWTH: f64 = 2.0;
 const LATENCY_BACKOFF: f64 = 3.0;
 /// Latency-based back-off never takes the limit below this (errors may, not latency).
 const LATENCY_FLOOR: usize = 4;
+/// Latency counts as queueing only once it adds at least this much to the baseline. At a
+/// registry across a network (a baseline of tens of milliseconds) the multiples above
+/// bind first; at a loopback or LAN registry answering in a fraction of a millisecond,
+/// the machine's own scheduling triples that now and then, which is no queue at the
+/// registry (the solo test of the concurrency limit's growth failed on it in CI).
+const MIN_QUEUE_DELAY: Duration = Duration::from_millis(10);
 /// Samples before the smoothed latency is trusted as a baseline (it starts from one).
 const WARMUP: u32 = 16;
 /// The response deadline never adapts below this: a loaded machine must not turn every
@@ -341,10 +348,11 @@ impl Latency {
         }
     }
 
-    /// The smoothed latency as a multiple of the baseline (1 without one: no evidence).
+    /// The smoothed latency as a multiple of the baseline (1 without one, or while it adds
+    /// less than [`MIN_QUEUE_DELAY`]: no evidence of a queue).
     fn inflation(&self) -> f64 {
         match self.baseline {
-            Some(b) if b > 0.0 => self.smoothed / b,
+            Some(b) if b > 0.0 && self.smoothed - b >= MIN_QUEUE_DELAY.as_secs_f64() => self.smoothed / b,
             _ => 1.0,
         }
     }

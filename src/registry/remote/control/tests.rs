@@ -104,8 +104,8 @@ fn failures_lower_the_limit_gently_and_latency_first() {
     feed(&mut c, &mut t, 8, Outcome::Failed, (false, true));
     assert_eq!(c.limit(), 6, "×0.75 on failures");
 
-    // Latency: a baseline at 2 ms, then answers at 7 ms: one slot less per window, not
-    // below the latency floor.
+    // Latency: a baseline at 2 ms, then answers at 30 ms (a queue of 28 ms): one slot less
+    // per window, not below the latency floor.
     let mut t = Instant::now();
     let mut c = Controller::new(UNBOUNDED, t);
     for _ in 0..4 {
@@ -116,10 +116,30 @@ fn failures_lower_the_limit_gently_and_latency_first() {
     for _ in 0..100 {
         t += Duration::from_millis(1);
         let s = sent(&c, t, false, true);
-        c.observe(s, Outcome::Healthy, Some(Duration::from_millis(7)), t);
+        c.observe(s, Outcome::Healthy, Some(Duration::from_millis(30)), t);
     }
     assert!(c.limit() < grown, "{} -> {}", grown, c.limit());
     assert!(c.limit() >= LATENCY_FLOOR);
+}
+
+#[test]
+fn a_sub_millisecond_latency_tripled_is_no_queue() {
+    // A loopback registry: a baseline of 0.3 ms, then answers at 1.5 ms (five times as
+    // long, 1.2 ms more): scheduling, not a queue. The limit keeps growing.
+    let mut t = Instant::now();
+    let mut c = Controller::new(UNBOUNDED, t);
+    for _ in 0..24 {
+        t += Duration::from_millis(1);
+        let s = sent(&c, t, false, true);
+        c.observe(s, Outcome::Healthy, Some(Duration::from_micros(300)), t);
+    }
+    let before = c.limit();
+    for _ in 0..100 {
+        t += Duration::from_millis(1);
+        let s = sent(&c, t, false, true);
+        c.observe(s, Outcome::Healthy, Some(Duration::from_micros(1500)), t);
+    }
+    assert!(c.limit() > before, "{before} -> {}", c.limit());
 }
 
 #[test]
