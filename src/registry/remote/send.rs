@@ -333,7 +333,7 @@ impl RemoteRegistry {
             // size, on top of the host's usual latency.
             let deadline = || self.gate.response_deadline() + self.transfer_time(length);
             let started = Instant::now();
-            let (outcome, resent) = match self.hedge(&call, &request, length) {
+            let outcome = match self.hedge(&call, &request, length) {
                 Some((delay, twin)) => {
                     let allowed = || {
                         let taken = self.gate.take_hedge();
@@ -349,17 +349,17 @@ impl RemoteRegistry {
                     {
                         self.cancel_losing_session(loser, authorization.clone(), &call.op);
                     }
-                    (hedged.answer, hedged.resent)
+                    hedged.answer
                 }
-                None => (transport::execute(request, &progress, deadline, self.idle).await, false),
+                None => transport::execute(request, &progress, deadline, self.idle).await,
             };
             // Only a bodyless request's wait for its answer measures the registry's queue:
             // GET and HEAD, and also the POSTs that start uploads and mounts, which are
             // most of what a new mirror is sent (without them its deadline would never
-            // adapt below the cap). A request sent twice measures nothing (which copy
-            // answered is unknown: `Hedged::resent`). The copy that lost reports nothing,
-            // neither an answer nor a failure.
-            let latency = (length == 0 && replayable && !resent).then(|| started.elapsed());
+            // adapt below the cap). A hedged request's wait counts from its first copy:
+            // the time the caller waited, never the second copy's shorter one. The copy
+            // that lost reports nothing, neither an answer nor a failure.
+            let latency = (length == 0 && replayable).then(|| started.elapsed());
             let response = match outcome {
                 Ok(r) => r,
                 Err(e) => {

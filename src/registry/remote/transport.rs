@@ -261,17 +261,10 @@ async fn watch(
     }
 }
 
-/// What a hedged request came to: the answer used, whether a second copy went out, and
-/// the copy that lost while it still had time to answer, for a caller that must see what
-/// that copy did at the registry.
+/// What a hedged request came to: the answer used, and the copy that lost while it still
+/// had time to answer, for a caller that must see what that copy did at the registry.
 pub(crate) struct Hedged {
     pub(crate) answer: Result<reqwest::Response, SendError>,
-    /// Once a second copy is out, which one answered is no measure of the registry's
-    /// latency (Karn's rule for TCP's retransmissions): counted from the first, each hung
-    /// request would add its hedge delay to the latency, which lengthens the deadlines and
-    /// the next hedge delays, until a registry that hangs 15 % of requests had deadlines
-    /// of 5 s.
-    pub(crate) resent: bool,
     pub(crate) loser: Option<Loser>,
 }
 
@@ -307,11 +300,7 @@ pub(crate) async fn execute_hedged(
     first_byte: impl Fn() -> Duration,
     idle: Duration,
 ) -> Hedged {
-    let alone = |answer| Hedged {
-        answer,
-        resent: false,
-        loser: None,
-    };
+    let alone = |answer| Hedged { answer, loser: None };
     progress.touch();
     let mut first: Sending = Box::pin(request.send());
     {
@@ -358,11 +347,7 @@ pub(crate) async fn execute_hedged(
             deadline: progress.deadline(first_byte()),
         },
     });
-    Hedged {
-        answer,
-        resent: true,
-        loser,
-    }
+    Hedged { answer, loser }
 }
 
 /// Wraps an upload body: records progress for the watchdog and counts bytes.
